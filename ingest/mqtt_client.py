@@ -1,0 +1,110 @@
+"""Building paho-mqtt clients the same way everywhere (ingest, simulators, demo).
+
+paho-mqtt 2.x is used because it can acknowledge a QoS 1 message when *we* decide
+(``manual_ack``), after the readings are durable; aiomqtt acknowledges before the
+application sees the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.settings import MqttEndpoint
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["5", "3.1.1"]
+
+
+class BrokerUnreachableError(ConnectionError):
+    """The broker did not accept a connection in time; the message says what to check."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    endpoint: MqttEndpoint
+    client_id: str
+    protocol: Protocol = "5"
+    keepalive_s: int = 30
+    persistent_session: bool = False
+    session_expiry_s: int = 0
+    receive_maximum: int | None = None
+    manual_ack: bool = False
+    will_topic: str | None = None
+    will_payload: bytes = b""
+
+
+def make_client(options: ConnectOptions) -> mqtt.Client:
+    """A configured, not yet connected paho client."""
+    v5 = options.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=options.client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else not options.persistent_session,
+        manual_ack=options.manual_ack,
+        reconnect_on_failure=True,
+    )
+    client.enable_logger(logging.getLogger("paho"))
+    client.reconnect_delay_set(min_delay=1, max_delay=15)
+    if options.endpoint.username is not None:
+        client.username_pw_set(options.endpoint.username, options.endpoint.password)
+    if options.endpoint.tls:
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    if options.will_topic:
+        client.will_set(options.will_topic, options.will_payload, qos=1, retain=True)
+    return client
+
+
+def connect_properties(options: ConnectOptions) -> Properties | None:
+    if options.protocol != "5":
+        return None
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if options.persistent_session:
+        props.SessionExpiryInterval = options.session_expiry_s
+    if options.receive_maximum is not None:
+        props.ReceiveMaximum = options.receive_maximum
+    return props
+
+
+def start(client: mqtt.Client, options: ConnectOptions, connected: threading.Event, timeout_s: float) -> None:
+    """Connect in the background and wait up to ``timeout_s`` for the first CONNACK.
+
+    paho keeps reconnecting on its own afterwards; ``connected`` is set by the
+    caller's on_connect callback.
+    """
+    v5 = options.protocol == "5"
+    clean_start: Any = (not options.persistent_session) if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY
+    client.connect_async(
+        options.endpoint.host,
+        options.endpoint.port,
+        keepalive=options.keepalive_s,
+        clean_start=clean_start,
+        properties=connect_properties(options),
+    )
+    client.loop_start()
+    if not connected.wait(timeout_s):
+        client.loop_stop()
+        client.disconnect()
+        raise BrokerUnreachableError(
+            f"no MQTT broker answered at {options.endpoint.display()} within {timeout_s:.0f} s; "
+            "start one (e.g. 'mosquitto -p 1883') or point CITYPULSE_MQTT_URL / --mqtt-url at yours"
+        )
+
+
+def describe_failure(reason_code: Any) -> str:
+    """Turn a CONNACK/DISCONNECT reason into advice."""
+    text = str(reason_code)
+    lowered = text.lower()
+    if "not authori" in lowered or "bad user" in lowered:
+        return f"{text}: check the user and password in CITYPULSE_MQTT_URL"
+    return text

@@ -1,0 +1,73 @@
+"""The sink interface: write a batch durably, flush, close, report health.
+
+A sink either stores the whole ``WriteBatch`` before ``write`` returns, or raises
+``SinkError`` saying whether trying again can help. Retries, spooling and
+backpressure wrap a sink from the outside, so every sink gets them for free.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
+
+from processors.batch import WriteBatch
+
+if TYPE_CHECKING:
+    from ingest.settings import Settings
+
+
+class SinkError(Exception):
+    """A write failed. ``retryable`` says whether the same batch may succeed later."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class SinkHealth:
+    ok: bool
+    detail: str
+    size_bytes: int | None = None
+    """Bytes the store occupies, where the sink can know it cheaply."""
+
+
+class Sink(ABC):
+    """Where validated readings and pipeline events are stored."""
+
+    @abstractmethod
+    def write(self, batch: WriteBatch) -> None:
+        """Store every reading and event of ``batch`` durably, or raise ``SinkError``."""
+
+    def flush(self) -> None:  # noqa: B027 - optional hook, most sinks write through
+        """Push anything buffered to durable storage."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release connections; the sink is unusable afterwards."""
+
+    @abstractmethod
+    def health(self) -> SinkHealth:
+        """Whether the store answers, and how large it is."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where this sink writes, without secrets, for the start-up log line."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class SinkPlugin:
+    """How a sink module registers itself: a name for ``CITYPULSE_SINK`` and a factory."""
+
+    name: str
+    factory: Callable[[Settings], Sink]
+    description: str

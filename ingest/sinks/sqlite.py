@@ -1,0 +1,144 @@
+"""The embedded store: one SQLite file, so citypulse runs with no database server.
+
+Same schema ideas as InfluxDB: one table per sensor kind with a column per
+measure, keyed by (device, ts) so a redelivered reading overwrites itself instead
+of duplicating; events (dead letters, alerts, metrics) in one table of their own.
+WAL mode with ``synchronous=NORMAL`` survives a killed process; only a power cut
+can lose the last transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingest.sinks.base import Sink, SinkError, SinkHealth, SinkPlugin
+from processors.batch import Event, ReadingBatch, WriteBatch
+from processors.kinds import KINDS, SensorKind
+
+if TYPE_CHECKING:
+    from ingest.settings import Settings
+
+EVENTS_TABLE = "events"
+
+
+class SqliteSink(Sink):
+    """Stores readings in ``path``; creates tables and adds new measure columns as needed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as bad:
+            raise SinkError(f"cannot open SQLite store {path}: {bad}", retryable=False) from bad
+        self._lock = threading.Lock()
+        self._upserts: dict[str, str] = {}
+        with self._lock:
+            for kind in KINDS.values():
+                self._ensure_table(kind)
+            self._db.execute(
+                f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ("
+                "measurement TEXT NOT NULL, ts INTEGER NOT NULL, tags TEXT NOT NULL, fields TEXT NOT NULL)"
+            )
+            self._db.execute(
+                f"CREATE INDEX IF NOT EXISTS {EVENTS_TABLE}_by_time ON {EVENTS_TABLE}(measurement, ts)"
+            )
+
+    def _ensure_table(self, kind: SensorKind) -> None:
+        columns = ", ".join(f'"{m.name}" REAL' for m in kind.measures)
+        self._db.execute(
+            f'CREATE TABLE IF NOT EXISTS "{kind.name}" (device TEXT NOT NULL, district TEXT NOT NULL, '
+            f"ts INTEGER NOT NULL, {columns}, PRIMARY KEY (device, ts)) WITHOUT ROWID"
+        )
+        present = {row[1] for row in self._db.execute(f'PRAGMA table_info("{kind.name}")')}
+        for m in kind.measures:
+            if m.name not in present:
+                self._db.execute(f'ALTER TABLE "{kind.name}" ADD COLUMN "{m.name}" REAL')
+        names = [m.name for m in kind.measures]
+        quoted = ", ".join(f'"{n}"' for n in names)
+        marks = ", ".join("?" for _ in range(len(names) + 3))
+        # A re-sent reading merges like an InfluxDB point: reported fields overwrite, absent ones stay.
+        merge = ", ".join(f'"{n}" = coalesce(excluded."{n}", "{n}")' for n in names)
+        self._upserts[kind.name] = (
+            f'INSERT INTO "{kind.name}" (device, district, ts, {quoted}) VALUES ({marks}) '
+            f"ON CONFLICT (device, ts) DO UPDATE SET district = excluded.district, {merge}"
+        )
+
+    def write(self, batch: WriteBatch) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for readings in batch.readings:
+                    if len(readings):
+                        self._db.executemany(self._upserts[readings.kind.name], _rows(readings))
+                if batch.events:
+                    self._db.executemany(
+                        f"INSERT INTO {EVENTS_TABLE} (measurement, ts, tags, fields) VALUES (?, ?, ?, ?)",
+                        [_event_row(e) for e in batch.events],
+                    )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as bad:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                busy = isinstance(bad, sqlite3.OperationalError) and "locked" in str(bad)
+                raise SinkError(f"SQLite write to {self.path} failed: {bad}", retryable=busy) from bad
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def health(self) -> SinkHealth:
+        try:
+            with self._lock:
+                self._db.execute("SELECT 1").fetchone()
+        except sqlite3.Error as bad:
+            return SinkHealth(False, f"SQLite {self.path}: {bad}")
+        size = sum(p.stat().st_size for p in _store_files(self.path) if p.exists())
+        return SinkHealth(True, f"SQLite {self.path}", size)
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    def count(self, kind: str) -> int:
+        """Rows stored for ``kind`` (for summaries and tests)."""
+        with self._lock:
+            (n,) = self._db.execute(f'SELECT count(*) FROM "{KINDS[kind].name}"').fetchone()
+        return int(n)
+
+
+def _rows(batch: ReadingBatch) -> list[tuple[object, ...]]:
+    ids = batch.device_ids()
+    districts = batch.districts()
+    values = batch.values.tolist()
+    return [
+        (device, district, ts, *[None if math.isnan(v) else v for v in row])
+        for device, district, ts, row in zip(ids, districts, batch.ts_ms.tolist(), values, strict=True)
+    ]
+
+
+def _event_row(event: Event) -> tuple[object, ...]:
+    return (
+        event.measurement,
+        event.ts_ms,
+        json.dumps(event.tags, ensure_ascii=False, sort_keys=True),
+        json.dumps(event.fields, ensure_ascii=False, sort_keys=True),
+    )
+
+
+def _store_files(path: Path) -> list[Path]:
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def _open(settings: Settings) -> Sink:
+    return SqliteSink(settings.sqlite_path)
+
+
+PLUGIN = SinkPlugin(name="sqlite", factory=_open, description="Embedded SQLite file (no server).")

@@ -1,0 +1,42 @@
+"""Air-quality monitors: particulates, gases and the weather that drives them.
+
+Gas concentrations are mass concentrations (µg/m³, CO in mg/m³) because both
+Vietnam's VN_AQI and the WHO guidelines are stated in them; the US EPA index
+converts to ppm/ppb where it needs to.
+"""
+
+from processors.kinds.base import Reading, SensorKind, measure
+
+
+class AirReading(Reading):
+    """One air-quality observation (FIWARE ``AirQualityObserved``)."""
+
+    pm25: float | None = measure(
+        "µg/m³", 0, 1000, "Fine particulate matter, PM2.5", normal=(5, 80), fiware="pm25"
+    )
+    pm10: float | None = measure(
+        "µg/m³", 0, 2000, "Coarse particulate matter, PM10", normal=(10, 150), fiware="pm10"
+    )
+    no2: float | None = measure("µg/m³", 0, 2000, "Nitrogen dioxide", normal=(5, 120), fiware="no2")
+    o3: float | None = measure("µg/m³", 0, 1000, "Ozone", normal=(5, 160), fiware="o3")
+    co: float | None = measure("mg/m³", 0, 150, "Carbon monoxide", normal=(0.2, 3.0), fiware="co")
+    temperature: float | None = measure(
+        "°C", -40, 70, "Air temperature", normal=(10, 38), fiware="temperature"
+    )
+    humidity: float | None = measure(
+        "%",
+        0,
+        100,
+        "Relative humidity (FIWARE uses a 0-1 fraction)",
+        normal=(40, 98),
+        fiware="relativeHumidity",
+    )
+
+
+KIND = SensorKind(
+    name="air",
+    title="Air quality",
+    model=AirReading,
+    interval_s=60.0,
+    fiware_type="AirQualityObserved",
+)

@@ -1,0 +1,190 @@
+"""What a sensor kind is: one pydantic model whose fields carry units and ranges.
+
+A kind is declared once, in one file of this package, as a ``Reading`` subclass
+whose measurement fields are built with :func:`measure`, plus a :class:`SensorKind`
+that names it. Validation, the simulators, the storage schema and the dashboards
+all read the units, ranges and intervals from that declaration, so adding a kind
+never means editing a list somewhere else.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Self
+
+import annotated_types
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from processors.timestamps import parse_timestamp
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+"""Device ids are safe as MQTT topic levels, InfluxDB tags and file names alike."""
+
+DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
+Timestamp = Annotated[int, BeforeValidator(parse_timestamp)]
+
+_RESERVED_FIELDS = frozenset({"device", "ts"})
+_RESERVED_COLUMNS = frozenset({"device", "ts", "district", "kind", "time"})
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def measure(
+    unit: str,
+    lo: float,
+    hi: float,
+    description: str,
+    *,
+    normal: tuple[float, float],
+    fiware: str | None = None,
+    step: float | None = None,
+) -> Any:
+    """Declare one measurement: its unit, physical valid range and normal operating band.
+
+    ``lo``/``hi`` bound what the sensor can physically report: values outside are
+    rejected as ``out_of_range``. ``normal`` is the band a healthy device in a
+    healthy city usually reports; simulators draw from it and dashboards colour it.
+    ``fiware`` names the matching FIWARE Smart Data Models attribute for export.
+    ``step`` says the sensor reports whole multiples of it (1 for counts, on/off).
+    """
+    if not (lo <= normal[0] <= normal[1] <= hi):
+        raise ValueError(f"normal band {normal} must lie inside the valid range [{lo}, {hi}]")
+    extra: dict[str, Any] = {"unit": unit, "normal": [normal[0], normal[1]]}
+    if fiware is not None:
+        extra["fiware"] = fiware
+    if step is not None:
+        extra["step"] = step
+    return Field(default=None, ge=lo, le=hi, description=description, json_schema_extra=extra)
+
+
+class Reading(BaseModel):
+    """One reading as a device sends it: its id, its own timestamp and its measurements.
+
+    Strict on purpose: a string where a number belongs, a boolean, NaN or Infinity is
+    a device bug that must be seen, not silently coerced. Integers are accepted and
+    stored as floats so one field never changes type in the database. Unknown fields
+    are kept aside (``model_extra``) for the ingest policy to ignore or reject.
+    """
+
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False, frozen=True)
+
+    device: DeviceId | None = Field(
+        default=None, description="Device id; when present it must match the topic's."
+    )
+    ts: Timestamp = Field(
+        description="The device's own time: RFC 3339 with offset, or epoch seconds or milliseconds."
+    )
+
+    measure_names: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.measure_names = tuple(n for n in cls.model_fields if n not in _RESERVED_FIELDS)
+
+    @model_validator(mode="after")
+    def _has_a_measurement(self) -> Self:
+        if self.measure_names and all(getattr(self, n) is None for n in self.measure_names):
+            raise ValueError("no_measurements: the reading carries none of this kind's measurements")
+        return self
+
+    def values(self) -> tuple[float, ...]:
+        """The measurements in declaration order, NaN for those not reported."""
+        data = self.__dict__
+        return tuple(math.nan if (v := data[n]) is None else v for n in self.measure_names)
+
+
+def on_off(value: object) -> object:
+    """Accept the spellings of a switch state that field devices really send."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("on", "true"):
+            return 1.0
+        if lowered in ("off", "false"):
+            return 0.0
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One measurement of a kind, as everything outside the model needs to see it."""
+
+    name: str
+    unit: str
+    lo: float
+    hi: float
+    description: str
+    normal: tuple[float, float]
+    fiware: str | None
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class SensorKind:
+    """A sensor kind: its reading model plus what the rest of the system needs to know.
+
+    ``measures`` is derived from the model's fields, never listed twice.
+    """
+
+    name: str
+    title: str
+    model: type[Reading]
+    interval_s: float
+    fiware_type: str
+    measures: tuple[Measure, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ValueError(f"sensor kind name {self.name!r} must be lowercase letters, digits and '_'")
+        clash = _RESERVED_COLUMNS.intersection(self.model.measure_names)
+        if clash:
+            raise ValueError(f"sensor kind {self.name!r}: measure names {sorted(clash)} are reserved")
+        measures = tuple(_measure_of(n, self.model.model_fields[n]) for n in self.model.measure_names)
+        if not measures:
+            raise ValueError(f"sensor kind {self.name!r} declares no measurements")
+        object.__setattr__(self, "measures", measures)
+
+    @property
+    def measure_names(self) -> tuple[str, ...]:
+        return self.model.measure_names
+
+    def index_of(self, measure_name: str) -> int:
+        """Column of ``measure_name`` in this kind's value arrays."""
+        return self.model.measure_names.index(measure_name)
+
+
+def _measure_of(name: str, info: FieldInfo) -> Measure:
+    extra = info.json_schema_extra
+    if not isinstance(extra, dict) or "unit" not in extra:
+        raise TypeError(f"field {name!r} must be declared with measure(...)")
+    lo = hi = math.nan
+    for constraint in info.metadata:
+        if isinstance(constraint, annotated_types.Ge):
+            lo = float(constraint.ge)  # type: ignore[arg-type]
+        elif isinstance(constraint, annotated_types.Le):
+            hi = float(constraint.le)  # type: ignore[arg-type]
+    normal = extra["normal"]
+    assert isinstance(normal, list)
+    fiware = extra.get("fiware")
+    step = extra.get("step")
+    return Measure(
+        name=name,
+        unit=str(extra["unit"]),
+        lo=lo,
+        hi=hi,
+        description=info.description or name,
+        normal=(float(normal[0]), float(normal[1])),  # type: ignore[arg-type]
+        fiware=str(fiware) if fiware is not None else None,
+        step=float(step) if isinstance(step, int | float) else None,
+    )

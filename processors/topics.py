@@ -1,0 +1,91 @@
+"""The MQTT topic scheme, versioned so it can change without breaking old devices.
+
+``{prefix}/readings/{kind}/{device_id}``
+    One device's reading (a JSON object) or its backlog (a JSON array).
+``{prefix}/batches/{kind}/{gateway_id}``
+    A gateway forwarding many devices' readings of one kind (a JSON array whose
+    items each name their ``device``).
+``{prefix}/deadletter/{reason}``
+    Rejected input, republished with its reason for whoever must fix the device.
+``{prefix}/status/{component}/{client_id}``
+    Retained online/offline state of each citypulse process.
+
+The default prefix is ``citypulse/v1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+DEFAULT_PREFIX = "citypulse/v1"
+
+
+class TopicForm(StrEnum):
+    READING = "readings"
+    BATCH = "batches"
+
+
+class TopicError(ValueError):
+    """The topic does not follow the scheme."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    form: TopicForm
+    kind: str
+    source_id: str
+    """The device id for ``readings`` topics, the gateway id for ``batches``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicScheme:
+    """Builds and parses citypulse topics under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or self.prefix.startswith("/") or self.prefix.endswith("/"):
+            raise ValueError(
+                f"topic prefix {self.prefix!r} must be non-empty without leading or trailing '/'"
+            )
+        if any(c in self.prefix for c in "+#\x00"):
+            raise ValueError(f"topic prefix {self.prefix!r} must not contain MQTT wildcards or NUL")
+
+    def reading(self, kind: str, device_id: str) -> str:
+        return f"{self.prefix}/readings/{kind}/{device_id}"
+
+    def batch(self, kind: str, gateway_id: str) -> str:
+        return f"{self.prefix}/batches/{kind}/{gateway_id}"
+
+    def deadletter(self, reason: str) -> str:
+        return f"{self.prefix}/deadletter/{reason}"
+
+    def status(self, component: str, client_id: str) -> str:
+        return f"{self.prefix}/status/{component}/{client_id}"
+
+    def subscriptions(self) -> tuple[str, ...]:
+        """The filters the ingest service subscribes to."""
+        return (f"{self.prefix}/readings/+/+", f"{self.prefix}/batches/+/+")
+
+    def parse(self, topic: str) -> ParsedTopic:
+        """Split a readings or batches topic into its parts.
+
+        >>> TopicScheme().parse("citypulse/v1/readings/air/air-000001")
+        ParsedTopic(form=<TopicForm.READING: 'readings'>, kind='air', source_id='air-000001')
+        """
+        head = self.prefix + "/"
+        if not topic.startswith(head):
+            raise TopicError(f"topic {topic!r} is not under {self.prefix}/")
+        parts = topic[len(head) :].split("/")
+        if len(parts) != 3 or not all(parts):
+            raise TopicError(
+                f"topic {topic!r} must be {self.prefix}/readings/KIND/DEVICE "
+                f"or {self.prefix}/batches/KIND/GATEWAY"
+            )
+        form, kind, source = parts
+        if form == TopicForm.READING:
+            return ParsedTopic(TopicForm.READING, kind, source)
+        if form == TopicForm.BATCH:
+            return ParsedTopic(TopicForm.BATCH, kind, source)
+        raise TopicError(f"topic {topic!r}: {form!r} is neither 'readings' nor 'batches'")

@@ -1,0 +1,74 @@
+"""The command line explains itself and turns user mistakes into one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import last_json_line, run_citypulse
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["ingest"], ["simulate"]])
+def test_help_explains_each_command(command: list[str]) -> None:
+    done = run_citypulse(*command, "--help")
+    assert done.returncode == 0
+    assert "Usage: citypulse" in done.stdout
+    if not command:
+        for sub in ("demo", "ingest", "simulate"):
+            assert sub in done.stdout
+
+
+def test_ingest_without_a_registry_says_how_to_make_one(tmp_path: Path) -> None:
+    done = run_citypulse("ingest", env={"CITYPULSE_REGISTRY": str(tmp_path / "none.csv")})
+    assert done.returncode == 2
+    assert "does not exist; create one" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ingest_without_a_broker_says_so(tmp_path: Path) -> None:
+    assert run_citypulse("simulate", "--devices", "5", "--registry", "d.csv", "--dry-run").returncode == 0
+    done = run_citypulse(
+        "ingest",
+        "--connect-timeout",
+        "1",
+        env={"CITYPULSE_REGISTRY": "d.csv", "CITYPULSE_MQTT_URL": "mqtt://127.0.0.1:9"},
+    )
+    assert done.returncode == 2
+    assert "no MQTT broker answered at mqtt://127.0.0.1:9" in done.stderr
+
+
+def test_bad_settings_name_the_variable() -> None:
+    done = run_citypulse("ingest", env={"CITYPULSE_BATCH_LINGER_S": "-1"})
+    assert done.returncode == 2
+    assert "CITYPULSE_BATCH_LINGER_S" in done.stderr
+
+
+def test_simulate_to_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "messages.tsv"
+    done = run_citypulse(
+        "simulate", "--devices", "20", "--kinds", "air,traffic", "--span", "10m", "--speed", "0",
+        "--output", str(out), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = last_json_line(done.stdout)
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == summary["messages"] == summary["published"] > 0
+    assert all(line.startswith(b"citypulse/v1/readings/") and b"\t{" in line for line in lines)
+    assert set(summary["readings_by_kind"]) == {"air", "traffic"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kinds", "noise"], "unknown kind(s) noise"),
+        (["--faults", "gremlins"], "unknown fault(s) gremlins"),
+        (["--duration", "soon"], "is not a duration"),
+        (["--speed", "0"], "needs --span"),
+        (["--dry-run"], "give --registry"),
+    ],
+)
+def test_simulate_mistakes_are_explained(args: list[str], message: str) -> None:
+    done = run_citypulse("simulate", *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
