@@ -44,6 +44,7 @@ class IngestService:
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else load_registry(settings.registry)
+        self.registry_source = "the caller" if registry is not None else str(settings.registry)
         self.sink = sink if sink is not None else open_sink(settings)
         self.stats = stats if stats is not None else PipelineStats()
         self.progress_every_s = progress_every_s
@@ -77,7 +78,7 @@ class IngestService:
         return (
             f"citypulse ingest: reading {s.mqtt.display()} (MQTT {s.mqtt_protocol}, client id "
             f"{s.mqtt_client_id!r}, topics {', '.join(self.source.subscriptions)}), "
-            f"{len(self.registry)} devices from {s.registry}, writing to {self.sink.describe()}"
+            f"{len(self.registry)} devices from {self.registry_source}, writing to {self.sink.describe()}"
         )
 
     def start(self, timeout_s: float = 30.0) -> None:

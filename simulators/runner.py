@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulators.encode import Encoder, Tally
 from simulators.outputs import Output, OutputCounts
@@ -133,5 +133,5 @@ class Simulation:
             sim_ms=sim,
             messages=tally.messages,
             readings=sum(tally.readings.values()),
-            counts=self.output.counts,
+            counts=replace(self.output.counts),
         )

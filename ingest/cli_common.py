@@ -1,0 +1,77 @@
+"""What every sub-command shares: the stderr console, settings loading, errors, output.
+
+Progress and live views go to stderr; results (and the ``--json`` summary, always
+the last line) go to stdout, so scripts can pipe one and watch the other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+
+from ingest.settings import Settings, load_settings
+from ingest.units import parse_duration
+
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML settings file (default: $CITYPULSE_CONFIG, else ./citypulse.toml if present).",
+    ),
+]
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one line, exit status 2."""
+
+
+def setup_logging(level: str) -> None:
+    """Rich output for people at a terminal; plain timestamped lines for journald and files."""
+    handler: logging.Handler
+    if err.is_terminal:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+        fmt = "%(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, handlers=[handler], force=True)
+    logging.getLogger("paho").setLevel(logging.WARNING)
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ValidationError as bad:
+        problems = "; ".join(
+            f"CITYPULSE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in bad.errors()
+        )
+        raise UserError(f"invalid configuration: {problems}") from None
+    except (FileNotFoundError, ValueError) as bad:
+        raise UserError(str(bad)) from None
+
+
+def print_json(summary: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(summary, ensure_ascii=False, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def duration_option(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as bad:
+        raise UserError(f"{option}: {bad}") from None
+    if seconds <= 0:
+        raise UserError(f"{option} must be positive")
+    return seconds

@@ -1,0 +1,1 @@
+"""The sub-commands of ``citypulse``, one module each; ``ingest/cli.py`` registers them."""
