@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ingest.cli_common import UserError, err
-from ingest.commands import demo, ingest, simulate
+from ingest.commands import demo, detect, evaluate, ingest, simulate
 
 app = typer.Typer(
     name="citypulse",
@@ -21,6 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("demo")(demo.demo)
+app.command("detect")(detect.detect)
+app.command("evaluate")(evaluate.evaluate_command)
 app.command("ingest")(ingest.ingest)
 app.command("simulate")(simulate.simulate)
 

@@ -106,6 +106,8 @@ def _run(
             faults=options.faults,
             fault_rate=options.fault_rate,
             max_payload_bytes=settings.max_payload_bytes,
+            max_future_ms=int(settings.max_future_s * 1000),
+            max_age_ms=int(settings.max_age_s * 1000),
         ),
     )
     output = MqttOutput(

@@ -3,8 +3,14 @@
 The broker keeps every message it has not had a PUBACK for, across our crashes and
 restarts (persistent session, stable client id). So the service takes messages,
 makes them durable, and only then acknowledges them: a crash at any point means
-redelivery, never loss. MQTT 5's receive maximum caps how many unacknowledged
-messages the broker pushes at us, which bounds our memory: backpressure for free.
+redelivery, never loss.
+
+Memory is bounded twice. MQTT 5's receive maximum asks the broker to push at
+most that many unacknowledged messages; and because brokers do not all keep to
+it (Mosquitto 2.0.11 was measured sending hundreds past it once acknowledgements
+flow), the local queue holds at most ``max_pending`` messages too. When it is
+full, the network thread waits, paho stops reading the socket, and the broker
+keeps the rest: backpressure, not growth.
 """
 
 from __future__ import annotations
@@ -59,12 +65,15 @@ class MqttSource:
         self._queue: queue.Queue[Delivery] = queue.Queue(maxsize=max_pending)
         self._connected = threading.Event()
         self._stopping = threading.Event()
+        self._paused = threading.Event()
         self._generation = 0
         self._client = make_client(self.options)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self.reconnects = 0
+        self.sessions_lost = 0
+        """Reconnects where the broker had forgotten our session (and so the messages queued for it)."""
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> None:
@@ -78,6 +87,14 @@ class MqttSource:
             info.wait_for_publish(timeout=2)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def pause(self) -> None:
+        """Take no new deliveries: what arrives from now on stays unacknowledged for the next run.
+
+        Stopping calls this first, so draining finishes what was already received
+        instead of chasing a stream that never ends.
+        """
+        self._paused.set()
 
     @property
     def connected(self) -> bool:
@@ -145,11 +162,16 @@ class MqttSource:
         self._generation += 1
         if self._generation > 1:
             self.reconnects += 1
-            log.warning(
-                "reconnected to %s (session %s)",
-                self.options.endpoint.display(),
-                "resumed" if flags.session_present else "new",
-            )
+            if flags.session_present:
+                log.warning("reconnected to %s (session resumed)", self.options.endpoint.display())
+            else:
+                self.sessions_lost += 1
+                log.error(
+                    "reconnected to %s, but the broker no longer had our session: messages it queued "
+                    "for us are gone (it restarted without persistence, or the session expired); "
+                    "give it 'persistence true' and a session expiry longer than any outage",
+                    self.options.endpoint.display(),
+                )
         client.subscribe([(topic, self.qos) for topic in self.subscriptions])
         if self.status_topic:
             client.publish(self.status_topic, b"online", qos=1, retain=True)
@@ -172,7 +194,7 @@ class MqttSource:
             except UnicodeDecodeError:  # rejected downstream as a bad topic, and acknowledged
                 topic = msg._topic.decode("utf-8", "replace")
             delivery = Delivery(RawMessage(topic, bytes(msg.payload)), msg.mid, msg.qos, self._generation)
-            while not self._stopping.is_set():
+            while not (self._stopping.is_set() or self._paused.is_set()):
                 try:
                     self._queue.put(delivery, timeout=0.5)
                     return

@@ -1,20 +1,34 @@
-"""One pipeline cycle: validate, store durably, dead-letter, count.
+"""One pipeline cycle: validate, detect, store durably, dead-letter, count.
 
 The cycle is the unit of durability: the caller acknowledges a cycle's MQTT
 messages only after :meth:`Pipeline.process` returns, i.e. after the sink holds
-every valid reading and every dead letter of the cycle.
+every valid reading, every dead letter and every anomaly event of the cycle.
+
+Validation and detection run *before* the write but learn only *after* it: the
+memory of recent timestamps (duplicates) and the detectors' baselines are
+committed once the cycle is stored. A cycle whose write failed is therefore
+validated and scored again exactly as the first time, and nothing is learned
+twice or from readings that were never stored.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from ingest.deadletters import deadletter_event, deadletter_message
 from ingest.sinks.base import Sink
 from ingest.stats import PipelineStats
+from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
 from processors.topics import TopicScheme
 from processors.validate import RawMessage, ValidationResult, Validator
@@ -37,6 +51,12 @@ class Pipeline:
     stats: PipelineStats
     publish_deadletter: Publish | None = None
     clock_ms: Callable[[], int] = wall_clock_ms
+    engine: DetectionEngine | None = None
+    """Anomaly detection; ``None`` runs every detector with default settings, as the demo does."""
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = DetectionEngine(self.validator.registry)
 
     @property
     def topics(self) -> TopicScheme:
@@ -50,10 +70,17 @@ class Pipeline:
         """
         now_ms = self.clock_ms()
         result = self.validator.validate(messages, now_ms)
-        events = tuple(deadletter_event(r, now_ms) for r in result.rejects)
+        assert self.engine is not None
+        detection = self.engine.score(result.batches, now_ms, ((r.kind, r.device) for r in result.rejects))
+        events = tuple(deadletter_event(r, now_ms) for r in result.rejects) + detection.events()
         batch = WriteBatch(readings=tuple(b for b in result.batches.values() if len(b)), events=events)
         if len(batch):
             self.sink.write(batch)
+        self.validator.remember(result)
+        self.engine.commit(detection)
+        for kind, count in detection.onset_counts().items():
+            if count:
+                self.stats.record_anomalies(kind, count)
         self.stats.record_cycle(len(messages), result)
         if self.publish_deadletter is not None and result.rejects:
             for reject in result.rejects:
@@ -62,3 +89,50 @@ class Pipeline:
                 )
             self.stats.record_deadletters_published(len(result.rejects))
         return result
+
+
+STATE_FORMAT = 1
+"""Bumped when the layout of the state file changes; an older file is then ignored."""
+
+
+def save_state(pipeline: Pipeline, path: Path) -> int:
+    """Write detector baselines and the duplicate memory to ``path`` (atomically); returns bytes."""
+    assert pipeline.engine is not None
+    arrays = {f"detectors/{key}": value for key, value in pipeline.engine.state().items()}
+    for kind, saved in pipeline.validator.state().items():
+        for key, value in saved.items():
+            arrays[f"duplicates/{kind}/{key}"] = value
+    arrays["format"] = np.array(STATE_FORMAT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as out:
+        np.savez(out, **arrays)  # type: ignore[arg-type]
+        out.flush()
+        os.fsync(out.fileno())
+    partial.replace(path)
+    return path.stat().st_size
+
+
+def load_state(pipeline: Pipeline, path: Path) -> str:
+    """Restore what :func:`save_state` wrote; returns a line for the log saying what happened."""
+    if not path.is_file():
+        return f"no saved detector state at {path}: baselines are learned afresh"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as bad:
+        return f"ignoring unreadable detector state {path} ({bad}): baselines are learned afresh"
+    if int(arrays.get("format", np.array(-1))) != STATE_FORMAT:
+        return f"ignoring detector state {path} from another version: baselines are learned afresh"
+    assert pipeline.engine is not None
+    restored = pipeline.engine.restore(
+        {k.removeprefix("detectors/"): v for k, v in arrays.items() if k.startswith("detectors/")}
+    )
+    duplicates: dict[str, dict[str, NDArray[Any]]] = {}
+    for key, value in arrays.items():
+        if key.startswith("duplicates/"):
+            _, kind, name = key.split("/", 2)
+            duplicates.setdefault(kind, {})[name] = value
+    pipeline.validator.restore(duplicates)
+    devices = max(restored.values(), default=0)
+    return f"restored detector state from {path}: {len(restored)} detectors, up to {devices} devices each"

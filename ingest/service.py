@@ -1,9 +1,12 @@
 """The ingest service: MQTT source, pipeline and sink, run until told to stop.
 
-Loop: take a cycle of deliveries, make them durable (retrying the store with
-capped backoff while it fails), then acknowledge them. Stopping drains what was
-already received; anything not yet stored stays unacknowledged at the broker and
-is redelivered to the next run.
+Loop: take a cycle of deliveries, make them durable, then acknowledge them. The
+sink the settings name is wrapped in a ``DurableSink`` (retries, then the disk
+spool), so a cycle is durable even while the database is down; only a full spool
+makes a cycle fail, and then its messages stay unacknowledged and the service
+retries it, taking nothing new (backpressure: the broker keeps the rest).
+Stopping drains what was already received; anything not yet durable stays
+unacknowledged at the broker and is redelivered to the next run.
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ import threading
 import time
 from collections.abc import Sequence
 
+from ingest.durable import DurableSink, RetryPolicy
+from ingest.metrics import MetricsServer, Observation, SourceState, pipeline_event
 from ingest.mqtt_client import ConnectOptions
 from ingest.mqtt_source import Delivery, MqttSource
-from ingest.pipeline import Pipeline
+from ingest.pipeline import Pipeline, load_state, save_state
 from ingest.registry_file import load_registry
 from ingest.settings import Settings
 from ingest.sinks import Sink, SinkError, open_sink
-from ingest.stats import PipelineStats, StatsSnapshot
+from ingest.spool import Spool
+from ingest.stats import PipelineStats, StatsSnapshot, wall_clock_ms
+from ingest.store_rejects import StoreRejects
+from processors.anomaly import DetectionEngine
+from processors.batch import WriteBatch
 from processors.registry import Registry
 from processors.validate import Validator
 
@@ -41,13 +50,21 @@ class IngestService:
         sink: Sink | None = None,
         stats: PipelineStats | None = None,
         progress_every_s: float = 10.0,
+        durable: bool | None = None,
+        serve_metrics: bool = False,
     ) -> None:
+        """``durable`` wraps the sink in retries and the spool; by default only a sink opened from settings.
+
+        ``serve_metrics`` starts the /metrics endpoint (``citypulse ingest`` does;
+        the demo and in-process tests do not, so they never fight over a port).
+        """
         self.settings = settings
         self.registry = registry if registry is not None else load_registry(settings.registry)
         self.registry_source = "the caller" if registry is not None else str(settings.registry)
-        self.sink = sink if sink is not None else open_sink(settings)
         self.stats = stats if stats is not None else PipelineStats()
         self.progress_every_s = progress_every_s
+        self.serve_metrics = serve_metrics
+        self.metrics: MetricsServer | None = None
         topics = settings.topics
         subscriptions = topics.subscriptions()
         if settings.mqtt_shared_group:
@@ -63,28 +80,84 @@ class IngestService:
             ),
             subscriptions,
             status_topic=topics.status("ingest", settings.mqtt_client_id),
+            max_pending=settings.mqtt_receive_maximum,
         )
+        inner = sink if sink is not None else open_sink(settings)
+        self.durable: DurableSink | None = None
+        if durable or (durable is None and sink is None):
+            try:
+                self.durable = DurableSink(
+                    inner,
+                    Spool(settings.spool_dir, settings.spool_max_bytes),
+                    policy=RetryPolicy(
+                        max_s=settings.retry_max_backoff_s, spool_after_s=settings.retry_spool_after_s
+                    ),
+                    on_rejected=StoreRejects(
+                        self.stats,
+                        topics,
+                        publish=lambda topic, payload: self.source.publish(topic, payload, qos=1),
+                        payload_bytes=settings.deadletter_payload_bytes,
+                    ),
+                )
+            except Exception:
+                inner.close()
+                raise
+        self.sink: Sink = self.durable if self.durable is not None else inner
         self.pipeline = Pipeline(
             Validator(self.registry, settings.validation, topics),
             self.sink,
             self.stats,
             publish_deadletter=lambda topic, payload: self.source.publish(topic, payload, qos=1),
+            engine=DetectionEngine(self.registry, settings.detection, settings.detector_names),
         )
+        self._state_path = settings.detector_state if str(settings.detector_state) not in ("", ".") else None
+        if self._state_path is not None:
+            log.info(load_state(self.pipeline, self._state_path))
         self._stop = threading.Event()
         self.stopped = threading.Event()
 
     def describe(self) -> str:
         s = self.settings
-        return (
+        line = (
             f"citypulse ingest: reading {s.mqtt.display()} (MQTT {s.mqtt_protocol}, client id "
             f"{s.mqtt_client_id!r}, topics {', '.join(self.source.subscriptions)}), "
             f"{len(self.registry)} devices from {self.registry_source}, writing to {self.sink.describe()}"
         )
+        if self.durable is not None:
+            line += f", spooling to {s.spool_dir} (up to {s.spool_max_bytes / 2**20:.0f} MiB) while it fails"
+        if self.metrics is not None:
+            line += f", metrics at {self.metrics.url}"
+        return line
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Connect and subscribe; raise ``BrokerUnreachableError`` with advice if the broker is not there."""
+        s = self.settings
+        if self.serve_metrics and s.metrics_port:
+            try:
+                self.metrics = MetricsServer(self.observe, s.metrics_host, s.metrics_port)
+            except OSError as failed:
+                log.error(
+                    "cannot serve metrics on %s:%d (%s); set CITYPULSE_METRICS_PORT to a free port, "
+                    "or 0 to turn the endpoint off",
+                    s.metrics_host,
+                    s.metrics_port,
+                    failed,
+                )
         self.source.start(timeout_s)
         log.info(self.describe())
+
+    def observe(self) -> Observation:
+        """The counters every metrics view reports, read now."""
+        return Observation(
+            stats=self.stats.snapshot(),
+            durable=self.durable.snapshot() if self.durable is not None else None,
+            source=SourceState(
+                self.source.pending(),
+                self.source.connected,
+                self.source.reconnects,
+                self.source.sessions_lost,
+            ),
+        )
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -92,8 +165,9 @@ class IngestService:
     def run(self, drain_timeout_s: float = 30.0) -> None:
         """Process cycles until :meth:`request_stop`, then drain, disconnect and close the sink."""
         s = self.settings
-        last_progress = time.monotonic()
+        last_progress = last_sample = time.monotonic()
         last = self.stats.snapshot()
+        sampled: Observation | None = None
         try:
             while not self._stop.is_set():
                 deliveries = self.source.take(s.batch_max_messages, s.batch_linger_s, wait_s=0.2)
@@ -102,20 +176,43 @@ class IngestService:
                 if self.progress_every_s and time.monotonic() - last_progress >= self.progress_every_s:
                     last = self._log_progress(last)
                     last_progress = time.monotonic()
+                if s.metrics_interval_s and time.monotonic() - last_sample >= s.metrics_interval_s:
+                    sampled = self._write_sample(sampled)
+                    last_sample = time.monotonic()
+            self.source.pause()
             self._drain(time.monotonic() + drain_timeout_s)
+            if s.metrics_interval_s:
+                self._write_sample(sampled)
         finally:
             self.source.stop()
+            self._save_state()
             self.sink.close()
+            if self.metrics is not None:
+                self.metrics.stop()
             self.stopped.set()
             log.info(
                 "citypulse ingest stopped: %s",
                 json.dumps(self.stats.snapshot().summary(), sort_keys=True),
             )
 
+    def _save_state(self) -> None:
+        """Keep the detectors' baselines for the next run; a failure costs relearning, not data."""
+        if self._state_path is None:
+            return
+        try:
+            size = save_state(self.pipeline, self._state_path)
+        except OSError as failed:
+            log.warning(
+                "could not save detector state to %s (%s): the next run relearns", self._state_path, failed
+            )
+        else:
+            log.info("saved detector state to %s (%d bytes)", self._state_path, size)
+
     def _drain(self, give_up_at: float) -> None:
+        """Store and acknowledge what was already received; new arrivals wait at the broker."""
         s = self.settings
         while time.monotonic() < give_up_at:
-            deliveries = self.source.take(s.batch_max_messages, linger_s=0.05, wait_s=0.05)
+            deliveries = self.source.take(s.batch_max_messages, linger_s=0.0, wait_s=0.05)
             if not deliveries:
                 return
             if not self._cycle(deliveries, give_up_at=give_up_at):
@@ -154,19 +251,35 @@ class IngestService:
             self.source.ack(deliveries)
             return True
 
+    def _write_sample(self, previous: Observation | None) -> Observation:
+        """Store one ``pipeline`` measurement sample; a full spool skips it (readings come first)."""
+        seen = self.observe()
+        event = pipeline_event(wall_clock_ms(), seen, previous, self.settings.mqtt_client_id)
+        try:
+            self.sink.write(WriteBatch(events=(event,)))
+        except SinkError as failure:
+            log.debug("pipeline metrics sample not stored: %s", failure)
+        return seen
+
     def _log_progress(self, last: StatsSnapshot) -> StatsSnapshot:
         now = self.stats.snapshot()
         elapsed = max(now.at - last.at, 1e-9)
         stored = sum(now.stored.values())
         rejected = sum(now.rejected.values())
+        spool = ""
+        if self.durable is not None:
+            state = self.durable.spool.state()
+            if state.records:
+                spool = f"; spool {state.records} batches ({state.percent:.0f}% full)"
         log.info(
-            "%.0f msg/s, %.0f readings/s stored, %d rejected, %d queued; totals: %d stored, %d rejected",
+            "%.0f msg/s, %.0f readings/s stored, %d rejected, %d queued; totals: %d stored, %d rejected%s",
             (now.messages - last.messages) / elapsed,
             (stored - sum(last.stored.values())) / elapsed,
             rejected - sum(last.rejected.values()),
             self.source.pending(),
             stored,
             rejected,
+            spool,
         )
         return now
 

@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from processors.detectors import DETECTORS, DetectorConfig
 from processors.topics import DEFAULT_PREFIX, TopicScheme
 from processors.validate import UnknownFieldPolicy, ValidationPolicy
 
@@ -95,7 +96,8 @@ class Settings(BaseSettings):
         default=10000,
         ge=1,
         le=65535,
-        description="Most unacknowledged messages the broker may send at once (MQTT 5); bounds memory.",
+        description="Most unacknowledged messages the broker may send at once (MQTT 5), and most "
+        "received messages held in memory; bounds memory.",
     )
     mqtt_shared_group: str = Field(
         default="",
@@ -129,6 +131,45 @@ class Settings(BaseSettings):
         ge=0,
         description="Dead letters keep at most this much of the original payload.",
     )
+    dedup_window: int = Field(
+        default=16,
+        ge=0,
+        le=1024,
+        description="Recent timestamps remembered per device to recognise a repeated reading (8 bytes each).",
+    )
+
+    # --- Anomaly detection --------------------------------------------------------------
+    detectors: str = Field(
+        default="all",
+        description=(
+            "Detectors to run: all, none, or a comma-separated list of names (citypulse detect --list)."
+        ),
+    )
+    anomaly_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Scores at or above this raise an alarm; each detector scores 0.5 where it is confident.",
+    )
+    silence_intervals: float = Field(
+        default=2.5,
+        gt=1,
+        description="A device is silent after this many of its reporting intervals without a reading.",
+    )
+    clock_tolerance_s: float = Field(
+        default=40.0,
+        gt=0,
+        description="Clock error tolerated beyond a device's usual delay before it is reported as skewed.",
+    )
+    full_horizon_s: float = Field(
+        default=7200.0,
+        gt=0,
+        description="A waste bin predicted to be full within this time raises a forecast.",
+    )
+    detector_state: Path = Field(
+        default=Path("citypulse-detectors.npz"),
+        description="Where detector baselines are saved on stop and restored on start (empty: not kept).",
+    )
 
     # --- Pipeline -------------------------------------------------------------------
     batch_max_messages: int = Field(
@@ -155,6 +196,48 @@ class Settings(BaseSettings):
     influx_bucket: str = Field(
         default="citypulse", description="InfluxDB bucket; for v1 the database ('db' or 'db/rp')."
     )
+    influx_batch_points: int = Field(
+        default=5000, ge=1, le=1_000_000, description="Most points in one InfluxDB write request."
+    )
+    influx_gzip_min_bytes: int = Field(
+        default=1024,
+        ge=0,
+        description="Request bodies at least this large are gzipped (0: always); smaller ones gain little.",
+    )
+    influx_timeout_s: float = Field(default=10.0, gt=0, description="InfluxDB request timeout.")
+
+    # --- Durability ---------------------------------------------------------------------
+    spool_dir: Path = Field(
+        default=Path("citypulse-spool"),
+        description="Where batches wait on disk while the store is down (one directory per ingest process).",
+    )
+    spool_max_bytes: int = Field(
+        default=1024**3,
+        ge=1024,
+        description="Most disk the spool may use; when full, messages stay unacknowledged at the broker.",
+    )
+    retry_spool_after_s: float = Field(
+        default=5.0, ge=0, description="How long a failing write is retried before its batch is spooled."
+    )
+    retry_max_backoff_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait between retries (unless the server's Retry-After asks more).",
+    )
+
+    # --- Self-metrics -------------------------------------------------------------------
+    metrics_port: int = Field(
+        default=9108, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint (0: off)."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the /metrics endpoint listens on (0.0.0.0: every interface).",
+    )
+    metrics_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often the pipeline measurement is written to the store (0: never).",
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log verbosity."
@@ -164,6 +247,19 @@ class Settings(BaseSettings):
     @classmethod
     def _mqtt_url_parses(cls, value: SecretStr) -> SecretStr:
         MqttEndpoint.parse(value.get_secret_value())
+        return value
+
+    @field_validator("detectors")
+    @classmethod
+    def _detectors_exist(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        if names in (["all"], ["none"], []):
+            return value
+        unknown = [n for n in names if n not in DETECTORS]
+        if unknown:
+            raise ValueError(
+                f"unknown detector(s) {', '.join(unknown)}; choose all, none or from: {', '.join(DETECTORS)}"
+            )
         return value
 
     @field_validator("topic_prefix")
@@ -204,7 +300,27 @@ class Settings(BaseSettings):
             max_age_ms=int(self.max_age_s * 1000),
             unknown_fields=self.unknown_fields,
             deadletter_payload_bytes=self.deadletter_payload_bytes,
+            dedup_window=self.dedup_window,
         )
+
+    @property
+    def detection(self) -> DetectorConfig:
+        return DetectorConfig(
+            threshold=self.anomaly_threshold,
+            silence_intervals=self.silence_intervals,
+            clock_tolerance_ms=int(self.clock_tolerance_s * 1000),
+            full_horizon_ms=int(self.full_horizon_s * 1000),
+        )
+
+    @property
+    def detector_names(self) -> tuple[str, ...] | None:
+        """The detectors ``CITYPULSE_DETECTORS`` asks for (None: all of them)."""
+        spec = self.detectors.strip()
+        if spec in ("", "all"):
+            return None
+        if spec == "none":
+            return ()
+        return tuple(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
 
 
 def _config_file_from_env() -> Path | None:

@@ -1,7 +1,13 @@
 """The pipeline's counters: what came in, what was stored, what was rejected and why.
 
 One object, updated by the pipeline thread and read by the live view, the JSON
-summaries and (later) the metrics endpoint, so every view reports the same numbers.
+summaries, the Prometheus endpoint and the ``pipeline`` measurement, so every
+view reports the same numbers.
+
+End-to-end lag is the ingest clock when a cycle's write returned (the readings
+are durable) minus each reading's device timestamp, kept as a histogram with
+fixed buckets: cheap to update for a whole batch at once, and exactly what
+Prometheus expects.
 """
 
 from __future__ import annotations
@@ -9,10 +15,25 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ingest.sinks.base import RejectedPoint
 from processors.reasons import Reason
 from processors.validate import ValidationResult
+
+STORE_REJECTED = "store_rejected"
+"""Reason for readings that passed validation but the database refused (say, a field type conflict)."""
+
+LAG_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+"""Upper bounds of the end-to-end lag histogram, in seconds (a last bucket takes the rest)."""
+_LAG_EDGES_MS = np.array(LAG_BUCKETS_S) * 1000.0
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -31,6 +52,24 @@ class StatsSnapshot:
     deadletters_published: int
     write_failures: int
     cycles: int
+    lag_buckets: tuple[int, ...] = (0,) * (len(LAG_BUCKETS_S) + 1)
+    """Readings per lag bucket (not cumulative); the last counts lags beyond every bound."""
+    lag_sum_s: float = 0.0
+    events_refused: int = 0
+    """Events (not readings) the store refused; logged, never dead-lettered again."""
+
+    @property
+    def lag_count(self) -> int:
+        return sum(self.lag_buckets)
+
+    def lag_quantile_s(self, q: float, since: StatsSnapshot | None = None) -> float | None:
+        """The lag below which a fraction ``q`` of readings fell (since ``since``), by bucket bound."""
+        counts = np.array(self.lag_buckets) - (np.array(since.lag_buckets) if since else 0)
+        total = int(counts.sum())
+        if total <= 0:
+            return None
+        at = int(np.searchsorted(np.cumsum(counts), q * total, side="left"))
+        return LAG_BUCKETS_S[at] if at < len(LAG_BUCKETS_S) else float("inf")
 
     def summary(self) -> dict[str, object]:
         """Per-kind received/stored/rejected plus totals: the ``--json`` contract."""
@@ -72,9 +111,22 @@ class PipelineStats:
     deadletters_published: int = 0
     write_failures: int = 0
     cycles: int = 0
+    lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))
+    lag_sum_s: float = 0.0
+    events_refused: int = 0
+    clock_ms: Callable[[], int] = field(default=wall_clock_ms, repr=False)
 
     def record_cycle(self, messages: int, result: ValidationResult) -> None:
+        """Count a cycle whose write returned: its readings are durable as of now."""
+        lag_ms = [self.clock_ms() - b.ts_ms for b in result.batches.values() if len(b)]
+        lags = np.concatenate(lag_ms).astype(np.float64) if lag_ms else np.empty(0)
+        buckets = np.bincount(
+            np.searchsorted(_LAG_EDGES_MS, lags, side="left"), minlength=len(LAG_BUCKETS_S) + 1
+        )
         with self._lock:
+            for i, count in enumerate(buckets.tolist()):
+                self.lag_buckets[i] += count
+            self.lag_sum_s += float(lags.sum()) / 1000.0
             self.cycles += 1
             self.messages += messages
             self.received.update(result.received)
@@ -101,6 +153,17 @@ class PipelineStats:
         with self._lock:
             self.write_failures += 1
 
+    def record_store_rejects(self, rejected: Sequence[RejectedPoint]) -> None:
+        """Readings the database refused after validation passed them: rejected, not stored."""
+        with self._lock:
+            for point in rejected:
+                if point.kind is None:
+                    self.events_refused += 1
+                    continue
+                self.stored[point.kind] -= 1
+                self.rejected[point.kind] += 1
+                self.reasons[STORE_REJECTED] += 1
+
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
             return StatsSnapshot(
@@ -116,7 +179,10 @@ class PipelineStats:
                 deadletters_published=self.deadletters_published,
                 write_failures=self.write_failures,
                 cycles=self.cycles,
+                lag_buckets=tuple(self.lag_buckets),
+                lag_sum_s=self.lag_sum_s,
+                events_refused=self.events_refused,
             )
 
 
-__all__ = ["PipelineStats", "Reason", "StatsSnapshot"]
+__all__ = ["LAG_BUCKETS_S", "STORE_REJECTED", "PipelineStats", "Reason", "StatsSnapshot"]

@@ -8,13 +8,14 @@ alerts, the pipeline's own metrics) to the same sinks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from processors.kinds import SensorKind
-from processors.registry import DeviceTable
+from processors.registry import Device, DeviceTable
 
 FieldValue = float | int | str | bool
 
@@ -24,7 +25,11 @@ class ReadingBatch:
     """Readings of one kind: row ``i`` is device ``device[i]`` at ``ts_ms[i]``.
 
     ``values`` has one column per measure of the kind, in declaration order; NaN
-    means the device did not report that measure in that reading.
+    means the device did not report that measure in that reading. Rows are in
+    arrival order, which is how detectors tell a late reading from a new one.
+    ``received_ms`` is when each reading reached citypulse (the broker's delivery,
+    or the cycle's clock), so clock-skew detection can compare it with ``ts_ms``;
+    it is ``None`` where nobody knows (batches built by hand).
     """
 
     kind: SensorKind
@@ -32,6 +37,7 @@ class ReadingBatch:
     device: NDArray[np.intp]
     ts_ms: NDArray[np.int64]
     values: NDArray[np.float64]
+    received_ms: NDArray[np.int64] | None = None
 
     def __post_init__(self) -> None:
         n = self.device.shape[0]
@@ -40,6 +46,8 @@ class ReadingBatch:
                 f"batch columns disagree: {n} devices, {self.ts_ms.shape} timestamps, "
                 f"{self.values.shape} values for {len(self.kind.measures)} measures"
             )
+        if self.received_ms is not None and self.received_ms.shape != (n,):
+            raise ValueError(f"batch columns disagree: {n} devices, {self.received_ms.shape} arrival times")
 
     def __len__(self) -> int:
         return int(self.device.shape[0])
@@ -58,7 +66,10 @@ class ReadingBatch:
 
     def take(self, rows: NDArray[np.bool_] | NDArray[np.intp]) -> ReadingBatch:
         """A batch of the selected rows (a boolean mask or indices)."""
-        return ReadingBatch(self.kind, self.table, self.device[rows], self.ts_ms[rows], self.values[rows])
+        received = None if self.received_ms is None else self.received_ms[rows]
+        return ReadingBatch(
+            self.kind, self.table, self.device[rows], self.ts_ms[rows], self.values[rows], received
+        )
 
     @classmethod
     def empty(cls, kind: SensorKind, table: DeviceTable) -> ReadingBatch:
@@ -95,3 +106,45 @@ class WriteBatch:
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.readings) + len(self.events)
+
+
+def series_batch(
+    kind: SensorKind,
+    columns: Mapping[str, ArrayLike],
+    ts_ms: ArrayLike | None = None,
+    *,
+    interval_s: float | None = None,
+    start_ms: int = 1_795_392_000_000,
+    device: Device | None = None,
+) -> ReadingBatch:
+    """One device's readings as a batch: for offline scoring, examples and tests.
+
+    ``columns`` maps measure names to equal-length sequences (others are NaN).
+    Timestamps default to a regular series every ``interval_s`` (the kind's
+    interval) from ``start_ms``.
+
+    >>> from processors.kinds import get_kind
+    >>> batch = series_batch(get_kind("water"), {"ph": [7.1, 7.2]})
+    >>> batch.ts_ms.tolist(), batch.values[:, 0].tolist(), batch.device_ids()
+    ([1795392000000, 1795392300000], [7.1, 7.2], ['water-series', 'water-series'])
+    """
+    lengths = {len(np.atleast_1d(np.asarray(v))) for v in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"series columns differ in length: {sorted(lengths)}")
+    n = lengths.pop()
+    unknown = set(columns) - set(kind.measure_names)
+    if unknown:
+        raise ValueError(f"{kind.name} has no measure(s) {sorted(unknown)}")
+    values = np.full((n, len(kind.measures)), np.nan)
+    for name, column in columns.items():
+        values[:, kind.index_of(name)] = np.asarray(column, dtype=np.float64)
+    if ts_ms is None:
+        step = round((interval_s or kind.interval_s) * 1000)
+        ts = start_ms + step * np.arange(n, dtype=np.int64)
+    else:
+        ts = np.asarray(ts_ms, dtype=np.int64)
+    table = DeviceTable(kind)
+    table.add(
+        device or Device(f"{kind.name}-series", kind.name, "unknown", 21.0285, 105.8542, None, interval_s)
+    )
+    return ReadingBatch(kind, table, np.zeros(n, dtype=np.intp), ts, values, ts.copy())

@@ -15,10 +15,13 @@ The default prefix is ``citypulse/v1``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 DEFAULT_PREFIX = "citypulse/v1"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""MQTT forbids U+0000 in topics and advises against other control characters: rejected."""
 
 
 class TopicForm(StrEnum):
@@ -75,6 +78,8 @@ class TopicScheme:
         ParsedTopic(form=<TopicForm.READING: 'readings'>, kind='air', source_id='air-000001')
         """
         head = self.prefix + "/"
+        if _CONTROL.search(topic):
+            raise TopicError(f"topic {topic!r} contains control characters")
         if not topic.startswith(head):
             raise TopicError(f"topic {topic!r} is not under {self.prefix}/")
         parts = topic[len(head) :].split("/")

@@ -3,11 +3,26 @@
 One bad reading never costs a good one: each item of a batch message is judged on
 its own, and every rejection carries a reason code, a detail and the original
 payload (size-bounded) so the device team can fix the sender.
+
+Two paths give the same answers. The *reference path* validates one message at a
+time with the kind's pydantic model; it is the definition of what is valid and
+produces every reason code and detail. The *column path* (:mod:`processors.columns`)
+parses a cycle's payloads with orjson and checks them a column at a time; it only
+ever *accepts*, and only what the model would accept with the same values. Anything
+it is not sure of goes to the reference path, so reasons and details stay exact while
+the common case costs a few microseconds instead of tens.
+
+Duplicates (the same device and timestamp twice, within a cycle or across recent
+cycles) are rejected with reason ``duplicate``. The memory of recent timestamps is
+only updated by :meth:`Validator.remember`, which the pipeline calls once the cycle
+is durable: a cycle whose write failed is validated again exactly the same way.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,13 +30,19 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
+import orjson
 import pydantic_core
+from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from processors.batch import ReadingBatch
+from processors.columns import ColumnPlan, plan_for
+from processors.dedup import RecentTimestamps
 from processors.kinds import KINDS, Reading, SensorKind
+from processors.kinds.base import DEVICE_ID_PATTERN
 from processors.reasons import Reason
 from processors.registry import Registry
+from processors.timestamps import format_rfc3339
 from processors.topics import TopicError, TopicForm, TopicScheme
 
 
@@ -41,14 +62,21 @@ class ValidationPolicy:
     max_age_ms: int = 7 * 24 * 3600 * 1000
     unknown_fields: UnknownFieldPolicy = UnknownFieldPolicy.IGNORE
     deadletter_payload_bytes: int = 4096
+    dedup_window: int = 16
+    """Timestamps remembered per device to recognise a repeated reading across cycles."""
 
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:
-    """An MQTT message exactly as the broker delivered it."""
+    """An MQTT message exactly as the broker delivered it.
+
+    ``received_ms`` is when it arrived, if the source knows; otherwise the cycle's
+    clock stands in for it.
+    """
 
     topic: str
     payload: bytes
+    received_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +100,7 @@ class ValidationResult:
     received: Counter[str] = field(default_factory=Counter)
     """Readings seen per kind (a message that could not be split counts once)."""
     ignored_fields: Counter[str] = field(default_factory=Counter)
-    """Unknown fields dropped under the ``ignore`` policy, by field name."""
+    """Unknown fields dropped under the ``ignore`` policy, by (sanitised) field name."""
 
     @property
     def valid(self) -> int:
@@ -82,7 +110,16 @@ class ValidationResult:
 UNKNOWN = "unknown"
 """The kind name rejects are counted under when the topic names no known kind."""
 
+OTHER_FIELDS = "(other)"
+"""Unknown field names beyond :data:`MAX_FIELD_NAMES` distinct ones are counted under this name."""
+MAX_FIELD_NAMES = 256
+"""Distinct unknown field names counted by name: a sender inventing names must not grow memory."""
+
+_NOT_A_DICT = object()
+"""Stands in for the claimed device of an item that is not an object (it goes the reference way)."""
 _RANGE_ERRORS = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than"})
+_DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class _Rejected(Exception):  # noqa: N818 - control flow, never escapes this module
@@ -92,21 +129,108 @@ class _Rejected(Exception):  # noqa: N818 - control flow, never escapes this mod
         self.detail = detail
 
 
-class _Columns:
-    """Accumulates one kind's accepted readings before they become numpy columns."""
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """A readings topic of a registered device of the right kind, resolved once and cached."""
 
-    __slots__ = ("device", "ts", "values")
+    name: str
+    device_id: str
+    position: int
+
+
+_Chunk = tuple[NDArray[np.int64], NDArray[np.intp], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]
+"""Accepted rows: sequence numbers, device positions, timestamps, values, arrival times."""
+
+
+class _Rows:
+    """One kind's accepted readings of a cycle, from either path, before they become a batch."""
+
+    __slots__ = ("chunks", "origins", "slow", "sources")
 
     def __init__(self) -> None:
-        self.device: list[int] = []
-        self.ts: list[int] = []
-        self.values: list[tuple[float, ...]] = []
+        self.chunks: list[_Chunk] = []
+        self.slow: list[tuple[int, int, int, tuple[float, ...], int]] = []
+        self.origins: dict[int, tuple[str, bytes | object]] = {}
+        """Where each row of the reference path came from (by sequence number), to dead-letter a duplicate."""
+        self.sources: list[_Source] = []
+        """The column path's inputs, searched only when a duplicate must be dead-lettered."""
+
+    def origin(self, seq: int) -> tuple[str, bytes | object]:
+        found = self.origins.get(seq)
+        if found is not None:
+            return found
+        for source in self.sources:
+            at = bisect_left(source.seqs, seq)
+            if at < len(source.seqs) and source.seqs[at] == seq:
+                message = source.messages[at]
+                return message.topic, message.payload if source.items is None else source.items[at]
+        raise KeyError(seq)
+
+
+class _Cycle:
+    """Everything one :meth:`Validator.validate` call accumulates."""
+
+    def __init__(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+        self.seq = 0
+        self.rows: dict[str, _Rows] = {}
+        self.rejects: list[tuple[int, Reject]] = []
+        self.result = ValidationResult()
+        self._reference: dict[int, Any] = {}
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def keep_reference(self, message: RawMessage, items: Any) -> None:
+        self._reference[id(message)] = items
+
+    def reference_item(self, message: RawMessage, number: int) -> object:
+        """Item ``number`` of an array payload as the reference parser reads it.
+
+        orjson turns integers beyond 64 bits into floats where pydantic keeps them
+        exact; whatever the reference path judges must be what it would have parsed.
+        """
+        parsed = self._reference.get(id(message))
+        if parsed is None:
+            parsed = self._reference[id(message)] = pydantic_core.from_json(
+                message.payload.lstrip(), allow_inf_nan=True
+            )
+        return parsed[number]
+
+    def rows_of(self, kind: str) -> _Rows:
+        rows = self.rows.get(kind)
+        if rows is None:
+            rows = self.rows[kind] = _Rows()
+        return rows
+
+
+class _Pending:
+    """Readings waiting for the column path: single-reading payloads and parsed batch items."""
+
+    __slots__ = ("items", "singles")
+
+    def __init__(self) -> None:
+        self.singles: list[tuple[int, int, str, RawMessage]] = []
+        """(sequence number, device position, device id, message) of one-reading messages."""
+        self.items: list[tuple[int, int, str, RawMessage, tuple[int, object]]] = []
+        """The same plus (place in the array, parsed item), for the items of array payloads."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """Inputs of one column-path run, kept to find a duplicate's original payload."""
+
+    seqs: list[int]
+    messages: list[RawMessage]
+    items: list[object] | None
 
 
 class Validator:
     """Turns raw messages into per-kind batches against a registry and a policy.
 
-    Pure: the caller passes the current time, so replays and tests are exact.
+    Pure: the caller passes the current time, so replays and tests are exact. The
+    only state is the memory of recent timestamps (see :meth:`remember`) and caches.
     """
 
     def __init__(
@@ -114,38 +238,83 @@ class Validator:
         registry: Registry,
         policy: ValidationPolicy | None = None,
         topics: TopicScheme | None = None,
+        *,
+        column_path: bool = True,
     ) -> None:
         self.registry = registry
         self.policy = policy or ValidationPolicy()
         self.topics = topics or TopicScheme()
+        self.column_path = column_path
+        self.recent: dict[str, RecentTimestamps] = {
+            name: RecentTimestamps(self.policy.dedup_window) for name in KINDS
+        }
+        self._routes: dict[str, _Route] = {}
+        self._plans: dict[str, ColumnPlan | None] = {name: plan_for(kind) for name, kind in KINDS.items()}
+        self._field_names: set[str] = set()
 
+    # --- public ----------------------------------------------------------------------------
     def validate(self, messages: Sequence[RawMessage], now_ms: int) -> ValidationResult:
-        result = ValidationResult()
-        columns: dict[str, _Columns] = {}
+        cycle = _Cycle(now_ms)
+        pending: dict[str, _Pending] = {}
+        # The per-message loop, kept to a dictionary lookup and a few appends: a readings
+        # topic already resolved to a registered device goes to the column path.
+        routes = self._routes if self.column_path else {}
+        limit = self.policy.max_payload_bytes
+        seq = 0
         for message in messages:
-            self._message(message, now_ms, result, columns)
-        for name, cols in columns.items():
+            route = routes.get(message.topic)
+            payload = message.payload
+            if route is None or payload[:1] != b"{" or len(payload) > limit:
+                cycle.seq = seq
+                self._message(message, cycle, pending)
+                seq = cycle.seq
+                continue
+            waiting = pending.get(route.name)
+            if waiting is None:
+                waiting = pending[route.name] = _Pending()
+            seq += 1
+            waiting.singles.append((seq, route.position, route.device_id, message))
+        cycle.seq = seq
+        for name, waiting in pending.items():
             kind = KINDS[name]
-            result.batches[name] = ReadingBatch(
-                kind=kind,
-                table=self.registry.tables[name],
-                device=np.asarray(cols.device, dtype=np.intp),
-                ts_ms=np.asarray(cols.ts, dtype=np.int64),
-                values=np.asarray(cols.values, dtype=np.float64).reshape(len(cols.ts), len(kind.measures)),
-            )
-        return result
+            if waiting.singles:
+                self._columns(kind, waiting.singles, None, cycle)
+            if waiting.items:
+                numbers = [e[4][0] for e in waiting.items]
+                given = [e[4][1] for e in waiting.items]
+                self._columns(kind, [e[:4] for e in waiting.items], given, cycle, numbers)
+        return self._finish(cycle)
 
-    def _message(
-        self,
-        message: RawMessage,
-        now_ms: int,
-        result: ValidationResult,
-        columns: dict[str, _Columns],
-    ) -> None:
+    def remember(self, result: ValidationResult) -> None:
+        """Record the cycle's readings as seen, once they are durable.
+
+        Called after the store accepted the cycle, so a retried cycle is not taken
+        for its own duplicate, and a cycle that was never stored is not remembered.
+        """
+        for name, batch in result.batches.items():
+            self.recent[name].add(batch.device, batch.ts_ms)
+
+    def state(self) -> dict[str, dict[str, NDArray[Any]]]:
+        """The duplicate memory per kind, keyed by device id so the registry may change in between."""
+        return {name: recent.state(self.registry.tables[name]) for name, recent in self.recent.items()}
+
+    def restore(self, state: dict[str, dict[str, NDArray[Any]]]) -> None:
+        for name, saved in state.items():
+            if name in self.recent:
+                self.recent[name].restore(saved, self.registry.tables[name])
+
+    # --- routing -----------------------------------------------------------------------------
+    def _remember_route(self, topic: str, kind: SensorKind, device_id: str, position: int) -> None:
+        if len(self._routes) >= 2 * len(self.registry) + 1024:
+            self._routes.clear()
+        self._routes[topic] = _Route(kind.name, device_id, position)
+
+    # --- the reference path ----------------------------------------------------------------
+    def _message(self, message: RawMessage, cycle: _Cycle, pending: dict[str, _Pending]) -> None:
         def reject_whole(reason: Reason, detail: str, kind: str = UNKNOWN, device: str | None = None) -> None:
-            result.received[kind] += 1
-            result.rejects.append(
-                Reject(reason, detail, message.topic, self._bounded(message.payload), kind, device)
+            cycle.result.received[kind] += 1
+            self._reject(
+                cycle, cycle.next_seq(), reason, detail, message.topic, message.payload, kind, device
             )
 
         try:
@@ -180,44 +349,76 @@ class Validator:
                     kind.name,
                 )
                 return
-            self._single(message, kind, topic.source_id, now_ms, result, columns)
+            self._single(message, kind, topic.source_id, cycle.next_seq(), cycle)
             return
-        try:
-            items = pydantic_core.from_json(payload, allow_inf_nan=True)
-        except ValueError as bad:
-            reject_whole(Reason.MALFORMED_JSON, f"invalid JSON: {bad}", kind.name)
-            return
-        for item in items:
-            self._item(message, kind, topic.form, topic.source_id, item, now_ms, result, columns)
+        items: Any = None
+        if self.column_path:
+            try:
+                items = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                items = None  # NaN literals, huge numbers...: the reference parser reads it
+        if not isinstance(items, list):
+            try:
+                items = pydantic_core.from_json(payload, allow_inf_nan=True)
+            except ValueError as bad:
+                reject_whole(Reason.MALFORMED_JSON, f"invalid JSON: {bad}", kind.name)
+                return
+            cycle.keep_reference(message, items)
+            if not self.column_path:
+                for item in items:
+                    self._item(message, kind, topic.form, topic.source_id, item, cycle.next_seq(), cycle)
+                return
+        table = self.registry.tables[kind.name]
+        waiting = pending.get(kind.name)
+        if waiting is None:
+            waiting = pending[kind.name] = _Pending()
+        first = cycle.seq + 1
+        cycle.seq += len(items)
+        positions = self._item_positions(items, topic.form, topic.source_id, table.index)
+        devices = table.devices
+        append = waiting.items.append
+        for number, (item, position) in enumerate(zip(items, positions, strict=True)):
+            if position is None:
+                reference = cycle.reference_item(message, number)
+                self._item(message, kind, topic.form, topic.source_id, reference, first + number, cycle)
+            else:
+                append((first + number, position, devices[position].device_id, message, (number, item)))
 
-    def _single(
-        self,
-        message: RawMessage,
-        kind: SensorKind,
-        device_id: str,
-        now_ms: int,
-        result: ValidationResult,
-        columns: dict[str, _Columns],
-    ) -> None:
-        """The common case, one reading per message, parsed and validated in one pass."""
-        result.received[kind.name] += 1
+    @staticmethod
+    def _item_positions(
+        items: list[Any], form: TopicForm, source_id: str, index: dict[str, int]
+    ) -> list[int | None]:
+        """The device position of each batch item the column path may take, else ``None``."""
+        dicts = [type(item) is dict for item in items]
+        claimed = [
+            item.get("device") if is_dict else _NOT_A_DICT for item, is_dict in zip(items, dicts, strict=True)
+        ]
+        if form is TopicForm.BATCH:
+            return [index.get(c) if type(c) is str else None for c in claimed]
+        own = index.get(source_id)
+        return [own if c is None or c == source_id else None for c in claimed]
+
+    def _single(self, message: RawMessage, kind: SensorKind, device_id: str, seq: int, cycle: _Cycle) -> None:
+        """One reading per message, parsed and validated by the kind's model in one pass."""
+        cycle.result.received[kind.name] += 1
         try:
             position = self._position(kind, device_id)
+            self._remember_route(message.topic, kind, device_id, position)
             try:
                 reading = kind.model.model_validate_json(message.payload)
             except ValidationError as errors:
                 raise _Rejected(*_explain(errors)) from None
-            self._accept(kind, device_id, position, reading, now_ms, result, columns)
+            self._accept(kind, device_id, position, reading, message, message.payload, seq, cycle)
         except _Rejected as rejected:
-            result.rejects.append(
-                Reject(
-                    rejected.reason,
-                    rejected.detail,
-                    message.topic,
-                    self._bounded(message.payload),
-                    kind.name,
-                    device_id,
-                )
+            self._reject(
+                cycle,
+                seq,
+                rejected.reason,
+                rejected.detail,
+                message.topic,
+                message.payload,
+                kind.name,
+                device_id,
             )
 
     def _item(
@@ -227,11 +428,10 @@ class Validator:
         form: TopicForm,
         source_id: str,
         item: object,
-        now_ms: int,
-        result: ValidationResult,
-        columns: dict[str, _Columns],
+        seq: int,
+        cycle: _Cycle,
     ) -> None:
-        result.received[kind.name] += 1
+        cycle.result.received[kind.name] += 1
         device_id: str | None = source_id if form is TopicForm.READING else None
         try:
             if not isinstance(item, dict):
@@ -249,22 +449,27 @@ class Validator:
                 reading = kind.model.model_validate(item)
             except ValidationError as errors:
                 raise _Rejected(*_explain(errors)) from None
-            self._accept(kind, device_id, position, reading, now_ms, result, columns)
+            self._accept(kind, device_id, position, reading, message, item, seq, cycle)
         except _Rejected as rejected:
-            result.rejects.append(
-                Reject(
-                    rejected.reason,
-                    rejected.detail,
-                    message.topic,
-                    self._bounded(_item_bytes(item)),
-                    kind.name,
-                    device_id if isinstance(device_id, str) else None,
-                )
+            self._reject(
+                cycle,
+                seq,
+                rejected.reason,
+                rejected.detail,
+                message.topic,
+                _item_bytes(item),
+                kind.name,
+                device_id,
             )
 
     def _position(self, kind: SensorKind, device_id: str) -> int:
         device = self.registry.get(device_id)
         if device is None:
+            if not _DEVICE_ID_RE.match(device_id):
+                raise _Rejected(
+                    Reason.BAD_DEVICE_ID,
+                    f"device id {_short(device_id)} must be 1-64 letters, digits, '_', '.', ':' or '-'",
+                )
             raise _Rejected(Reason.UNKNOWN_DEVICE, f"device {device_id!r} is not in the registry")
         if device.kind != kind.name:
             raise _Rejected(
@@ -279,9 +484,10 @@ class Validator:
         device_id: str,
         position: int,
         reading: Reading,
-        now_ms: int,
-        result: ValidationResult,
-        columns: dict[str, _Columns],
+        message: RawMessage,
+        origin: bytes | object,
+        seq: int,
+        cycle: _Cycle,
     ) -> None:
         if reading.device is not None and reading.device != device_id:
             raise _Rejected(
@@ -291,9 +497,16 @@ class Validator:
         extra = reading.model_extra
         if extra:
             if self.policy.unknown_fields is UnknownFieldPolicy.REJECT:
-                raise _Rejected(Reason.UNKNOWN_FIELD, f"unknown fields: {', '.join(sorted(extra))}")
-            result.ignored_fields.update(extra.keys())
-        ts = reading.ts
+                names = ", ".join(_short(n) for n in sorted(extra))
+                raise _Rejected(Reason.UNKNOWN_FIELD, f"unknown fields: {names}")
+            self._count_ignored(cycle, extra.keys())
+        self._check_time(reading.ts, cycle.now_ms)
+        rows = cycle.rows_of(kind.name)
+        received = cycle.now_ms if message.received_ms is None else message.received_ms
+        rows.slow.append((seq, position, reading.ts, reading.values(), received))
+        rows.origins[seq] = (message.topic, origin)
+
+    def _check_time(self, ts: int, now_ms: int) -> None:
         if ts > now_ms + self.policy.max_future_ms:
             raise _Rejected(
                 Reason.TIMESTAMP_IN_FUTURE,
@@ -306,15 +519,204 @@ class Validator:
                 f"timestamp is {(now_ms - ts) / 3_600_000:.1f} h old "
                 f"(limit {self.policy.max_age_ms / 3_600_000:.1f} h)",
             )
-        cols = columns.get(kind.name)
-        if cols is None:
-            cols = columns[kind.name] = _Columns()
-        cols.device.append(position)
-        cols.ts.append(ts)
-        cols.values.append(reading.values())
+
+    def _count_ignored(self, cycle: _Cycle, names: Any) -> None:
+        """Count unknown field names, sanitised and bounded (they become stats keys)."""
+        for raw in names:
+            name = _CONTROL.sub("", str(raw))[:64] or "(empty)"
+            if name not in self._field_names:
+                if len(self._field_names) >= MAX_FIELD_NAMES:
+                    name = OTHER_FIELDS
+                else:
+                    self._field_names.add(name)
+            cycle.result.ignored_fields[name] += 1
+
+    def _reject(
+        self,
+        cycle: _Cycle,
+        seq: int,
+        reason: Reason,
+        detail: str,
+        topic: str,
+        payload: bytes,
+        kind: str | None,
+        device: str | None,
+    ) -> None:
+        shown = device if device is not None and _DEVICE_ID_RE.match(device) else None
+        cycle.rejects.append((seq, Reject(reason, detail, topic, self._bounded(payload), kind, shown)))
+
+    # --- the column path ---------------------------------------------------------------------
+    def _columns(
+        self,
+        kind: SensorKind,
+        entries: list[tuple[int, int, str, RawMessage]],
+        given: list[object] | None,
+        cycle: _Cycle,
+        numbers: list[int] | None = None,
+    ) -> None:
+        """Accept what the column path can prove valid; send the rest to the reference path.
+
+        ``given`` holds the already parsed items of array payloads; without it each
+        message's payload is one reading still to parse.
+        """
+        plan = self._plans[kind.name]
+        n = len(entries)
+        seqs, positions, device_ids, messages = (list(column) for column in zip(*entries, strict=True))
+        parsed = np.ones(n, dtype=np.bool_)
+        items: list[object]
+        if given is not None:
+            items = given
+        else:
+            try:
+                items = list(map(orjson.loads, [m.payload for m in messages]))
+            except orjson.JSONDecodeError:
+                items = []
+                for i, message in enumerate(messages):
+                    try:
+                        items.append(orjson.loads(message.payload))
+                    except orjson.JSONDecodeError:
+                        items.append(None)
+                        parsed[i] = False
+        ok = np.zeros(n, dtype=np.bool_)
+        if plan is not None:
+            checked = plan.check(
+                items,
+                parsed,
+                device_ids,
+                cycle.now_ms - self.policy.max_age_ms,
+                cycle.now_ms + self.policy.max_future_ms,
+                self.policy.unknown_fields is UnknownFieldPolicy.REJECT,
+            )
+            ok = checked.ok
+            if ok.any():
+                now = cycle.now_ms
+                received = np.fromiter(
+                    (now if m.received_ms is None else m.received_ms for m in messages),
+                    dtype=np.int64,
+                    count=n,
+                )
+                rows = cycle.rows_of(kind.name)
+                rows.chunks.append(
+                    (
+                        np.asarray(seqs, dtype=np.int64)[ok],
+                        np.asarray(positions, dtype=np.intp)[ok],
+                        checked.ts_ms[ok],
+                        checked.values[ok],
+                        received[ok],
+                    )
+                )
+                rows.sources.append(_Source(seqs, messages, given))
+                if checked.extra_names:
+                    self._count_ignored(cycle, checked.extra_names)
+        cycle.result.received[kind.name] += int(np.count_nonzero(ok))
+        for i in np.flatnonzero(~ok).tolist():
+            if given is None:
+                self._single(messages[i], kind, device_ids[i], seqs[i], cycle)
+            else:
+                assert numbers is not None
+                topic = self.topics.parse(messages[i].topic)
+                reference = cycle.reference_item(messages[i], numbers[i])
+                self._item(messages[i], kind, topic.form, topic.source_id, reference, seqs[i], cycle)
+
+    # --- assembling the batches ----------------------------------------------------------------
+    def _finish(self, cycle: _Cycle) -> ValidationResult:
+        result = cycle.result
+        for name, rows in cycle.rows.items():
+            kind = KINDS[name]
+            seq, device, ts, values, received = _concatenate(rows, len(kind.measures))
+            if seq.size == 0:
+                continue
+            if len(rows.chunks) + bool(rows.slow) > 1:
+                order = np.argsort(seq, kind="stable")
+                seq, device, ts, values, received = (
+                    seq[order],
+                    device[order],
+                    ts[order],
+                    values[order],
+                    received[order],
+                )
+            duplicate = self._duplicates(name, device, ts)
+            if duplicate.any():
+                for i in np.flatnonzero(duplicate).tolist():
+                    self._duplicate(cycle, kind, int(seq[i]), int(device[i]), int(ts[i]), rows)
+                keep = ~duplicate
+                seq, device, ts, values, received = (
+                    seq[keep],
+                    device[keep],
+                    ts[keep],
+                    values[keep],
+                    received[keep],
+                )
+            result.batches[name] = ReadingBatch(
+                kind=kind,
+                table=self.registry.tables[name],
+                device=device,
+                ts_ms=ts,
+                values=values,
+                received_ms=received,
+            )
+        cycle.rejects.sort(key=lambda pair: pair[0])
+        result.rejects = [reject for _, reject in cycle.rejects]
+        return result
+
+    def _duplicates(self, kind: str, device: NDArray[np.intp], ts: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Rows whose (device, ts) was seen before: earlier in this cycle, or in a remembered one."""
+        duplicate = self.recent[kind].contains(device, ts)
+        if device.size > 1:
+            order = np.lexsort((np.arange(device.size), ts, device))
+            same = (device[order][1:] == device[order][:-1]) & (ts[order][1:] == ts[order][:-1])
+            duplicate[order[1:][same]] = True
+        return duplicate
+
+    def _duplicate(
+        self, cycle: _Cycle, kind: SensorKind, seq: int, position: int, ts: int, rows: _Rows
+    ) -> None:
+        device_id = self.registry.tables[kind.name].devices[position].device_id
+        topic, origin = rows.origin(seq)
+        payload = origin if isinstance(origin, bytes) else _item_bytes(origin)
+        cycle.rejects.append(
+            (
+                seq,
+                Reject(
+                    Reason.DUPLICATE,
+                    f"device {device_id!r} already sent a reading stamped {format_rfc3339(ts)}",
+                    topic,
+                    self._bounded(payload),
+                    kind.name,
+                    device_id,
+                ),
+            )
+        )
 
     def _bounded(self, payload: bytes) -> bytes:
         return payload[: self.policy.deadletter_payload_bytes]
+
+
+def _concatenate(rows: _Rows, n_measures: int) -> _Chunk:
+    chunks = list(rows.chunks)
+    if rows.slow:
+        slow = rows.slow
+        chunks.append(
+            (
+                np.array([r[0] for r in slow], dtype=np.int64),
+                np.array([r[1] for r in slow], dtype=np.intp),
+                np.array([r[2] for r in slow], dtype=np.int64),
+                np.array([r[3] for r in slow], dtype=np.float64).reshape(-1, n_measures),
+                np.array([r[4] for r in slow], dtype=np.int64),
+            )
+        )
+    if not chunks:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, np.empty(0, dtype=np.intp), empty, np.empty((0, n_measures)), empty
+    if len(chunks) == 1:
+        return chunks[0]
+    return (
+        np.concatenate([c[0] for c in chunks]),
+        np.concatenate([c[1] for c in chunks]),
+        np.concatenate([c[2] for c in chunks]),
+        np.concatenate([c[3] for c in chunks]),
+        np.concatenate([c[4] for c in chunks]),
+    )
 
 
 def _item_bytes(item: object) -> bytes:
@@ -344,7 +746,7 @@ def _explain(errors: ValidationError) -> tuple[Reason, str]:
     for error in errors.errors(include_url=False):
         reason = _reason_of(error)
         reasons.append(reason)
-        where = ".".join(str(p) for p in error["loc"]) or "payload"
+        where = ".".join(_CONTROL.sub("?", str(p)) for p in error["loc"]) or "payload"
         shown = "" if error["type"] in ("missing", "json_invalid") else f" (got {_short(error.get('input'))})"
         message = str(error["msg"]).removeprefix("Value error, ")
         details.append(f"{where}: {message}{shown}")
@@ -373,5 +775,6 @@ def _reason_of(error: Any) -> Reason:
 
 
 def _short(value: object) -> str:
+    """``repr`` cut to 60 characters: control characters come out escaped, never raw."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

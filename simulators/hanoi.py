@@ -40,3 +40,21 @@ DISTRICTS: tuple[District, ...] = (
     District("Bắc Từ Liêm", 21.0700, 105.7600, 0.020, 1.0),
     District("Hà Đông", 20.9600, 105.7600, 0.022, 1.2),
 )
+
+
+# --- Climate ------------------------------------------------------------------------------------
+# Approximate climate normals for Hanoi (Láng station), as published in common climate tables
+# (Vietnam's national hydro-meteorological service, 1991-2020). January first. These set the
+# seasonal levels; the weather model adds daily cycles, rain events and day-to-day anomalies.
+MONTHLY_TEMPERATURE_C = (16.4, 17.2, 20.0, 23.9, 27.4, 29.0, 29.2, 28.6, 27.5, 24.9, 21.5, 18.2)
+MONTHLY_DAILY_RANGE_C = (5.2, 4.6, 4.6, 5.4, 7.0, 6.8, 6.6, 6.1, 6.3, 6.8, 7.0, 6.6)
+MONTHLY_HUMIDITY_PCT = (77.0, 81.0, 85.0, 85.0, 80.0, 79.0, 80.0, 83.0, 80.0, 77.0, 75.0, 74.0)
+MONTHLY_RAIN_DAYS = (10.0, 12.0, 15.0, 13.0, 14.0, 14.0, 16.0, 17.0, 14.0, 10.0, 7.0, 5.0)
+MONTHLY_RAIN_MM = (19.0, 26.0, 44.0, 90.0, 188.0, 240.0, 288.0, 318.0, 265.0, 131.0, 43.0, 23.0)
+
+MONTHLY_PM25 = (75.0, 58.0, 55.0, 45.0, 34.0, 26.0, 22.0, 23.0, 30.0, 45.0, 58.0, 68.0)
+"""Citywide monthly mean PM2.5 (µg/m³): an assumption shaped like published Hanoi monitor
+summaries (dry-season winters two to three times the wet-season summers), not a measurement."""
+
+MONTHLY_INVERSION_CHANCE = (0.6, 0.45, 0.3, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.2, 0.45, 0.6)
+"""Chance that a winter temperature-inversion episode starts in a given week, by month."""

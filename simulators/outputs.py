@@ -1,30 +1,41 @@
-"""Where simulated messages go: an MQTT broker, or a file for replays and benchmarks."""
+"""Where simulated messages go: an MQTT broker, or a file for replays and benchmarks.
+
+The file format (one message per line) is a contract with the evaluation tools:
+``publish_ms<TAB>topic<TAB>payload``, where ``publish_ms`` is the simulated time
+the fleet sends the message. Payloads never contain a newline but may contain
+TABs, so split each line on the first two TABs only. Lines are in send order.
+"""
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol, runtime_checkable
 
-import paho.mqtt.client as mqtt
+from ingest.mqtt_client import ConnectOptions
+from simulators.publisher import Publisher
 
-from ingest.mqtt_client import ConnectOptions, describe_failure, make_client, start
-
-log = logging.getLogger(__name__)
+TimedMessage = tuple[int, str, bytes]
 
 
 @dataclass
 class OutputCounts:
     published: int = 0
     acknowledged: int = 0
+    """Confirmed: written to the file, or acknowledged by the broker (QoS 1) / sent (QoS 0)."""
     failed: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    """Why messages failed, e.g. 'not acknowledged before the run ended'."""
+    reconnects: int = 0
 
 
 class Output(Protocol):
-    counts: OutputCounts
+    """Anything that takes messages one by one (tests collect them in memory)."""
+
+    @property
+    def counts(self) -> OutputCounts: ...
 
     def publish(self, topic: str, payload: bytes) -> None: ...
 
@@ -33,105 +44,94 @@ class Output(Protocol):
         ...
 
 
+@runtime_checkable
+class SliceOutput(Protocol):
+    """An output that takes a slice's messages at once, with the time each is sent."""
+
+    @property
+    def counts(self) -> OutputCounts: ...
+
+    def publish_slice(self, messages: Sequence[TimedMessage]) -> None: ...
+
+    def close(self, timeout_s: float) -> OutputCounts: ...
+
+
 class FileOutput:
-    """Writes ``topic<TAB>payload`` lines; payloads never contain newlines."""
+    """Writes ``publish_ms<TAB>topic<TAB>payload`` lines."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._out: IO[bytes] = path.open("wb")
+        self._out: IO[bytes] = path.open("wb", buffering=1 << 20)
         self.counts = OutputCounts()
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self._out.write(topic.encode() + b"\t" + payload.replace(b"\n", b" ") + b"\n")
-        self.counts.published += 1
-        self.counts.acknowledged += 1
+        self.publish_slice(((0, topic, payload),))
+
+    def publish_slice(self, messages: Sequence[TimedMessage]) -> None:
+        if not messages:
+            return
+        # Payloads are compact JSON (or deliberately broken JSON) and never contain a newline.
+        # One % formatting for the whole slice: the lines' fields interleaved in one flat list.
+        sent, topics, payloads = zip(*messages, strict=True)
+        fields: list[object] = [None] * (3 * len(messages))
+        fields[0::3] = sent
+        fields[1::3] = [topic.encode() for topic in topics]
+        fields[2::3] = payloads
+        self._out.write((b"%d\t%b\t%b\n" * len(messages)) % tuple(fields))
+        self.counts.published += len(messages)
+        self.counts.acknowledged += len(messages)
 
     def close(self, timeout_s: float) -> OutputCounts:
         self._out.close()
         return self.counts
 
 
+def read_messages(path: Path) -> Iterator[TimedMessage]:
+    """The messages of a file written by :class:`FileOutput`, in order."""
+    with path.open("rb") as handle:
+        for line in handle:
+            ms, topic, payload = line.rstrip(b"\n").split(b"\t", 2)
+            yield int(ms), topic.decode(), payload
+
+
 class MqttOutput:
-    """Publishes with paho, counts broker acknowledgements, and bounds what is in flight.
+    """Publishes to a broker through :class:`~simulators.publisher.Publisher`."""
 
-    paho reconnects by itself and re-sends unacknowledged QoS 1 messages, so a
-    broker restart costs time, not messages; what is still unacknowledged when
-    the run ends is reported as failed.
-    """
-
-    def __init__(self, options: ConnectOptions, qos: int = 1, max_outstanding: int = 2_000) -> None:
+    def __init__(
+        self,
+        options: ConnectOptions,
+        qos: int = 1,
+        max_outstanding: int = 20_000,
+        give_up_after_s: float = 60.0,
+    ) -> None:
         self.options = options
-        self.qos = qos
-        self.max_outstanding = max_outstanding
-        self.counts = OutputCounts()
-        self._lock = threading.Condition()
-        self._connected = threading.Event()
-        self._closing = False
-        self._client = make_client(options)
-        # paho walks every outstanding message on each PUBACK when it caps in-flight messages
-        # itself (quadratic at fleet scale), so its cap is off and max_outstanding bounds instead.
-        self._client.max_inflight_messages_set(0)
-        self._client.max_queued_messages_set(0)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
+        self.publisher = Publisher(
+            options.endpoint,
+            options.client_id,
+            protocol=options.protocol,
+            qos=qos,
+            keepalive_s=options.keepalive_s,
+            max_outstanding=max_outstanding,
+            give_up_after_s=give_up_after_s,
+        )
+
+    @property
+    def counts(self) -> OutputCounts:
+        c = self.publisher.counts
+        return OutputCounts(c.published, c.acknowledged, c.failed, Counter(c.failures), c.reconnects)
 
     def start(self, timeout_s: float = 30.0) -> None:
-        start(self._client, self.options, self._connected, timeout_s)
+        self.publisher.start(timeout_s)
 
     def publish(self, topic: str, payload: bytes) -> None:
-        with self._lock:
-            while (
-                self.counts.published - self.counts.acknowledged - self.counts.failed >= self.max_outstanding
-            ):
-                self._lock.wait(0.5)
-            self.counts.published += 1
-        info = self._client.publish(topic, payload, qos=self.qos)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS and self.qos == 0:
-            with self._lock:
-                self.counts.failed += 1
-                self._lock.notify_all()
+        self.publisher.publish(topic, payload)
+
+    def publish_slice(self, messages: Sequence[TimedMessage]) -> None:
+        self.publisher.publish_many(messages)
 
     def outstanding(self) -> int:
-        with self._lock:
-            return self.counts.published - self.counts.acknowledged - self.counts.failed
+        return self.publisher.outstanding()
 
     def close(self, timeout_s: float) -> OutputCounts:
-        deadline = time.monotonic() + timeout_s
-        with self._lock:
-            while self.counts.published - self.counts.acknowledged - self.counts.failed > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._lock.wait(min(remaining, 0.5))
-            lost = self.counts.published - self.counts.acknowledged - self.counts.failed
-            self.counts.failed += lost
-        if lost:
-            log.warning("%d messages were never acknowledged by the broker", lost)
-        self._closing = True
-        self._client.disconnect()
-        self._client.loop_stop()
+        self.publisher.close(timeout_s)
         return self.counts
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            log.error(
-                "broker %s refused the simulator: %s",
-                self.options.endpoint.display(),
-                describe_failure(reason),
-            )
-            return
-        self._connected.set()
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self._connected.is_set() and not self._closing:
-            log.warning("simulator lost the broker (%s); reconnecting", describe_failure(reason))
-        self._connected.clear()
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self._lock:
-            if getattr(reason, "is_failure", False):
-                self.counts.failed += 1
-            else:
-                self.counts.acknowledged += 1
-            self._lock.notify_all()

@@ -1,20 +1,23 @@
-"""Preparing a simulated fleet from command-line choices: its registry, schedule and encoder."""
+"""Preparing a simulated fleet from the user's choices: its registry, schedule, faults and encoder."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.registry_file import load_registry, save_registry
 from processors.kinds import KINDS
 from processors.registry import Registry
 from processors.topics import TopicScheme
+from processors.validate import ValidationPolicy
 from simulators.encode import Encoder
-from simulators.faults import parse_faults
-from simulators.fleet import make_registry
+from simulators.faults import fault_rates, parse_faults
+from simulators.incidents import IncidentSpec, place_incidents
+from simulators.labels import LabelSink
 from simulators.schedule import Schedule
+from simulators.weather import Weather
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ def fleet_registry(path: Path | None, devices: int, kinds: Sequence[str], seed: 
         registry = load_registry(path)
         log.info("reusing device registry %s (%d devices)", path, len(registry))
         return registry, True
+    from simulators.fleet import make_registry
+
     registry = make_registry(devices, kinds, seed)
     if path is not None:
         save_registry(registry, path)
@@ -51,24 +56,58 @@ class FleetChoices:
     kinds: tuple[str, ...]
     seed: int
     start_ms: int
-    faults: str = ""
-    fault_rate: float = 0.01
+    faults: str | Sequence[str] = ""
+    """"all", a comma-separated list, or a sequence of fault names."""
+    fault_rate: float | None = None
+    """Share of readings that start a fault (None: each fault's documented default rate)."""
+    fault_rates: Mapping[str, float] = field(default_factory=dict)
     batch: int = 0
     max_payload_bytes: int = 256 * 1024
+    max_future_ms: int = 5 * 60 * 1000
+    max_age_ms: int = 7 * 24 * 3600 * 1000
+    end_ms: int | None = None
+    """The simulated end, when known: fault episodes that could not finish by then are not started."""
+    incidents: Sequence[IncidentSpec] = ()
+    labels: Path | None = None
+
+    @property
+    def policy(self) -> ValidationPolicy:
+        return ValidationPolicy(
+            max_payload_bytes=self.max_payload_bytes,
+            max_future_ms=self.max_future_ms,
+            max_age_ms=self.max_age_ms,
+        )
+
+    def rates(self) -> dict[str, float]:
+        names = parse_faults(self.faults) if isinstance(self.faults, str) else tuple(self.faults)
+        return fault_rates(names, self.fault_rate, self.fault_rates)
 
 
 def build(registry: Registry, topics: TopicScheme, choices: FleetChoices) -> tuple[Schedule, Encoder]:
+    """The schedule that generates the fleet's readings and the encoder that turns them into messages.
+
+    Raises ``ValueError`` (with what to change) for choices that cannot work.
+    """
     kinds = [k for k in choices.kinds if len(registry.tables[k])]
     if not kinds:
         raise ValueError(f"the registry has no devices of the kinds asked for ({', '.join(choices.kinds)})")
-    schedule = Schedule(registry, kinds, choices.start_ms, choices.seed)
+    rates = choices.rates()
+    if choices.batch < 0:
+        raise ValueError("--batch must be 0 (one reading per message) or more")
+    incidents = place_incidents(choices.incidents, registry, choices.start_ms, choices.end_ms, choices.seed)
+    weather = Weather(choices.seed)
+    schedule = Schedule(registry, kinds, choices.start_ms, choices.seed, incidents, weather)
     encoder = Encoder(
         registry,
         topics,
-        faults=parse_faults(choices.faults),
-        fault_rate=choices.fault_rate,
+        schedule.models,
+        rates=rates,
         batch_size=choices.batch,
-        max_payload_bytes=choices.max_payload_bytes,
+        policy=choices.policy,
         seed=choices.seed,
+        labels=LabelSink(choices.labels),
+        start_ms=choices.start_ms,
+        end_ms=choices.end_ms,
+        incidents=incidents,
     )
     return schedule, encoder

@@ -1,24 +1,37 @@
-"""Running a fleet: pace simulated time, encode, publish, report progress and a summary."""
+"""Running a fleet: pace simulated time, generate, encode, publish, report progress and a summary."""
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
-from simulators.encode import Encoder, Tally
-from simulators.outputs import Output, OutputCounts
-from simulators.schedule import SLICE_MS, Schedule
+from simulators.encode import Encoder, Tally, TimedMessage
+from simulators.outputs import Output, OutputCounts, SliceOutput
+from simulators.schedule import BLOCK_MS, SLICE_MS, Schedule
+
+IngestClock = Literal["wall", "publish"]
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     elapsed_s: float
     sim_ms: int
+    start_ms: int
+    end_ms: int | None
     messages: int
     readings: int
     counts: OutputCounts
+
+    @property
+    def done(self) -> float | None:
+        """Share of the simulated span covered, when the run has a simulated end."""
+        if self.end_ms is None or self.end_ms <= self.start_ms:
+            return None
+        return min(1.0, (self.sim_ms - self.start_ms) / (self.end_ms - self.start_ms))
 
 
 @dataclass(frozen=True)
@@ -31,14 +44,19 @@ class SimulationResult:
 
     def summary(self) -> dict[str, object]:
         """The ``--json`` contract of ``citypulse simulate``."""
+        elapsed = max(self.elapsed_s, 1e-9)
         return {
             **self.tally.as_dict(),
             "published": self.counts.published,
             "acknowledged": self.counts.acknowledged,
             "failed": self.counts.failed,
+            "failures": dict(sorted(self.counts.failures.items())),
+            "reconnects": self.counts.reconnects,
             "sim_start_ms": self.start_ms,
             "sim_end_ms": self.end_ms,
             "elapsed_s": round(self.elapsed_s, 3),
+            "messages_per_s": round(self.tally.messages / elapsed, 1),
+            "readings_per_s": round(sum(self.tally.readings.values()) / elapsed, 1),
         }
 
 
@@ -48,19 +66,25 @@ class Simulation:
     ``speed`` is simulated seconds per real second (0: as fast as possible). The
     simulated clock never passes the wall clock, so a replay that started in the
     past catches up and then continues in real time, and no reading is ever
-    stamped in the future.
+    stamped in the future (apart from deliberate clock-skew faults).
+
+    ``ingest_clock`` says which clock the pipeline will judge timestamps by, so the
+    tally of expected rejects is exact: ``wall`` when publishing live, ``publish``
+    (each message's own send time) for files that are replayed later. A file may
+    cover any time, so only live runs are held back by the wall clock.
     """
 
     def __init__(
         self,
         schedule: Schedule,
         encoder: Encoder,
-        output: Output,
+        output: Output | SliceOutput,
         *,
         speed: float = 1.0,
         duration_s: float | None = None,
         end_ms: int | None = None,
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        ingest_clock: IngestClock = "wall",
     ) -> None:
         if speed < 0:
             raise ValueError("--speed must be 0 (as fast as possible) or positive")
@@ -73,6 +97,10 @@ class Simulation:
         self.duration_s = duration_s
         self.end_ms = end_ms
         self.wall_clock_ms = wall_clock_ms
+        self.ingest_clock = ingest_clock
+        self.live = ingest_clock == "wall"
+        """Live runs never pass the wall clock; a file for later replay may be of any time."""
+        self._sliced = isinstance(output, SliceOutput)
 
     def run(
         self,
@@ -85,22 +113,38 @@ class Simulation:
         started = time.monotonic()
         last_progress = started
         sim = self.schedule.start_ms
-        while not stop.is_set():
-            if self.duration_s is not None and time.monotonic() - started >= self.duration_s:
-                break
-            if self.end_ms is not None and sim >= self.end_ms:
-                break
-            slice_end = sim + SLICE_MS
-            if not self._wait_until_due(slice_end, started, stop):
-                break
-            for chunk in self.schedule.slice(sim):
-                for topic, payload in self.encoder.encode(chunk):
-                    self.output.publish(topic, payload)
-            sim = slice_end
-            now = time.monotonic()
-            if progress is not None and now - last_progress >= progress_every_s:
-                progress(self._progress(started, sim))
-                last_progress = now
+        try:
+            while not stop.is_set():
+                if self.duration_s is not None and time.monotonic() - started >= self.duration_s:
+                    break
+                if self.end_ms is not None and sim >= self.end_ms:
+                    break
+                if not self._wait_until_due(min(sim + SLICE_MS, self._block_end(sim)), started, stop):
+                    break
+                block_end = self._block_end(sim)
+                chunks = list(self.schedule.slice(sim, block_end))
+                messages = self.encoder.encode_slice(sim, chunks, self._ingest_ms(), block_end)
+                times = [m[0] for m in messages]
+                sent = 0
+                # Generated together, sent second by second. A stop mid-block sends the rest of the
+                # block at once (up to a minute early), so what was counted is what was sent.
+                stopping = False
+                for slice_start in range(sim, block_end, SLICE_MS):
+                    slice_end = min(slice_start + SLICE_MS, block_end)
+                    if not stopping and not self._wait_until_due(slice_end, started, stop):
+                        stopping = True
+                    upto = bisect.bisect_left(times, slice_end, lo=sent)
+                    self._send(messages[sent:upto])
+                    sent = upto
+                    sim = slice_end
+                    now = time.monotonic()
+                    if progress is not None and now - last_progress >= progress_every_s:
+                        progress(self._progress(started, sim))
+                        last_progress = now
+                self._send(messages[sent:])
+            self._send(self.encoder.finish(self._ingest_ms()))
+        finally:
+            self.encoder.labels.close()
         counts = self.output.close(drain_timeout_s)
         if progress is not None:
             progress(self._progress(started, sim))
@@ -108,10 +152,27 @@ class Simulation:
             self.encoder.tally, counts, self.schedule.start_ms, sim, time.monotonic() - started
         )
 
+    def _block_end(self, sim: int) -> int:
+        end = sim + BLOCK_MS
+        return end if self.end_ms is None else min(end, self.end_ms)
+
+    def _ingest_ms(self) -> int | None:
+        return self.wall_clock_ms() if self.ingest_clock == "wall" else None
+
+    def _send(self, messages: list[TimedMessage]) -> None:
+        if not messages:
+            return
+        if self._sliced:
+            self.output.publish_slice(messages)  # type: ignore[union-attr]
+            return
+        publish = self.output.publish  # type: ignore[union-attr]
+        for _, topic, payload in messages:
+            publish(topic, payload)
+
     def _wait_until_due(self, slice_end_ms: int, started: float, stop: threading.Event) -> bool:
         """Sleep until the slice may be published; False if stopped or out of time meanwhile."""
         while True:
-            waits = [(slice_end_ms - self.wall_clock_ms()) / 1000.0]
+            waits = [(slice_end_ms - self.wall_clock_ms()) / 1000.0 if self.live else 0.0]
             if self.speed > 0:
                 real_due = started + (slice_end_ms - self.schedule.start_ms) / 1000.0 / self.speed
                 waits.append(real_due - time.monotonic())
@@ -131,6 +192,8 @@ class Simulation:
         return Progress(
             elapsed_s=time.monotonic() - started,
             sim_ms=sim,
+            start_ms=self.schedule.start_ms,
+            end_ms=self.end_ms,
             messages=tally.messages,
             readings=sum(tally.readings.values()),
             counts=replace(self.output.counts),

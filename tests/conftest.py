@@ -10,7 +10,14 @@ import pytest
 from ingest.broker import EmbeddedBroker
 from processors.registry import Registry
 from simulators.fleet import make_registry
-from tests.servers import Mosquitto, running_mosquitto
+from tests.servers import (
+    Influxd,
+    Mosquitto,
+    VictoriaMetrics,
+    running_influxd,
+    running_mosquitto,
+    running_victoria_metrics,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +35,20 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     with running_mosquitto(tmp_path / "mosquitto") as broker:
         yield broker
+
+
+@pytest.fixture
+def influxd(tmp_path: Path) -> Iterator[Influxd]:
+    """A private InfluxDB 1.x on free ports, its data in the test's tmp dir."""
+    with running_influxd(tmp_path / "influxd") as server:
+        yield server
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    """A private VictoriaMetrics, a real server for the InfluxDB v2 write API."""
+    with running_victoria_metrics(tmp_path / "victoria-metrics") as server:
+        yield server
 
 
 @pytest.fixture

@@ -54,7 +54,15 @@ def test_simulate_to_a_file(tmp_path: Path) -> None:
     summary = last_json_line(done.stdout)
     lines = out.read_bytes().splitlines()
     assert len(lines) == summary["messages"] == summary["published"] > 0
-    assert all(line.startswith(b"citypulse/v1/readings/") and b"\t{" in line for line in lines)
+    columns = [line.split(b"\t", 2) for line in lines]
+    assert all(
+        topic.startswith(b"citypulse/v1/readings/") and payload.startswith(b"{")
+        for _, topic, payload in columns
+    )
+    sent = [int(ms) for ms, _, _ in columns]
+    assert sent == sorted(sent), "lines are in the order the fleet sends them"
+    assert summary["sim_start_ms"] <= sent[0]
+    assert sent[-1] < summary["sim_end_ms"]
     assert set(summary["readings_by_kind"]) == {"air", "traffic"}
 
 

@@ -39,18 +39,21 @@ def ingest(
     Subscribes to readings over MQTT (QoS 1, persistent session), validates them
     against the device registry and each kind's model, stores valid readings,
     dead-letters the rest with a reason, and acknowledges each message only once
-    it is stored. Logs one start-up line saying where it reads and writes, then
-    progress every 10 s.
+    it is stored, or spooled to local disk while the store is down. Serves
+    Prometheus metrics on CITYPULSE_METRICS_PORT. Logs one start-up line saying
+    where it reads and writes, then progress every 10 s.
     """
     from ingest.service import IngestService
+    from ingest.sinks import SinkError
+    from ingest.spool import SpoolLockedError
 
     settings = settings_from(config, mqtt_url=mqtt_url, registry=registry, sink=sink, sqlite_path=sqlite_path)
     setup_logging(settings.log_level)
     try:
-        service = IngestService(settings)
+        service = IngestService(settings, serve_metrics=True)
     except RegistryError as bad:
         raise UserError(str(bad)) from None
-    except ValueError as bad:
+    except (ValueError, SinkError, SpoolLockedError) as bad:
         raise UserError(str(bad)) from None
     stop_requested = threading.Event()
 
@@ -67,5 +70,7 @@ def ingest(
         service.start(connect_timeout)
     except BrokerUnreachableError as bad:
         service.sink.close()
+        if service.metrics is not None:
+            service.metrics.stop()
         raise UserError(str(bad)) from None
     service.run()

@@ -1,4 +1,4 @@
-"""``citypulse simulate``: a simulated fleet."""
+"""``citypulse simulate``: a simulated fleet, publishing to a broker or writing to a file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,66 +27,110 @@ from processors.timestamps import format_rfc3339, parse_timestamp
 def simulate(
     config: ConfigOption = None,
     devices: Annotated[
-        int, typer.Option(min=1, help="Devices in the fleet (split evenly between kinds).")
-    ] = 100,
-    kinds: Annotated[str, typer.Option(help="Comma-separated kinds, or 'all'.")] = "all",
+        int | None,
+        typer.Option(min=1, help="Devices in the fleet, split evenly between kinds. (default 100)"),
+    ] = None,
+    kinds: Annotated[str | None, typer.Option(help="Comma-separated kinds, or 'all'. (default all)")] = None,
     duration: Annotated[str | None, typer.Option(help="Wall-clock run time, e.g. 30s, 10m, 2h.")] = None,
     span: Annotated[str | None, typer.Option(help="Simulated time to cover, e.g. 1h, 7d.")] = None,
     speed: Annotated[
-        float,
-        typer.Option(min=0, help="Simulated seconds per real second; 0 = as fast as possible."),
-    ] = 1.0,
+        float | None,
+        typer.Option(min=0, help="Simulated seconds per real second; 0 = as fast as possible. (default 1)"),
+    ] = None,
     start: Annotated[
         str | None,
-        typer.Option(
-            help="Simulated start (RFC 3339 or epoch). Default: so the run ends now (replays) or now."
-        ),
+        typer.Option(help="Simulated start (RFC 3339 or epoch). Default: so that the run ends now, or now."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed and start give the same bytes.")] = 1,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed; the same seed and --start give the same bytes. (default 1)"),
+    ] = None,
     registry: Annotated[
         Path | None,
         typer.Option(help="Registry file: reused if it exists, else written with the generated fleet."),
     ] = None,
     mqtt_url: Annotated[str | None, typer.Option(help="Broker URL (overrides CITYPULSE_MQTT_URL).")] = None,
     protocol: Annotated[str | None, typer.Option(help="MQTT protocol: 5 or 3.1.1.")] = None,
-    qos: Annotated[int, typer.Option(min=0, max=1, help="Publish QoS (0 or 1).")] = 1,
+    qos: Annotated[int | None, typer.Option(min=0, max=1, help="Publish QoS, 0 or 1. (default 1)")] = None,
     batch: Annotated[
-        int, typer.Option(min=0, help="Gateway mode: up to N readings per message (0 = one each).")
-    ] = 0,
+        int | None, typer.Option(min=0, help="Gateway mode: up to N readings per message (0 = one each).")
+    ] = None,
     faults: Annotated[
-        str,
-        typer.Option(help="Bad input to inject: 'all', or a list such as malformed_json,wrong_type."),
-    ] = "",
+        str | None,
+        typer.Option(help="Faults to inject: 'all', or a list such as spike,stuck,duplicates (see README)."),
+    ] = None,
     fault_rate: Annotated[
-        float, typer.Option(min=0, max=1, help="Probability that a reading/message is spoiled.")
-    ] = 0.01,
+        float | None,
+        typer.Option(
+            min=0, max=1, help="Share of readings that start a fault (default: each fault's own rate)."
+        ),
+    ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="Scenario file (.toml/.yaml) or built-in: an incident's name, or 'incidents'."),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Write the ground truth (every injected fault) here, as JSON lines.")
+    ] = None,
     output: Annotated[
         Path | None,
-        typer.Option(help="Write 'topic<TAB>payload' lines here instead of publishing."),
+        typer.Option(help="Write 'publish_ms<TAB>topic<TAB>payload' lines here instead of publishing."),
     ] = None,
     client_id: Annotated[str, typer.Option(help="MQTT client id of the simulator.")] = "citypulse-simulator",
+    max_outstanding: Annotated[
+        int, typer.Option(min=1, help="Most messages unacknowledged by the broker at once.")
+    ] = 20_000,
+    connect_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for the broker at start-up.")
+    ] = 15.0,
+    give_up_after: Annotated[
+        str,
+        typer.Option(help="Once the broker has been unreachable this long, count new messages as failed."),
+    ] = "60s",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only write the registry (with --registry) and exit.")
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary as the last line of stdout.")
     ] = False,
 ) -> None:
-    """Run a simulated fleet of sensors publishing readings over MQTT (or to a file).
+    """Run a simulated fleet of Hanoi's sensors publishing readings over MQTT (or to a file).
 
     Without --duration or --span it runs until Ctrl-C. With --speed above 1 the
     simulated clock starts in the past and catches up with the present, so a
     week can be replayed in minutes without ever stamping a reading in the future.
+    Faults and incidents are injected on request and written to --labels.
     """
-    from simulators.outputs import FileOutput, MqttOutput, Output
+    from simulators.outputs import FileOutput, MqttOutput, Output, SliceOutput
     from simulators.plan import FleetChoices, build, fleet_registry, parse_kinds
     from simulators.runner import Progress, Simulation
+    from simulators.scenario import Scenario, load_scenario
 
     settings = settings_from(config, mqtt_url=mqtt_url, mqtt_protocol=protocol)
     setup_logging(settings.log_level)
+    chosen: Scenario | None = None
+    if scenario is not None:
+        try:
+            chosen = load_scenario(scenario)
+        except ValueError as bad:
+            raise UserError(str(bad)) from None
+    run: dict[str, Any] = chosen.run if chosen else {}
+
+    def pick(given: Any, key: str, default: Any) -> Any:
+        """The command line wins, then the scenario's [run] table, then the default."""
+        return given if given is not None else run.get(key, default)
+
+    devices_n = int(pick(devices, "devices", 100))
+    seed_n = int(pick(seed, "seed", 1))
+    speed_x = float(pick(speed, "speed", 1.0))
+    batch_n = int(pick(batch, "batch", 0))
+    qos_n = int(pick(qos, "qos", 1))
+    if devices_n < 1 or speed_x < 0 or batch_n < 0 or qos_n not in (0, 1):
+        raise UserError("the scenario's [run] needs devices >= 1, speed >= 0, batch >= 0 and qos 0 or 1")
     try:
-        kind_list = parse_kinds(kinds)
-        fleet, _ = fleet_registry(registry, devices, kind_list, seed)
+        kind_list = parse_kinds(str(pick(kinds, "kinds", "all")))
+        fleet, _ = fleet_registry(registry, devices_n, kind_list, seed_n)
     except (ValueError, RegistryError) as bad:
         raise UserError(str(bad)) from None
     if dry_run:
@@ -94,79 +138,114 @@ def simulate(
             raise UserError("--dry-run writes the registry: give --registry FILE")
         err.print(f"registry {registry}: {len(fleet)} devices {fleet.counts()}")
         return
-    duration_s = duration_option(duration, "--duration")
-    span_s = duration_option(span, "--span")
+    duration_s = duration_option(duration, "--duration") if duration is not None else run.get("duration")
+    span_s = duration_option(span, "--span") if span is not None else run.get("span")
+    give_up_s = duration_option(give_up_after, "--give-up-after") or 60.0
     now_ms = time.time_ns() // 1_000_000
-    if speed == 0 and span_s is None:
+    if speed_x == 0 and span_s is None:
         raise UserError(
             "--speed 0 (as fast as possible) needs --span to say how much simulated time to cover"
         )
-    if start is not None:
+    start_text = pick(start, "start", None)
+    if start_text is not None:
+        text = str(start_text)
         try:
-            start_ms = parse_timestamp(float(start) if start.replace(".", "", 1).isdigit() else start)
+            start_ms = parse_timestamp(float(text) if text.replace(".", "", 1).isdigit() else text)
         except ValueError as bad:
             raise UserError(f"--start: {bad}") from None
-    elif span_s is not None and speed != 1.0:
+    elif span_s is not None and speed_x != 1.0:
         start_ms = now_ms - int(span_s * 1000)
-    elif duration_s is not None and speed > 1.0:
-        start_ms = now_ms - int(duration_s * speed * 1000)
+    elif duration_s is not None and speed_x > 1.0:
+        start_ms = now_ms - int(duration_s * speed_x * 1000)
     else:
         start_ms = now_ms
     end_ms = start_ms + int(span_s * 1000) if span_s is not None else None
+    if output is None and end_ms is not None and start_ms < now_ms - settings.max_age_s * 1000:
+        err.print(
+            f"warning: the run starts more than CITYPULSE_MAX_AGE_S ({settings.max_age_s:g} s) ago; "
+            "the pipeline will reject its oldest readings as timestamp_too_old (the summary counts them)",
+            highlight=False,
+        )
+    fault_spec: str | tuple[str, ...] = (
+        faults if faults is not None else (chosen.faults if chosen and chosen.faults is not None else "")
+    )
     try:
         schedule, encoder = build(
             fleet,
             settings.topics,
             FleetChoices(
                 kinds=tuple(kind_list),
-                seed=seed,
+                seed=seed_n,
                 start_ms=start_ms,
-                faults=faults,
-                fault_rate=fault_rate,
-                batch=batch,
+                faults=fault_spec,
+                fault_rate=fault_rate if fault_rate is not None else (chosen.fault_rate if chosen else None),
+                fault_rates=chosen.fault_rates if chosen and faults is None else {},
+                batch=batch_n,
                 max_payload_bytes=settings.max_payload_bytes,
+                max_future_ms=int(settings.max_future_s * 1000),
+                max_age_ms=int(settings.max_age_s * 1000),
+                end_ms=end_ms,
+                incidents=chosen.incidents if chosen else (),
+                labels=labels,
             ),
         )
     except ValueError as bad:
         raise UserError(str(bad)) from None
-    sink: Output
+    sink: Output | SliceOutput
     if output is not None:
         sink = FileOutput(output)
         target = str(output)
     else:
         mqtt_out = MqttOutput(
             ConnectOptions(endpoint=settings.mqtt, client_id=client_id, protocol=settings.mqtt_protocol),
-            qos=qos,
+            qos=qos_n,
+            max_outstanding=max_outstanding,
+            give_up_after_s=give_up_s,
         )
         try:
-            mqtt_out.start()
+            mqtt_out.start(timeout_s=connect_timeout)
         except BrokerUnreachableError as bad:
             raise UserError(str(bad)) from None
         sink = mqtt_out
-        target = settings.mqtt.display()
+        target = f"{settings.mqtt.display()} (MQTT {settings.mqtt_protocol}, QoS {qos_n})"
     simulation = Simulation(
         schedule,
         encoder,
         sink,
-        speed=speed,
+        speed=speed_x,
         duration_s=duration_s if (duration_s or end_ms) else float("inf"),
         end_ms=end_ms,
+        ingest_clock="publish" if output is not None else "wall",
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    what = f" · scenario {chosen.name}" if chosen else ""
     err.print(
-        f"simulating {len(fleet)} devices ({', '.join(kind_list)}) from {format_rfc3339(start_ms)} "
-        f"at speed {speed:g} → {target}"
+        f"simulating {len(fleet):,} devices ({', '.join(kind_list)}) from {format_rfc3339(start_ms)} "
+        f"at speed {speed_x:g}{what} → {target}",
+        highlight=False,
     )
-    last = [time.monotonic(), 0]
+    if output is not None and start is None and run.get("start") is None:
+        err.print(
+            f"to reproduce this file exactly: --seed {seed_n} --start {format_rfc3339(start_ms)}",
+            highlight=False,
+        )
+    last = [time.monotonic(), 0, 0]
 
     def show(p: Progress) -> None:
+        if quiet:
+            return
         now = time.monotonic()
-        rate = (p.messages - last[1]) / max(now - last[0], 1e-9)
-        last[0], last[1] = now, p.messages
+        window = max(now - last[0], 1e-9)
+        rate = (p.messages - last[1]) / window
+        acked_rate = (p.counts.acknowledged - last[2]) / window
+        last[0], last[1], last[2] = now, p.messages, p.counts.acknowledged
+        done = f" ({p.done:.0%})" if p.done is not None else ""
+        outstanding = p.counts.published - p.counts.acknowledged - p.counts.failed
         err.print(
-            f"[{p.elapsed_s:7.1f}s] sim {format_rfc3339(p.sim_ms)} · {p.messages:,} messages "
-            f"({rate:,.0f}/s) · {p.counts.acknowledged:,} acked · {p.counts.failed:,} failed",
+            f"[{p.elapsed_s:7.1f}s] sim {format_rfc3339(p.sim_ms)}{done} · {p.messages:,} messages "
+            f"({rate:,.0f}/s) · {p.counts.acknowledged:,} acked ({acked_rate:,.0f}/s) · "
+            f"{outstanding:,} in flight · {p.counts.failed:,} failed",
             highlight=False,
         )
 
@@ -176,7 +255,30 @@ def simulate(
         stop.set()
         raise
     summary = result.summary()
+    if labels is not None:
+        summary["labels_file"] = str(labels)
+    _print_summary(summary)
     if as_json:
         print_json(summary)
-    else:
-        err.print(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """The end-of-run report for people (stderr); scripts read the --json line instead."""
+    err.print(
+        f"done: {summary['messages']:,} messages ({summary['readings']:,} readings) "
+        f"in {summary['elapsed_s']} s ({summary['messages_per_s']:,.0f} msg/s) · "
+        f"published {summary['published']:,} · acknowledged {summary['acknowledged']:,} · "
+        f"failed {summary['failed']:,}",
+        highlight=False,
+    )
+    if summary["failed"]:
+        reasons = ", ".join(f"{why}: {n:,}" for why, n in summary["failures"].items())
+        err.print(f"[bold red]not delivered:[/bold red] {reasons}", highlight=False)
+    if summary["faults"]:
+        injected = ", ".join(f"{name} {n:,}" for name, n in summary["faults"].items())
+        err.print(f"injected: {injected}", highlight=False)
+    if summary["expected_rejects"]:
+        rejects = ", ".join(f"{name} {n:,}" for name, n in summary["expected_rejects"].items())
+        err.print(f"the pipeline must reject: {rejects}", highlight=False)
+    by_kind = ", ".join(f"{kind} {n:,}" for kind, n in summary["valid_by_kind"].items())
+    err.print(f"the pipeline must store: {by_kind}", highlight=False)

@@ -6,13 +6,22 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from ingest.sinks.base import Sink, SinkError, SinkHealth, SinkPlugin
+from ingest.sinks.base import RejectedPoint, Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
 from processors.plugins import discover
 
 if TYPE_CHECKING:
     from ingest.settings import Settings
 
-__all__ = ["SINKS", "Sink", "SinkError", "SinkHealth", "SinkPlugin", "open_sink"]
+__all__ = [
+    "SINKS",
+    "RejectedPoint",
+    "Sink",
+    "SinkError",
+    "SinkHealth",
+    "SinkPlugin",
+    "WriteReport",
+    "open_sink",
+]
 
 SINKS: Mapping[str, SinkPlugin] = MappingProxyType(
     {plugin.name: plugin for plugin in discover(__name__, __path__, "PLUGIN", SinkPlugin)}

@@ -1,8 +1,12 @@
 """The sink interface: write a batch durably, flush, close, report health.
 
-A sink either stores the whole ``WriteBatch`` before ``write`` returns, or raises
-``SinkError`` saying whether trying again can help. Retries, spooling and
-backpressure wrap a sink from the outside, so every sink gets them for free.
+A sink either stores the ``WriteBatch`` before ``write`` returns, or raises
+``SinkError`` saying whether trying again can help. The one exception is a point
+the store itself refuses for good (InfluxDB answering 400/422 for it, say a
+field type conflict): the sink stores every other point and returns the refused
+ones in its ``WriteReport``, so one bad point never holds back its neighbours and
+is dead-lettered instead of retried forever. Retries, spooling and backpressure
+wrap a sink from the outside (``ingest/durable.py``), so every sink gets them for free.
 """
 
 from __future__ import annotations
@@ -28,6 +32,29 @@ class SinkError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedPoint:
+    """One point the store refused for good, with the store's own reason."""
+
+    measurement: str
+    timestamp: int
+    """In the unit the point was written with: ms for readings, ns for events."""
+    reason: str
+    line: str
+    """The point as the store saw it (line protocol for InfluxDB)."""
+    device: str | None = None
+    kind: str | None = None
+    """The sensor kind, for readings; None for events."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    """What a write stored: ``written`` points, and the points the store refused."""
+
+    written: int
+    rejected: tuple[RejectedPoint, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SinkHealth:
     ok: bool
     detail: str
@@ -39,8 +66,11 @@ class Sink(ABC):
     """Where validated readings and pipeline events are stored."""
 
     @abstractmethod
-    def write(self, batch: WriteBatch) -> None:
-        """Store every reading and event of ``batch`` durably, or raise ``SinkError``."""
+    def write(self, batch: WriteBatch) -> WriteReport:
+        """Store every reading and event of ``batch`` durably, or raise ``SinkError``.
+
+        Points the store refuses for good are left out and returned in the report.
+        """
 
     def flush(self) -> None:  # noqa: B027 - optional hook, most sinks write through
         """Push anything buffered to durable storage."""

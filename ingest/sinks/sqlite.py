@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.sinks.base import Sink, SinkError, SinkHealth, SinkPlugin
+from ingest.sinks.base import Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
 from processors.batch import Event, ReadingBatch, WriteBatch
 from processors.kinds import KINDS, SensorKind
 
@@ -72,7 +72,7 @@ class SqliteSink(Sink):
             f"ON CONFLICT (device, ts) DO UPDATE SET district = excluded.district, {merge}"
         )
 
-    def write(self, batch: WriteBatch) -> None:
+    def write(self, batch: WriteBatch) -> WriteReport:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -90,6 +90,7 @@ class SqliteSink(Sink):
                     self._db.execute("ROLLBACK")
                 busy = isinstance(bad, sqlite3.OperationalError) and "locked" in str(bad)
                 raise SinkError(f"SQLite write to {self.path} failed: {bad}", retryable=busy) from bad
+        return WriteReport(written=len(batch))
 
     def close(self) -> None:
         with self._lock:

@@ -21,7 +21,15 @@ class AirReading(Reading):
     o3: float | None = measure("µg/m³", 0, 1000, "Ozone", normal=(5, 160), fiware="o3")
     co: float | None = measure("mg/m³", 0, 150, "Carbon monoxide", normal=(0.2, 3.0), fiware="co")
     temperature: float | None = measure(
-        "°C", -40, 70, "Air temperature", normal=(10, 38), fiware="temperature"
+        "°C",
+        -40,
+        70,
+        "Air temperature",
+        normal=(10, 38),
+        fiware="temperature",
+        # A storm's gust front can cool the air by a few degrees within a minute, never by
+        # the ten a faulty reading jumps: 4 °C a minute is the limit.
+        max_rate=240,
     )
     humidity: float | None = measure(
         "%",

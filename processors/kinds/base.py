@@ -47,6 +47,9 @@ def measure(
     normal: tuple[float, float],
     fiware: str | None = None,
     step: float | None = None,
+    scale: str | None = None,
+    max_rate: float | None = None,
+    switching: bool = False,
 ) -> Any:
     """Declare one measurement: its unit, physical valid range and normal operating band.
 
@@ -55,14 +58,34 @@ def measure(
     healthy city usually reports; simulators draw from it and dashboards colour it.
     ``fiware`` names the matching FIWARE Smart Data Models attribute for export.
     ``step`` says the sensor reports whole multiples of it (1 for counts, on/off).
+
+    Two optional hints for anomaly detection: ``scale`` says how the measure varies
+    (``"log"`` for concentrations and flows that change by factors, ``"count"`` for
+    Poisson-like counts, ``"linear"``); without it the shape of the normal band
+    decides. ``max_rate`` is the fastest change per hour the physical quantity can
+    make (units per hour); faster changes are flagged as impossible. Without it,
+    the whole normal band per reporting interval is the limit. ``switching`` marks a
+    measure that jumps between levels at moments no daily profile predicts (a lamp
+    switching on at dusk, a bin emptied on collection day): level-shift and noise
+    detection leave it alone; spikes, stuck values and the kind's rules still apply.
     """
     if not (lo <= normal[0] <= normal[1] <= hi):
         raise ValueError(f"normal band {normal} must lie inside the valid range [{lo}, {hi}]")
+    if scale not in (None, "linear", "log", "count"):
+        raise ValueError(f"scale {scale!r} must be 'linear', 'log' or 'count'")
+    if max_rate is not None and not max_rate > 0:
+        raise ValueError(f"max_rate {max_rate!r} must be positive")
     extra: dict[str, Any] = {"unit": unit, "normal": [normal[0], normal[1]]}
     if fiware is not None:
         extra["fiware"] = fiware
     if step is not None:
         extra["step"] = step
+    if scale is not None:
+        extra["scale"] = scale
+    if max_rate is not None:
+        extra["max_rate"] = max_rate
+    if switching:
+        extra["switching"] = True
     return Field(default=None, ge=lo, le=hi, description=description, json_schema_extra=extra)
 
 
@@ -128,6 +151,12 @@ class Measure:
     normal: tuple[float, float]
     fiware: str | None
     step: float | None = None
+    scale: str | None = None
+    """How the quantity varies: ``linear``, ``log`` or ``count`` (None: judged from the band)."""
+    max_rate: float | None = None
+    """Fastest physically possible change, units per hour (None: derived from the band)."""
+    switching: bool = False
+    """Jumps between levels at unpredictable moments (lamp on/off, bin emptied)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +207,8 @@ def _measure_of(name: str, info: FieldInfo) -> Measure:
     assert isinstance(normal, list)
     fiware = extra.get("fiware")
     step = extra.get("step")
+    scale = extra.get("scale")
+    max_rate = extra.get("max_rate")
     return Measure(
         name=name,
         unit=str(extra["unit"]),
@@ -187,4 +218,7 @@ def _measure_of(name: str, info: FieldInfo) -> Measure:
         normal=(float(normal[0]), float(normal[1])),  # type: ignore[arg-type]
         fiware=str(fiware) if fiware is not None else None,
         step=float(step) if isinstance(step, int | float) else None,
+        scale=str(scale) if scale is not None else None,
+        max_rate=float(max_rate) if isinstance(max_rate, int | float) else None,
+        switching=bool(extra.get("switching", False)),
     )

@@ -21,6 +21,7 @@ class LightingReading(Reading):
         normal=(0, 1),
         fiware="powerState",
         step=1,
+        switching=True,
     )
     dimming: float | None = measure(
         "%",
@@ -29,11 +30,27 @@ class LightingReading(Reading):
         "Dimming level (FIWARE uses a 0-1 fraction)",
         normal=(0, 100),
         fiware="illuminanceLevel",
+        switching=True,
     )
     power: float | None = measure(
-        "W", 0, 2000, "Electrical power drawn", normal=(0, 150), fiware="powerConsumption"
+        "W",
+        0,
+        2000,
+        "Electrical power drawn",
+        normal=(0, 150),
+        fiware="powerConsumption",
+        scale="log",  # standby draw to full power is a factor of hundreds
+        switching=True,
     )
-    lux: float | None = measure("lx", 0, 150000, "Ambient illuminance", normal=(0, 50000))
+    lux: float | None = measure(
+        "lx",
+        0,
+        150000,
+        "Ambient illuminance",
+        normal=(0, 50000),
+        scale="log",  # night to noon: 1e5-fold
+        switching=True,  # the controller's own lamp adds its light when it switches on
+    )
 
 
 KIND = SensorKind(

@@ -13,6 +13,7 @@ class WasteReading(Reading):
         "Fill level (FIWARE uses a 0-1 fraction)",
         normal=(0, 90),
         fiware="fillingLevel",
+        switching=True,  # emptied on collection days, whose hour and rhythm vary
     )
     temperature: float | None = measure(
         "°C", -40, 125, "Temperature inside the bin", normal=(15, 45), fiware="temperature"

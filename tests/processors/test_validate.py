@@ -47,9 +47,14 @@ def test_three_timestamp_spellings_land_on_the_same_point(registry: Registry) ->
         (AIR, b'{"ts": %d, "pm25": 3}' % NOW),
     )
     batch = result.batches["air"]
-    assert batch.ts_ms.tolist() == [NOW, NOW, NOW]
-    assert batch.values[:, 0].tolist() == [1.0, 2.0, 3.0]
+    assert batch.ts_ms.tolist() == [NOW]
+    assert batch.values[:, 0].tolist() == [1.0]
     assert batch.values.dtype == np.float64
+    # Same device, same instant: the later spellings are recognised as the same reading.
+    assert reasons(result) == [Reason.DUPLICATE, Reason.DUPLICATE]
+    for spelling in (b'"2026-11-23T04:30:00Z"', b"%d" % SEC, b"%d" % NOW):
+        alone = run(registry, (AIR, b'{"ts": %s, "pm25": 1}' % spelling))
+        assert alone.batches["air"].ts_ms.tolist() == [NOW]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,180 @@
+"""Validation speed from raw JSON bytes: the column path against per-reading baselines, same run.
+
+Run: ``python3 bench/validate_bench.py [--devices 20000] [--messages 100000] [--cycle 5000] [--repeat 3]``
+
+The messages are what a city fleet sends in proportion to its reporting
+intervals (air and traffic every minute, water and lighting every five, waste
+every fifteen), one reading per message, with the timestamp spellings devices
+use (70 % RFC 3339, 20 % epoch ms, 10 % epoch s) and 1 % bad input of every
+sort. Three validators read exactly the same bytes:
+
+1. a per-reading pure-Python baseline: ``json.loads`` and hand-written checks of
+   topic, registry, types, ranges and time window, one message at a time;
+2. the reference path: each message through its kind's pydantic model
+   (``model_validate_json``), as the foundation did;
+3. citypulse's validator (column path), in cycles of ``--cycle`` messages.
+
+It prints readings per second for each and the ratios, checks that all three
+accept the same number of readings, and repeats the run with gateway batches (50
+readings per message). Figures are the best of ``--repeat`` runs on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import orjson
+
+from processors.kinds import KINDS
+from processors.registry import Device, Registry
+from processors.timestamps import format_rfc3339, parse_timestamp
+from processors.topics import TopicError, TopicScheme
+from processors.validate import RawMessage, Validator
+
+NOW_MS = 1_795_408_200_000
+
+
+def fleet(devices: int) -> Registry:
+    per_kind = devices // len(KINDS)
+    return Registry(
+        Device(f"{kind}-{i:06d}", kind, "Ba Đình", 21.03, 105.85) for kind in KINDS for i in range(per_kind)
+    )
+
+
+def make_messages(registry: Registry, count: int, seed: int = 1) -> list[RawMessage]:
+    rng = np.random.default_rng(seed)
+    kinds = list(KINDS)
+    weights = np.array([1.0 / KINDS[k].interval_s * len(registry.tables[k]) for k in kinds])
+    chosen = rng.choice(len(kinds), size=count, p=weights / weights.sum())
+    out = []
+    for i, k in enumerate(chosen.tolist()):
+        kind = KINDS[kinds[k]]
+        table = registry.tables[kind.name]
+        device = table.devices[int(rng.integers(len(table)))].device_id
+        ts = NOW_MS - int(rng.integers(0, 3_600_000))
+        spelling = i % 10
+        stamp: object = format_rfc3339(ts) if spelling < 7 else (ts if spelling < 9 else ts // 1000)
+        body: dict[str, object] = {"device": device, "ts": stamp}
+        for m in kind.measures:
+            value = rng.uniform(*m.normal)
+            body[m.name] = round(value) if m.step else round(float(value), 2)
+        payload = orjson.dumps(body)
+        if i % 100 == 0:  # 1 % bad input of every sort
+            payload = [payload[:20], payload.replace(b'"ts"', b'"tz"'), b'{"ts": 1, "x": NaN}'][i // 100 % 3]
+        out.append(RawMessage(f"citypulse/v1/readings/{kind.name}/{device}", payload))
+    return out
+
+
+def gateway(messages: Sequence[RawMessage], size: int) -> tuple[list[RawMessage], int]:
+    groups: dict[str, list[bytes]] = {}
+    for m in messages:
+        if m.payload.startswith(b"{") and m.payload.endswith(b"}"):
+            groups.setdefault(m.topic.split("/")[3], []).append(m.payload)
+    out, readings = [], 0
+    for kind, payloads in groups.items():
+        for start in range(0, len(payloads), size):
+            chunk = payloads[start : start + size]
+            readings += len(chunk)
+            out.append(RawMessage(f"citypulse/v1/batches/{kind}/gw-{start}", b"[" + b",".join(chunk) + b"]"))
+    return out, readings
+
+
+class PurePython:
+    """The baseline: what a straightforward per-reading validator does, in plain Python."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.topics = TopicScheme()
+        self.limits = {k: {m.name: (m.lo, m.hi) for m in kind.measures} for k, kind in KINDS.items()}
+
+    def validate(self, messages: Sequence[RawMessage], now_ms: int) -> int:
+        valid = 0
+        for message in messages:
+            try:
+                topic = self.topics.parse(message.topic)
+                body = json.loads(message.payload)
+            except (TopicError, ValueError):
+                continue
+            items = body if isinstance(body, list) else [body]
+            for item in items:
+                valid += self._one(topic.kind, topic.source_id, item, now_ms)
+        return valid
+
+    def _one(self, kind: str, source: str, item: object, now_ms: int) -> int:
+        if not isinstance(item, dict):
+            return 0
+        device_id = item.get("device", source)
+        device = self.registry.get(device_id) if isinstance(device_id, str) else None
+        if device is None or device.kind != kind or "ts" not in item:
+            return 0
+        try:
+            ts = parse_timestamp(item["ts"])
+        except ValueError:
+            return 0
+        if not now_ms - 7 * 86_400_000 <= ts <= now_ms + 300_000:
+            return 0
+        measured = 0
+        for name, (lo, hi) in self.limits[kind].items():
+            value = item.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return 0
+            if not math.isfinite(value) or not lo <= value <= hi:
+                return 0
+            measured += 1
+        return 1 if measured else 0
+
+
+def best(repeat: int, work: Callable[[], int]) -> tuple[float, int]:
+    times, result = [], 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def cycles(validator: Validator, messages: Sequence[RawMessage], size: int) -> int:
+    return sum(
+        validator.validate(messages[i : i + size], NOW_MS).valid for i in range(0, len(messages), size)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--devices", type=int, default=20_000)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--cycle", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    registry = fleet(args.devices)
+    messages = make_messages(registry, args.messages)
+    print(f"{len(messages):,} messages from {len(registry):,} devices, cycles of {args.cycle:,}")
+    baseline = PurePython(registry)
+    reference = Validator(registry, column_path=False)
+    columns = Validator(registry)
+    cycles(columns, messages, args.cycle)  # resolve every topic once, as a running service has
+    for label, batch, readings in (
+        ("one reading per message", messages, len(messages)),
+        ("gateway batches of 50", *gateway(messages, 50)),
+    ):
+        t_base, n_base = best(args.repeat, lambda b=batch: baseline.validate(b, NOW_MS))  # type: ignore[misc]
+        t_ref, n_ref = best(args.repeat, lambda b=batch: cycles(reference, b, args.cycle))  # type: ignore[misc]
+        t_col, n_col = best(args.repeat, lambda b=batch: cycles(columns, b, args.cycle))  # type: ignore[misc]
+        assert n_base == n_ref == n_col, (
+            f"validators disagree: {n_base} / {n_ref} / {n_col} readings accepted"
+        )
+        print(f"\n{label}: {readings:,} readings, {n_col:,} valid (all three agree)")
+        print(f"  pure-Python per reading  {readings / t_base:>10,.0f} readings/s   1.00x")
+        print(f"  pydantic per message     {readings / t_ref:>10,.0f} readings/s   {t_base / t_ref:5.2f}x")
+        print(f"  citypulse column path    {readings / t_col:>10,.0f} readings/s   {t_base / t_col:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

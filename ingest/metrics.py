@@ -1,0 +1,238 @@
+"""The pipeline's own health: a Prometheus ``/metrics`` endpoint and a ``pipeline`` measurement.
+
+Both read the same counters (``PipelineStats``, the durable sink's snapshot and
+the MQTT source), so Prometheus, the pipeline-health dashboard and the JSON
+summaries always agree. The endpoint is scraped (pull); the ``pipeline``
+measurement is written through the same durable sink as the readings every
+``CITYPULSE_METRICS_INTERVAL_S`` (push), so a deployment without Prometheus
+still sees the pipeline's health next to its data.
+
+Labels come only from bounded sets: sensor kinds and reason codes. Field names
+of unknown fields and device ids never become labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ingest.durable import DurabilitySnapshot
+from ingest.stats import LAG_BUCKETS_S, StatsSnapshot
+from processors.batch import Event
+
+log = logging.getLogger(__name__)
+
+PIPELINE_MEASUREMENT = "pipeline"
+
+
+@dataclass(frozen=True)
+class SourceState:
+    pending: int
+    connected: bool
+    reconnects: int
+    sessions_lost: int = 0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the metrics report, read at one instant."""
+
+    stats: StatsSnapshot
+    durable: DurabilitySnapshot | None
+    source: SourceState | None
+
+
+Observe = Callable[[], Observation]
+
+
+class PipelineCollector(Collector):
+    """Turns one ``Observation`` into Prometheus metric families on every scrape."""
+
+    def __init__(self, observe: Observe) -> None:
+        self.observe = observe
+
+    def collect(self) -> Iterator[Metric]:
+        seen = self.observe()
+        s = seen.stats
+        yield _counter("citypulse_messages", "MQTT messages taken through the pipeline.", s.messages)
+        yield _by_kind("citypulse_readings_received", "Readings received, by sensor kind.", s.received)
+        yield _by_kind(
+            "citypulse_readings_valid", "Readings that passed validation and were stored.", s.stored
+        )
+        yield _by_kind("citypulse_readings_rejected", "Readings rejected, by sensor kind.", s.rejected)
+        rejects = CounterMetricFamily(
+            "citypulse_rejected", "Rejected readings and messages, by reason code.", labels=["reason"]
+        )
+        for reason, n in sorted(s.reasons.items()):
+            rejects.add_metric([reason], n)
+        yield rejects
+        yield _counter(
+            "citypulse_deadlettered",
+            "Rejections stored as dead letters (every rejection is).",
+            sum(s.reasons.values()),
+        )
+        yield _counter(
+            "citypulse_deadletters_published", "Dead letters published on the MQTT dead-letter topic.",
+            s.deadletters_published,
+        )  # fmt: skip
+        yield _counter("citypulse_ignored_fields", "Unknown fields dropped under the ignore policy.",
+                       sum(s.ignored_fields.values()))  # fmt: skip
+        yield _counter(
+            "citypulse_cycle_write_failures",
+            "Pipeline cycles that could not be made durable (a full spool) and were retried unacknowledged.",
+            s.write_failures,
+        )
+        yield _counter("citypulse_cycles", "Pipeline cycles completed.", s.cycles)
+        lag = HistogramMetricFamily(
+            "citypulse_end_to_end_lag_seconds",
+            "Ingest clock when a reading became durable minus the reading's device timestamp.",
+        )
+        cumulative, buckets = 0, []
+        for bound, n in zip((*LAG_BUCKETS_S, float("inf")), s.lag_buckets, strict=True):
+            cumulative += n
+            buckets.append((_le(bound), cumulative))
+        lag.add_metric([], buckets, sum_value=s.lag_sum_s)
+        yield lag
+        if seen.durable is not None:
+            yield from _durable(seen.durable)
+        if seen.source is not None:
+            yield GaugeMetricFamily(
+                "citypulse_mqtt_pending_messages",
+                "Messages received from the broker, waiting for a pipeline cycle.",
+                value=seen.source.pending,
+            )
+            yield GaugeMetricFamily(
+                "citypulse_mqtt_connected",
+                "1 while connected to the broker.",
+                value=int(seen.source.connected),
+            )
+            yield _counter(
+                "citypulse_mqtt_reconnects", "Reconnections to the broker.", seen.source.reconnects
+            )
+            yield _counter(
+                "citypulse_mqtt_sessions_lost",
+                "Reconnections where the broker had lost our session and the messages queued for it.",
+                seen.source.sessions_lost,
+            )
+
+
+def _durable(d: DurabilitySnapshot) -> Iterator[Metric]:
+    yield _counter(
+        "citypulse_points_written", "Points the store accepted (written through or replayed).", d.written
+    )
+    yield _counter("citypulse_write_retries", "Store writes retried after a failure.", d.retries)
+    yield _counter("citypulse_write_failures", "Store write attempts that failed.", d.failures)
+    yield _counter("citypulse_spooled_batches", "Batches written to the disk spool.", d.spooled_batches)
+    yield _counter("citypulse_spooled_points", "Points written to the disk spool.", d.spooled_points)
+    yield _counter(
+        "citypulse_replayed_batches", "Spooled batches replayed into the store.", d.replayed_batches
+    )
+    yield _counter("citypulse_replayed_points", "Spooled points replayed into the store.", d.replayed_points)
+    yield _counter("citypulse_store_rejected_points", "Points the store refused for good (dead-lettered).",
+                   d.store_rejected)  # fmt: skip
+    yield _counter("citypulse_spool_set_aside", "Unreadable spool records moved to unreadable/.", d.set_aside)
+    yield GaugeMetricFamily("citypulse_spool_batches", "Batches waiting in the spool.", value=d.spool.records)
+    yield GaugeMetricFamily("citypulse_spool_bytes", "Bytes the spool uses on disk.", value=d.spool.bytes)
+    yield GaugeMetricFamily(
+        "citypulse_spool_limit_bytes", "CITYPULSE_SPOOL_MAX_BYTES.", value=d.spool.max_bytes
+    )
+    yield GaugeMetricFamily(
+        "citypulse_spool_full", "1 while the spool refuses batches (backpressure).", value=int(d.spool.full)
+    )
+    yield GaugeMetricFamily(
+        "citypulse_store_up", "1 if the last store write succeeded.", value=int(d.store_ok)
+    )
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
+
+
+def _by_kind(name: str, documentation: str, counts: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=["kind"])
+    for kind, n in sorted(counts.items()):
+        family.add_metric([kind], n)
+    return family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP in a daemon thread (prometheus_client's WSGI server)."""
+
+    def __init__(self, observe: Observe, host: str, port: int) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(PipelineCollector(observe))
+        self._server: WSGIServer
+        self._thread: threading.Thread
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self.host = host
+        self.port = int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def pipeline_event(now_ms: int, seen: Observation, previous: Observation | None, client_id: str) -> Event:
+    """One sample of the ``pipeline`` measurement: running totals, gauges and lag since ``previous``.
+
+    Every value is a float field, so no field ever changes type; the one tag is
+    the ingest client id (one series per ingest process).
+    """
+    s = seen.stats
+    fields: dict[str, float] = {
+        "messages": float(s.messages),
+        "received": float(sum(s.received.values())),
+        "valid": float(sum(s.stored.values())),
+        "rejected": float(sum(s.rejected.values())),
+        "deadlettered": float(sum(s.reasons.values())),
+        "cycles": float(s.cycles),
+    }
+    for reason, n in s.reasons.items():
+        fields[f"rejected_{reason}"] = float(n)
+    count = s.lag_count - (previous.stats.lag_count if previous else 0)
+    if count > 0:
+        lag_sum = s.lag_sum_s - (previous.stats.lag_sum_s if previous else 0.0)
+        fields["lag_mean_s"] = lag_sum / count
+        p95 = s.lag_quantile_s(0.95, previous.stats if previous else None)
+        if p95 is not None and p95 != float("inf"):
+            fields["lag_p95_le_s"] = float(p95)
+    d = seen.durable
+    if d is not None:
+        fields |= {
+            "written": float(d.written),
+            "retried": float(d.retries),
+            "write_failures": float(d.failures),
+            "spooled_batches": float(d.spooled_batches),
+            "spooled_points": float(d.spooled_points),
+            "replayed_points": float(d.replayed_points),
+            "store_rejected": float(d.store_rejected),
+            "spool_batches": float(d.spool.records),
+            "spool_bytes": float(d.spool.bytes),
+            "spool_percent": d.spool.percent,
+            "spool_full": float(d.spool.full),
+        }
+    if seen.source is not None:
+        fields |= {
+            "mqtt_pending": float(seen.source.pending),
+            "mqtt_connected": float(seen.source.connected),
+            "mqtt_reconnects": float(seen.source.reconnects),
+            "mqtt_sessions_lost": float(seen.source.sessions_lost),
+        }
+    return Event(PIPELINE_MEASUREMENT, now_ms, tags={"ingest": client_id}, fields=dict(fields))

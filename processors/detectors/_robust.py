@@ -1,0 +1,204 @@
+"""Numerical pieces the statistical detectors share: scales, transforms, time-of-day bins.
+
+Everything here is vectorised over a round of readings (rows) and a detector's
+fields (columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from processors.detectors.base import Binned
+from processors.kinds import Measure, SensorKind
+
+FloatArray = NDArray[np.float64]
+
+MAD_TO_SIGMA = 1.2533
+"""E|x| of a normal variable is sigma * sqrt(2/pi): a mean absolute deviation times this is sigma."""
+DAY_MS = 86_400_000
+
+
+def z_score(z: FloatArray, z_alarm: float) -> FloatArray:
+    """Map a robust z statistic to [0, 1] so that ``z_alarm`` lands on 0.5 and ``2 z_alarm`` on 1."""
+    score: FloatArray = np.clip(np.abs(z) / (2.0 * z_alarm), 0.0, 1.0)
+    return score
+
+
+def rate(interval_ms: FloatArray, tau_ms: float, floor: float = 0.0) -> FloatArray:
+    """Per-reading learning rate for a time constant ``tau_ms``, so memory is in time, not readings."""
+    alpha: FloatArray = np.clip(interval_ms[:, None] / tau_ms, floor, 1.0).astype(np.float32)
+    return alpha
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Makes each measure's noise roughly the same size whatever its level.
+
+    Concentrations and flows vary by factors, so they are compared on a log scale
+    (``log(x + c)``, with ``c`` a tenth of the normal band above its floor: sensors
+    add a little absolute noise to their relative noise, and ``c`` keeps readings
+    near zero from looking wildly noisy);
+    counts are Poisson-like, so they get the Anscombe square root; the rest stays
+    linear. A measure can say which it is with ``measure(..., scale=...)``; otherwise
+    the shape of its normal band decides.
+    """
+
+    mode: NDArray[np.int8]
+    """0 linear, 1 log, 2 count (per field)."""
+    offset: FloatArray
+    floor: FloatArray
+    """Smallest noise scale believed, in transformed units (no division by a flat line)."""
+
+    LINEAR: int = 0
+    LOG: int = 1
+    COUNT: int = 2
+
+    @classmethod
+    def for_fields(cls, kind: SensorKind, fields: tuple[int, ...]) -> Transform:
+        modes, offsets, floors = [], [], []
+        for i in fields:
+            mode, offset, floor = _choose(kind.measures[i])
+            modes.append(mode)
+            offsets.append(offset)
+            floors.append(floor)
+        return cls(np.array(modes, dtype=np.int8), np.array(offsets), np.array(floors))
+
+    def __call__(self, x: FloatArray) -> NDArray[np.float32]:
+        """The transformed readings, in float32 (ample for noise measured in per cent)."""
+        x32 = x.astype(np.float32)
+        y = x32.copy()
+        columns = np.arange(x.shape[1])
+        for mode, function in ((self.LOG, self._log), (self.COUNT, self._count)):
+            chosen = columns[self.mode == mode]
+            if chosen.size:
+                y[:, chosen] = function(x32[:, chosen], chosen)
+        return y
+
+    def _log(self, x: NDArray[np.float32], columns: NDArray[np.intp]) -> NDArray[np.float32]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            logged: NDArray[np.float32] = np.log(
+                np.maximum(x + self.offset[columns].astype(np.float32), 1e-12)
+            )
+        return logged
+
+    def _count(self, x: NDArray[np.float32], columns: NDArray[np.intp]) -> NDArray[np.float32]:
+        with np.errstate(invalid="ignore"):
+            counted: NDArray[np.float32] = (np.sqrt(np.maximum(x, 0.0) + 0.375) * 2.0).astype(np.float32)
+        return counted
+
+
+def _choose(m: Measure) -> tuple[int, float, float]:
+    lo_band, hi_band = m.normal
+    width = max(hi_band - lo_band, 1e-9)
+    scale = m.scale
+    if scale is None:
+        if m.step == 1 and m.lo >= 0:
+            scale = "count"
+        elif m.lo >= 0 and lo_band > 0 and hi_band >= 4.0 * lo_band:
+            scale = "log"
+        else:
+            scale = "linear"
+    if scale == "count":
+        return 2, 0.0, 0.05
+    if scale == "log":
+        # Declared log: the noise is relative, so only a token offset. Judged from the
+        # band: sensors add absolute noise too, which a tenth of the band absorbs.
+        offset = 1e-3 * hi_band if m.scale == "log" else max(lo_band, 0.0) + 0.1 * width
+        return 1, max(offset, 1e-9), 1e-3
+    return 0, 0.0, 1e-3 * width
+
+
+def time_of_day_bins(
+    ts_ms: NDArray[np.int64], bins: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray]:
+    """Neighbouring bins and the weight of the second, for linear interpolation around the clock.
+
+    Bin ``k`` is centred on ``(k + 0.5) / bins`` of the (UTC) day: the profile is
+    learned, so which clock it uses does not matter, only that it is the same one.
+    """
+    position = (ts_ms % DAY_MS).astype(np.float64) / DAY_MS * bins - 0.5
+    left = np.floor(position)
+    weight = position - left
+    i0 = left.astype(np.intp) % bins
+    i1 = (i0 + 1) % bins
+    return i0, i1, weight
+
+
+def at_bounds(kind: SensorKind, fields: tuple[int, ...]) -> tuple[FloatArray, FloatArray]:
+    """Each field's physical limits: a reading sitting on one is censored (humidity pinned at 100 %)."""
+    lo = np.array([kind.measures[i].lo for i in fields], dtype=np.float64)
+    hi = np.array([kind.measures[i].hi for i in fields], dtype=np.float64)
+    return lo, hi
+
+
+class Profile:
+    """A per-device, per-field time-of-day profile: ``bins`` values, linearly interpolated.
+
+    Kept in a detector's binned tables as (devices, bins, fields): a reading reads
+    and moves the two bins around its time of day and nothing else. Each bin
+    remembers about ``days`` days of its own hour.
+    """
+
+    def __init__(self, bins: int, days: float) -> None:
+        self.bins = bins
+        self.days = days
+
+    def at(
+        self, binned: Binned, name: str, ts_ms: NDArray[np.int64]
+    ) -> tuple[FloatArray, tuple[object, ...]]:
+        """The profile's value for each row and field, and where it came from (for :meth:`learn`)."""
+        i0, i1, w = time_of_day_bins(ts_ms, self.bins)
+        p0 = binned.get(name, i0)
+        p1 = binned.get(name, i1)
+        weight = w[:, None].astype(np.float32)
+        value = np.where(np.isnan(p0), p1, np.where(np.isnan(p1), p0, p0 + (p1 - p0) * weight))
+        return value, (i0, i1, weight, p0, p1)
+
+    def learn(
+        self,
+        binned: Binned,
+        name: str,
+        where: tuple[object, ...],
+        target: FloatArray,
+        mask: NDArray[np.bool_],
+        interval_ms: FloatArray,
+    ) -> None:
+        """Move the two bins around each row towards ``target``, where ``mask``."""
+        i0, i1, weight, p0, p1 = where
+        assert isinstance(weight, np.ndarray)
+        assert isinstance(p0, np.ndarray)
+        assert isinstance(p1, np.ndarray)
+        assert isinstance(i0, np.ndarray)
+        assert isinstance(i1, np.ndarray)
+        if not mask.any():
+            return
+        readings_per_bin_day = DAY_MS / self.bins / interval_ms[:, None]
+        gamma = np.minimum(1.0 / (self.days * readings_per_bin_day), 0.5).astype(np.float32)
+        for p, share, index in ((p0, 1.0 - weight, i0), (p1, weight, i1)):
+            seeded = np.where(np.isnan(p), target, p + gamma * share * (target - p))
+            binned.set(name, index, np.where(mask, seeded, p))
+
+
+def median3(
+    a: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]], c: NDArray[np.floating[Any]]
+) -> NDArray[np.floating[Any]]:
+    """Element-wise median of three arrays (NaN if any is NaN), without sorting."""
+    result: NDArray[np.floating[Any]] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    return result
+
+
+def median5(
+    a: NDArray[np.floating[Any]],
+    b: NDArray[np.floating[Any]],
+    c: NDArray[np.floating[Any]],
+    d: NDArray[np.floating[Any]],
+    e: NDArray[np.floating[Any]],
+) -> NDArray[np.floating[Any]]:
+    """Element-wise median of five arrays (NaN if any is NaN), without sorting."""
+    low = np.maximum(np.minimum(a, b), np.minimum(c, d))
+    high = np.minimum(np.maximum(a, b), np.maximum(c, d))
+    return median3(e, low, high)

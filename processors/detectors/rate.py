@@ -1,0 +1,71 @@
+"""Impossible changes: a measure moving faster than the physical quantity can.
+
+The limit is the measure's declared ``max_rate`` (units per hour), or else twice
+its normal band per reporting interval, which no healthy sensor of the kind does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from processors.detectors.base import Category, Detector, Round, State, spec
+
+HOUR_MS = 3_600_000.0
+
+
+class RateDetector(Detector):
+    """Rate-of-change limits from the kind's declaration.
+
+    Score: observed rate / limit / 2, capped at 1 (0.5 at the limit). The time
+    between readings counts as at least half an interval, so a burst of readings
+    cannot make a small change look fast.
+
+    >>> import numpy as np
+    >>> from processors.batch import series_batch
+    >>> from processors.kinds import get_kind
+    >>> kind = get_kind("air")
+    >>> temperature = np.r_[np.full(30, 25.0), 45.0, np.full(5, 25.0)]
+    >>> detector = RateDetector(kind)
+    >>> scores = detector.update(series_batch(kind, {"temperature": temperature}))
+    >>> np.flatnonzero(scores[:, detector.columns.index("temperature")] >= 0.5).tolist()
+    [30, 31]
+    """
+
+    name = "rate"
+    category = Category.HEALTH
+    targets = ("spike", "bin_fire")
+    description = "a change faster than the physical quantity can change"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        measures = [self.kind.measures[i] for i in self.fields]
+        interval_h = self.kind.interval_s / 3600.0
+        self._limit = np.array(
+            [m.max_rate if m.max_rate else 2.0 * (m.normal[1] - m.normal[0]) / interval_h for m in measures]
+        )
+
+    def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
+        return {
+            "last": spec(np.float32, (len(self.fields),), np.nan),
+            "last_at": spec(np.int64, (len(self.fields),), 0),
+            "last_ts": spec(np.int64, (), np.iinfo(np.int64).min),
+        }
+
+    def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
+        have = ~np.isnan(r.x)
+        fresh = (r.ts_ms > state["last_ts"])[:, None]
+        use = have & fresh
+        last = state["last"].astype(np.float64)
+        elapsed_ms = np.maximum(r.ts_ms[:, None] - state["last_at"], 0.5 * r.interval_ms[:, None])
+        per_hour = np.abs(r.x - last) / (elapsed_ms / HOUR_MS)
+        scores = np.where(use & ~np.isnan(last), np.clip(per_hour / self._limit / 2.0, 0.0, 1.0), 0.0)
+        state["last"] = np.where(use, r.x, last).astype(np.float32)
+        state["last_at"] = np.where(use, r.ts_ms[:, None], state["last_at"])
+        state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)
+        return np.where(have, scores, np.nan)
+
+
+DETECTOR = RateDetector

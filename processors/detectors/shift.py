@@ -1,0 +1,254 @@
+"""Level shifts and drifts: a measure leaving the level this device usually has at this hour.
+
+The baseline of each device and measure is a time-of-day profile (24 bins,
+linearly interpolated, each seeded by the first reading of its hour, each
+remembering about three days of its hour), learned online with clipped residuals,
+as in robust Holt-Winters smoothing (Gelper, Fried and Croux, 2010). When the kind
+has enough devices, what they all do at once (weather, a holiday, a city-wide
+inversion) is taken out first: a robust running median of the fleet's residuals,
+so one device's fault never moves it.
+
+The remaining residual, in units of its robust scale (the larger of the device's
+recent one and the one usual at this hour), is smoothed twice: over
+about three readings (a shift) and over about an hour (a drift too slow to see
+reading by reading). Each smoothed statistic is judged against its own learned
+typical size, which also absorbs how much the residuals hang together in time.
+Scores start once a device has a full day of history, because a time-of-day
+profile needs one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from processors.detectors._robust import DAY_MS, MAD_TO_SIGMA, Profile, Transform, at_bounds, rate, z_score
+from processors.detectors.base import Binned, Category, Detector, Round, State, spec
+from processors.kinds import SensorKind
+
+BINS = 24
+PROFILE = Profile(BINS, days=3.0)
+"""The usual level at each hour, net of the slow level."""
+SCALES = Profile(BINS, days=3.0)
+"""The usual size of the residual at each hour."""
+WARMUP_MS = DAY_MS
+WARMUP_READINGS = 30
+Z_ALARM = 5.0
+FAST = 0.3
+SLOW_TAU_MS = 2 * 3_600_000
+SCALE_TAU_MS = DAY_MS
+SD_TAU_MS = DAY_MS
+RE_ACCEPT_MS = DAY_MS
+"""A device off its baseline this long has changed for good: its baseline restarts."""
+CLIP = 2.5
+
+
+class ShiftDetector(Detector):
+    """Level shifts and slow drifts against a seasonal, fleet-corrected baseline.
+
+    Score: the larger of the fast and slow smoothed residual, each over its own
+    typical size, divided by 10 (5 typical sizes score 0.5), capped at 1.
+
+    >>> import numpy as np
+    >>> from processors.batch import series_batch
+    >>> from processors.kinds import get_kind
+    >>> kind = get_kind("water")
+    >>> hours = np.arange(3 * 288) / 12.0
+    >>> noise = 0.02 * np.random.default_rng(3).standard_normal(hours.size)
+    >>> ph = 7.3 + 0.1 * np.sin(2 * np.pi * hours / 24) + noise
+    >>> ph[-100:] += np.linspace(0.0, 0.8, 100)
+    >>> detector = ShiftDetector(kind)
+    >>> scores = detector.update(series_batch(kind, {"ph": ph}))[:, detector.columns.index("ph")]
+    >>> bool(scores[:-100].max() < 0.5), bool(scores[-50:].min() >= 0.5)
+    (True, True)
+    """
+
+    name = "shift"
+    category = Category.STATISTICAL
+    targets = ("drift", "pipe_burst", "traffic_incident", "bin_fire", "pollution_episode")
+    description = "a level shift or drift away from this device's usual level for the time of day"
+
+    @classmethod
+    def applies_to(cls, kind: SensorKind) -> bool:
+        return any(not m.switching for m in kind.measures)
+
+    def select_fields(self, kind: SensorKind) -> tuple[int, ...]:
+        """Measures a daily profile can describe (not the ones that switch between levels)."""
+        return tuple(i for i, m in enumerate(kind.measures) if not m.switching)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.transform = Transform.for_fields(self.kind, self.fields)
+        self._lo, self._hi = at_bounds(self.kind, self.fields)
+        self._sd0 = np.sqrt(FAST / (2.0 - FAST))
+
+    def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
+        f = (len(self.fields),)
+        return {
+            "scale": spec(np.float32, f, np.nan),
+            "fast": spec(np.float32, f, 0.0),
+            "slow": spec(np.float32, f, 0.0),
+            "fast_sd": spec(np.float32, f, np.nan),
+            "slow_sd": spec(np.float32, f, np.nan),
+            "n": spec(np.uint32, f, 0),
+            "off_ms": spec(np.float32, f, 0.0),
+            "first_ts": spec(np.int64, (), np.iinfo(np.int64).max),
+            "last_ts": spec(np.int64, (), np.iinfo(np.int64).min),
+        }
+
+    def binned_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
+        f = len(self.fields)
+        return {
+            "profile": spec(np.float32, (BINS, f), np.nan),
+            "hourly_scale": spec(np.float32, (BINS, f), np.nan),
+            "flagged_day": spec(np.int16, (BINS, f), -1),
+        }
+
+    def shared_spec(self) -> State:
+        f = len(self.fields)
+        return {"common": np.zeros(f, dtype=np.float32)}
+
+    def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
+        y = self.transform(r.x).astype(np.float32)
+        have = ~np.isnan(y)
+        fresh = (r.ts_ms > state["last_ts"])[:, None]
+        pinned = (r.x <= self._lo) | (r.x >= self._hi)
+        use = have & fresh & ~pinned
+        binned = r.binned
+        assert binned is not None
+        seasonal, where = PROFILE.at(binned, "profile", r.ts_ms)
+        known = ~np.isnan(seasonal)
+        resid = y - seasonal
+        n = state["n"]
+        first_ts = np.minimum(state["first_ts"], r.ts_ms)
+        warm = ((r.ts_ms - first_ts) >= WARMUP_MS)[:, None] & (n >= WARMUP_READINGS)
+        judged = use & known
+
+        common = shared["common"]
+        if len(r.table) >= self.config.peer_devices:
+            contributing = judged & warm
+            counts = contributing.sum(axis=0)
+            if counts.any():
+                median = _column_medians(resid, contributing)
+                weight = counts / (counts + len(r.table) / 8.0)
+                common = np.where(counts > 0, common + weight * (median - common), common).astype(np.float32)
+                shared["common"] = common
+            resid = resid - common
+
+        hourly_scale, scale_where = SCALES.at(binned, "hourly_scale", r.ts_ms)
+        scale = np.fmax(
+            np.fmax(state["scale"].astype(np.float32, copy=False), hourly_scale), self.transform.floor
+        )
+        z = np.where(judged, np.nan_to_num(resid / scale), 0.0)
+        slow_alpha = rate(r.interval_ms, SLOW_TAU_MS, 0.002)
+        fast = state["fast"].astype(np.float32, copy=False)
+        slow = state["slow"].astype(np.float32, copy=False)
+        fast = np.where(judged, fast + FAST * (z - fast), fast)
+        slow = np.where(judged, slow + slow_alpha * (z - slow), slow)
+        fast_sd = np.fmax(np.where(np.isnan(state["fast_sd"]), self._sd0, state["fast_sd"]), 1e-3)
+        slow_sd0 = np.sqrt(slow_alpha / (2.0 - slow_alpha))
+        slow_sd = np.fmax(np.where(np.isnan(state["slow_sd"]), slow_sd0, state["slow_sd"]), 1e-3)
+        # The slow statistic only speaks while the readings are still off the same way:
+        # once they are back, an hour of memory must not keep the alarm going.
+        fast_stat = np.abs(fast) / fast_sd
+        slow_stat = np.where(
+            (np.sign(fast) == np.sign(slow)) & (fast_stat >= 1.0), np.abs(slow) / slow_sd, 0.0
+        )
+        stat = np.maximum(fast_stat, slow_stat) / MAD_TO_SIGMA
+        scores = np.where(judged & warm, z_score(stat, Z_ALARM), 0.0)
+        flagged = scores >= self.threshold
+
+        learn = judged & ~flagged
+        zc = np.clip(z, -CLIP, CLIP)
+        # Unknown hours are seeded with what the device reads; known ones move by clipped residuals.
+        target = np.where(known, seasonal + zc * scale, y)
+        PROFILE.learn(binned, "profile", where, target, learn | (use & ~known), r.interval_ms)
+
+        n_float = n.astype(np.float32, copy=False)
+        scale_alpha = np.maximum(rate(r.interval_ms, SCALE_TAU_MS, 0.0), 1.0 / (n_float + 1.0))
+        observed = np.minimum(np.abs(np.nan_to_num(resid)), CLIP * scale) * MAD_TO_SIGMA
+        old_scale = state["scale"].astype(np.float32, copy=False)
+        new_scale = np.where(np.isnan(old_scale), observed, old_scale + scale_alpha * (observed - old_scale))
+        # What is usual at each hour is learned from calm readings, and from alarming ones
+        # that recur at the same hour day after day: a lamp that switches at dusk every
+        # evening makes dusk a noisy hour, while a one-off drift teaches it nothing.
+        # During the first day nothing is judged yet, so every residual, however large,
+        # teaches its hour what is usual (the profile is still settling around it).
+        recurring = self._recurring(binned, scale_where, r.ts_ms, flagged)
+        unclipped = np.abs(np.nan_to_num(resid)) * MAD_TO_SIGMA
+        SCALES.learn(
+            binned,
+            "hourly_scale",
+            scale_where,
+            np.where(warm, observed, unclipped),
+            learn | recurring,
+            r.interval_ms,
+        )
+        sd_alpha = np.maximum(rate(r.interval_ms, SD_TAU_MS, 0.0), 1.0 / (n_float + 1.0))
+        new_fast_sd = fast_sd + sd_alpha * (np.minimum(np.abs(fast), CLIP * fast_sd) - fast_sd)
+        new_slow_sd = slow_sd + sd_alpha * (np.minimum(np.abs(slow), CLIP * slow_sd) - slow_sd)
+
+        off = state["off_ms"].astype(np.float32, copy=False) + np.where(flagged, r.interval_ms[:, None], 0.0)
+        off = np.where(judged & ~flagged, 0.0, off)
+        restart = off >= RE_ACCEPT_MS
+        # Off its baseline for a day: the device has changed for good; learn it again.
+        if restart.any():
+            for b in range(BINS):
+                index = np.full(r.device.size, b, dtype=np.intp)
+                binned.set("profile", index, np.where(restart, np.nan, binned.get("profile", index)))
+
+        state["scale"] = np.where(learn, new_scale, old_scale).astype(np.float32)
+        state["fast"] = np.where(restart, 0.0, fast).astype(np.float32)
+        state["slow"] = np.where(restart, 0.0, slow).astype(np.float32)
+        state["fast_sd"] = np.where(learn, new_fast_sd, fast_sd).astype(np.float32)
+        state["slow_sd"] = np.where(learn, new_slow_sd, slow_sd).astype(np.float32)
+        state["off_ms"] = np.where(restart, 0.0, off).astype(np.float32)
+        state["n"] = np.where(use, np.minimum(n.astype(np.int64) + 1, 2**32 - 1), n).astype(np.uint32)
+        state["first_ts"] = np.where(restart.any(axis=1), r.ts_ms, first_ts)
+        state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)
+        return np.where(have, np.where(fresh & ~pinned, scores, 0.0), np.nan)
+
+    @staticmethod
+    def _recurring(
+        binned: Binned, where: tuple[object, ...], ts_ms: NDArray[np.int64], flagged: NDArray[np.bool_]
+    ) -> NDArray[np.bool_]:
+        """Alarming readings whose hour also alarmed yesterday (or earlier today); records today's."""
+        i0, i1, weight, _, _ = where
+        assert isinstance(weight, np.ndarray)
+        assert isinstance(i0, np.ndarray)
+        assert isinstance(i1, np.ndarray)
+        if not flagged.any():
+            return flagged
+        nearest = np.where(weight[:, 0] < 0.5, i0, i1)
+        day = (ts_ms // DAY_MS % 30_000).astype(np.int16)[:, None]
+        last = binned.get("flagged_day", nearest)
+        recurring: NDArray[np.bool_] = flagged & ((last == day) | (last == day - 1))
+        binned.set("flagged_day", nearest, np.where(flagged, day, last))
+        return recurring
+
+
+def _column_medians(values: NDArray[np.floating[Any]], mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Median of each column over its masked rows; a large round is thinned to 257 evenly spaced rows.
+
+    The fleet's shared movement only needs a robust centre, not an exact one, and
+    a median of a few hundred devices is as robust as one of a hundred thousand.
+    """
+    rows = values.shape[0]
+    if rows > SAMPLE:
+        keep = np.linspace(0, rows - 1, SAMPLE).astype(np.intp)
+        values, mask = values[keep], mask[keep]
+    if mask.all():
+        median: NDArray[np.float64] = np.median(values, axis=0).astype(np.float64)
+        return median
+    out = np.zeros(values.shape[1])
+    for j in np.flatnonzero(mask.any(axis=0)).tolist():
+        out[j] = np.median(values[mask[:, j], j])
+    return out
+
+
+SAMPLE = 257
+
+
+DETECTOR = ShiftDetector

@@ -1,0 +1,92 @@
+"""The ground truth: one JSON line per injected fault episode or incident, for scoring detectors.
+
+The format is a contract with the evaluation (``citypulse`` issue 4):
+
+``fault``, ``scope``
+    The fault's name and family (``signal``, ``message``, ``incident``).
+``device``, ``kind``, ``field``
+    What was affected; ``field`` is null when the whole reading or device was.
+``start_ms``, ``end_ms`` (and ``start``, ``end`` as RFC 3339)
+    Inclusive range of the affected readings' device timestamps (``ts``): for
+    ``dropout`` the readings that were never sent, for ``clock_skew`` the true
+    time (arrival time) during which the clock was off.
+``expected_reason``
+    The reject reason the pipeline must give, or null.
+``detail``
+    Fault-specific numbers (magnitude, offset_ms, ...).
+
+Labels are written when an episode ends (or when the run does), so the file is
+complete and valid at any moment a run stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from processors.timestamps import format_rfc3339
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    fault: str
+    scope: str
+    device: str
+    kind: str
+    field: str | None
+    start_ms: int
+    end_ms: int
+    expected_reason: str | None = None
+    detail: dict[str, object] = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "fault": self.fault,
+            "scope": self.scope,
+            "device": self.device,
+            "kind": self.kind,
+            "field": self.field,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "start": format_rfc3339(self.start_ms),
+            "end": format_rfc3339(self.end_ms),
+            "expected_reason": self.expected_reason,
+            "detail": self.detail,
+        }
+
+
+class LabelSink:
+    """Counts labels and, given a path, writes them as JSON lines."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self._out: IO[bytes] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = path.open("wb")
+
+    def add(self, label: Label) -> None:
+        self.counts[label.fault] += 1
+        if self._out is not None:
+            self._out.write(orjson.dumps(label.as_dict()) + b"\n")
+
+    def flush(self) -> None:
+        if self._out is not None:
+            self._out.flush()
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+def read_labels(path: Path) -> list[dict[str, Any]]:
+    """All labels of a labels file, in file order."""
+    with path.open("rb") as handle:
+        return [orjson.loads(line) for line in handle if line.strip()]

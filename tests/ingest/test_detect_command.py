@@ -1,0 +1,106 @@
+"""``citypulse detect`` and ``citypulse evaluate`` from the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from processors.timestamps import format_rfc3339
+from tests.e2e.helpers import last_json_line, run_citypulse
+
+START = 1_795_132_800_000
+
+
+def write_series(path: Path, rows: int, spike_at: int) -> None:
+    rng = np.random.default_rng(2)
+    values = 50 + 5 * np.sin(np.arange(rows) / 240) + 0.3 * rng.standard_normal(rows)
+    values[spike_at] += 9.0
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["timestamp", "value", "note"])
+        for i, value in enumerate(values):
+            writer.writerow([format_rfc3339(START + i * 60_000), f"{value:.3f}", f"n{i}"])
+        writer.writerow(["not a time", "1", "bad"])
+        writer.writerow([START // 1000 + rows * 60, "", "empty"])
+
+
+def test_detect_scores_every_row_and_finds_the_spike(tmp_path: Path) -> None:
+    source, target = tmp_path / "series.csv", tmp_path / "scored.csv"
+    write_series(source, rows=600, spike_at=450)
+    done = run_citypulse("detect", str(source), "-o", str(target), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = last_json_line(done.stdout)
+    assert (summary["rows"], summary["unreadable"]) == (602, 2)
+    with target.open(newline="") as scored:
+        rows = list(csv.DictReader(scored))
+    assert len(rows) == 602
+    assert list(rows[0]) == ["timestamp", "value", "note", "anomaly_score"], "input columns kept, in order"
+    scores = np.array([float(r["anomaly_score"]) for r in rows])
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert int(np.argmax(scores)) == 451, "the reading after the spike confirms it"
+    assert scores[[i for i in range(600) if i not in (450, 451, 452)]].max() < 0.5
+    assert rows[-1]["note"] == "empty"
+    assert float(rows[-1]["anomaly_score"]) == 0.0
+    assert "lines 602, 603" in done.stderr
+
+
+def test_detect_explains_a_wrong_header(tmp_path: Path) -> None:
+    source = tmp_path / "series.csv"
+    source.write_text("time,reading\n2026-11-23T00:00:00Z,1\n")
+    done = run_citypulse("detect", str(source), "-o", str(tmp_path / "out.csv"))
+    assert done.returncode == 2
+    assert "--timestamp-column" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_detect_lists_its_detectors() -> None:
+    done = run_citypulse("detect", "--list")
+    assert done.returncode == 0
+    for name in ("spike", "shift", "aqi_vn", "drinking_water", "silence"):
+        assert name in done.stdout
+
+
+def test_evaluate_scores_rejects_against_message_labels(tmp_path: Path) -> None:
+    (tmp_path / "devices.csv").write_text(
+        "device_id,kind,district,lat,lon,install_date,interval_s\n"
+        + "".join(f"air-{i},air,Ba Đình,21.03,105.85,,\n" for i in range(3))
+    )
+    lines: list[bytes] = []
+    labels: list[dict[str, object]] = []
+    for minute in range(120):
+        for i in range(3):
+            ts = START + minute * 60_000 + i * 1000
+            payload = orjson.dumps(
+                {"ts": format_rfc3339(ts), "pm25": 40.0 + (minute % 7), "temperature": 24.0}
+            )
+            if i == 1 and minute in (30, 90):
+                payload = payload[:20]
+                labels.append(
+                    {
+                        "fault": "malformed_json",
+                        "scope": "message",
+                        "device": "air-1",
+                        "kind": "air",
+                        "field": None,
+                        "start_ms": ts,
+                        "end_ms": ts,
+                        "expected_reason": "malformed_json",
+                        "detail": {},
+                    }
+                )
+            lines.append(b"%d\tcitypulse/v1/readings/air/air-%d\t%s\n" % (ts, i, payload))
+    (tmp_path / "messages.tsv").write_bytes(b"".join(lines))
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(label) + "\n" for label in labels))
+    done = run_citypulse(
+        "evaluate", "messages.tsv", "--labels", "labels.jsonl", "--registry", "devices.csv",
+        "--probation", "20m", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = last_json_line(done.stdout)
+    malformed = report["faults"]["malformed_json"]
+    assert (malformed["episodes"], malformed["detected"], malformed["f1"]) == (2, 2, 1.0)
+    assert report["messages"] == 360

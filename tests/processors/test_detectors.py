@@ -1,0 +1,205 @@
+"""Contract tests run over every registered detector and every kind it applies to.
+
+Exporting a detector (a module in ``processors/detectors`` defining ``DETECTOR``) is
+enough to get it checked here: scores in range, nothing learned before commit,
+retries scored identically, batches split into rounds exactly like one reading at
+a time, and snapshot/restore that resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from processors.batch import ReadingBatch, series_batch
+from processors.detectors import DETECTORS, Category, Detector, StaleScores
+from processors.kinds import KINDS, SensorKind
+from tests.processors import synthetic
+
+PAIRS = [(cls, kind) for cls in DETECTORS.values() for kind in KINDS.values() if cls.applies_to(kind)]
+IDS = [f"{cls.name}-{kind.name}" for cls, kind in PAIRS]
+
+
+def small_fleet(kind: SensorKind) -> synthetic.Fleet:
+    return synthetic.fleet(kind, devices=4, days=0.25 if kind.interval_s < 300 else 1.0, seed=3)
+
+
+def concat(batches: list[ReadingBatch]) -> ReadingBatch:
+    first = batches[0]
+    return ReadingBatch(
+        first.kind,
+        first.table,
+        np.concatenate([b.device for b in batches]),
+        np.concatenate([b.ts_ms for b in batches]),
+        np.concatenate([b.values for b in batches]),
+        np.concatenate([b.ts_ms for b in batches]),
+    )
+
+
+def states_equal(a: dict[str, NDArray[Any]], b: dict[str, NDArray[Any]], exact: bool = True) -> bool:
+    """Equal states; ``exact=False`` allows the last bit of vectorised maths (numpy's SIMD ``log``
+    may round an element differently depending on where it falls in the array)."""
+    if a.keys() != b.keys():
+        return False
+    for key, left in a.items():
+        right = b[key]
+        if left.dtype.kind == "f" and not exact:
+            if not np.allclose(left, right, rtol=1e-5, atol=1e-7, equal_nan=True):
+                return False
+        elif not np.array_equal(left, right, equal_nan=left.dtype.kind == "f"):
+            return False
+    return True
+
+
+def test_every_detector_declares_itself() -> None:
+    assert {"spike", "shift", "noise", "stuck", "rate", "silence", "late", "clock"} <= set(DETECTORS)
+    for cls in DETECTORS.values():
+        assert cls.name
+        assert cls.description
+        assert isinstance(cls.category, Category)
+        assert ">>>" in (cls.__doc__ or ""), f"{cls.name} has no runnable example"
+    assert any(cls.category is Category.STANDARD for cls in DETECTORS.values())
+    assert any(cls.category is Category.RULE for cls in DETECTORS.values())
+
+
+@pytest.mark.parametrize(("cls", "kind"), PAIRS, ids=IDS)
+class TestEveryDetector:
+    def test_scores_are_in_range_and_shaped(self, cls: type[Detector], kind: SensorKind) -> None:
+        detector = cls(kind)
+        assert detector.columns
+        for batch in small_fleet(kind).batches(per_cycle=6):
+            scored = detector.score(batch)
+            assert scored.scores.shape == (len(batch), len(detector.columns))
+            assert scored.scores.dtype == np.float32
+            assert np.all((scored.scores >= 0) & (scored.scores <= 1))
+            assert not (scored.onsets & (scored.scores < detector.threshold)).any()
+            detector.commit(scored)
+        assert 0 < detector.bytes_per_device_field() < 2048
+
+    def test_nothing_is_learned_before_commit(self, cls: type[Detector], kind: SensorKind) -> None:
+        batches = small_fleet(kind).batches(per_cycle=6)
+        detector = cls(kind)
+        table = batches[0].table
+        for batch in batches[:-1]:
+            detector.commit(detector.score(batch))
+        before = detector.state(table)
+        first = detector.score(batches[-1])  # e.g. the write failed: never committed
+        assert states_equal(detector.state(table), before)
+        again = detector.score(batches[-1])
+        assert np.array_equal(first.scores, again.scores), "a retried cycle must score the same"
+        detector.commit(again)
+        with pytest.raises(StaleScores):
+            detector.commit(first)
+
+    def test_rounds_equal_one_reading_at_a_time(self, cls: type[Detector], kind: SensorKind) -> None:
+        batches = small_fleet(kind).batches(per_cycle=1)[:30]
+        together, one_by_one = cls(kind), cls(kind)
+        joined = together.update(concat(batches))
+        separate = np.concatenate([one_by_one.update(b) for b in batches])
+        np.testing.assert_allclose(joined, separate, rtol=1e-5, atol=1e-6)
+        table = batches[0].table
+        assert states_equal(together.state(table), one_by_one.state(table), exact=False)
+
+    def test_snapshot_and_restore_resume_exactly(self, cls: type[Detector], kind: SensorKind) -> None:
+        batches = small_fleet(kind).batches(per_cycle=4)
+        half = len(batches) // 2
+        original = cls(kind)
+        for batch in batches[:half]:
+            original.update(batch)
+        table = batches[0].table
+        resumed = cls(kind)
+        assert resumed.restore(original.state(table), table) == len(table)
+        for batch in batches[half:]:
+            assert np.array_equal(original.update(batch), resumed.update(batch))
+
+    def test_an_empty_batch_is_harmless(self, cls: type[Detector], kind: SensorKind) -> None:
+        table = small_fleet(kind).registry.tables[kind.name]
+        scored = cls(kind).score(ReadingBatch.empty(kind, table))
+        assert scored.scores.shape == (0, len(scored.columns))
+
+
+STATISTICAL = [name for name, cls in DETECTORS.items() if cls.category is Category.STATISTICAL]
+
+
+@pytest.mark.parametrize("name", [*STATISTICAL, "rate", "late", "clock"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(level=st.floats(min_value=6.6, max_value=8.4), length=st.integers(min_value=300, max_value=700))
+def test_a_constant_series_never_alarms(name: str, level: float, length: int) -> None:
+    kind = KINDS["water"]
+    detector = DETECTORS[name](kind)
+    ts = synthetic.START_MS + 300_000 * np.arange(length)
+    scores = detector.update(series_batch(kind, {"ph": np.full(length, round(level, 2))}, ts))
+    assert scores.max() < detector.threshold
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    level=st.floats(min_value=250.0, max_value=600.0),
+    noise=st.floats(min_value=0.5, max_value=5.0),
+    size=st.floats(min_value=12.0, max_value=40.0),
+    sign=st.sampled_from([-1.0, 1.0]),
+    at=st.integers(min_value=60, max_value=140),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_a_large_spike_always_alarms(
+    level: float, noise: float, size: float, sign: float, at: int, seed: int
+) -> None:
+    kind = KINDS["water"]
+    values = level + noise * np.random.default_rng(seed).standard_normal(160)
+    values[at] += sign * size * noise  # stays inside the valid range: a clipped spike is a smaller one
+    detector = DETECTORS["spike"](kind)
+    scores = detector.update(series_batch(kind, {"conductivity": values}))[:, kind.index_of("conductivity")]
+    assert scores[at + 1] >= 0.5, "the spike is confirmed by the reading after it"
+
+
+def alarms_by_step(f: synthetic.Fleet, name: str) -> NDArray[np.bool_]:
+    """Whether each (device, step) raised an alarm of detector ``name``."""
+    detector = DETECTORS[name](f.kind)
+    found = np.zeros(f.present.shape, dtype=np.bool_)
+    step_of = {(int(d), int(t)): s for d in range(f.ts_ms.shape[0]) for s, t in enumerate(f.ts_ms[d])}
+    for batch in f.batches(per_cycle=1):
+        scored = detector.score(batch)
+        detector.commit(scored)
+        for row in np.flatnonzero(scored.alarms().any(axis=1)).tolist():
+            found[int(batch.device[row]), step_of[(int(batch.device[row]), int(batch.ts_ms[row]))]] = True
+    return found
+
+
+def test_spike_is_caught_on_the_next_reading_and_nothing_else() -> None:
+    f = synthetic.fleet(KINDS["water"], devices=3, days=1.0, seed=5)
+    synthetic.spike(f, device=1, field=0, step=200, size=12.0)
+    found = alarms_by_step(f, "spike")
+    assert found[1, 201]
+    found[1, 201] = False
+    assert not found[:, 30:].any()
+
+
+def test_noise_burst_is_caught_within_a_few_readings() -> None:
+    f = synthetic.fleet(KINDS["water"], devices=3, days=1.0, seed=6)
+    synthetic.noise_burst(f, device=2, field=5, first=150, steps=20, factor=10.0)
+    found = alarms_by_step(f, "noise")
+    assert found[2, 150:156].any()
+    assert not found[:, 30:150].any()
+
+
+def test_drift_is_caught_and_a_clean_day_stays_quiet() -> None:
+    f = synthetic.fleet(KINDS["water"], devices=12, days=2.0, seed=7)
+    synthetic.drift(f, device=4, field=0, first=420, steps=60, share_of_band=0.8)
+    found = alarms_by_step(f, "shift")
+    assert found[4, 420:480].any()
+    found[4, 420:490] = False
+    assert not found.any()
+
+
+def test_stuck_is_caught_but_natural_repeats_are_not() -> None:
+    f = synthetic.fleet(KINDS["air"], devices=3, days=0.5, seed=8)
+    synthetic.stuck(f, device=0, field=2, first=400, steps=12)
+    found = alarms_by_step(f, "stuck")
+    assert found[0, 400:412].any()
+    found[0, 400:413] = False
+    assert not found.any()
