@@ -16,10 +16,10 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from ingest.broker import free_port
 
@@ -43,14 +43,74 @@ def require_binary(name: str, package: str) -> str:
     return found
 
 
+class ServerProcess:
+    """What the test servers share: a child process, stopped with SIGTERM (then SIGKILL), restartable."""
+
+    workdir: Path
+    process: subprocess.Popen[bytes] | None
+    stop_grace_s: ClassVar[float] = 20.0
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / log_name).open("ab")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        return self.process
+
+    def _wait_until_ready(
+        self, ready: Callable[[], bool], timeout_s: float, what: str, log_name: str
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{what} exited with {self.process.returncode}; see {self.workdir}/{log_name}"
+                )
+            if ready():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{what} did not answer within {timeout_s} s; see {self.workdir}/{log_name}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(self.stop_grace_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+Server = TypeVar("Server", bound=ServerProcess)
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """Start ``server``, and stop it whatever happens."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @dataclass
-class Mosquitto:
+class Mosquitto(ServerProcess):
     """A private Mosquitto with the settings citypulse documents for production."""
 
     workdir: Path
     persistence: bool = False
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    stop_grace_s: ClassVar[float] = 10.0
 
     @property
     def url(self) -> str:
@@ -81,37 +141,18 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config())
-        log = (self.workdir / "mosquitto.log").open("ab")
-        self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        self._spawn([binary, "-c", str(conf)], "mosquitto.log")
         wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 @contextlib.contextmanager
 def running_mosquitto(workdir: Path, persistence: bool = False) -> Iterator[Mosquitto]:
-    broker = Mosquitto(workdir, persistence=persistence)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+    with running(Mosquitto(workdir, persistence=persistence)) as server:
+        yield server
 
 
 @dataclass
-class Influxd:
+class Influxd(ServerProcess):
     """A private InfluxDB 1.x (``influxd``) whose meta, data and WAL live in ``workdir``.
 
     Ports stay the same across :meth:`restart`, so a client configured once
@@ -145,18 +186,8 @@ class Influxd:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "influxdb.conf"
         conf.write_text(self.config())
-        log = (self.workdir / "influxd.log").open("ab")
-        self.process = subprocess.Popen([binary, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"influxd exited with {self.process.returncode}; see {self.workdir}/influxd.log"
-                )
-            if self.answers():
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"influxd did not answer /ping on port {self.port} within {timeout_s} s")
+        self._spawn([binary, "-config", str(conf)], "influxd.log")
+        self._wait_until_ready(self.answers, timeout_s, f"influxd on port {self.port}", "influxd.log")
 
     def answers(self) -> bool:
         try:
@@ -164,20 +195,6 @@ class Influxd:
                 return int(reply.status) == 204
         except OSError:
             return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def query(self, statement: str, db: str = "citypulse") -> list[dict[str, Any]]:
         """InfluxQL over ``/query`` with millisecond epochs; the result list, one entry per statement."""
@@ -209,16 +226,12 @@ class Influxd:
 
 @contextlib.contextmanager
 def running_influxd(workdir: Path) -> Iterator[Influxd]:
-    server = Influxd(workdir)
-    server.start()
-    try:
+    with running(Influxd(workdir)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @dataclass
-class VictoriaMetrics:
+class VictoriaMetrics(ServerProcess):
     """A private VictoriaMetrics: a real server that accepts InfluxDB's ``/api/v2/write``."""
 
     workdir: Path
@@ -231,41 +244,24 @@ class VictoriaMetrics:
 
     def start(self, timeout_s: float = 30.0) -> None:
         binary = require_binary("victoria-metrics", "victoria-metrics")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = (self.workdir / "victoria-metrics.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"-httpListenAddr=127.0.0.1:{self.port}",
-                f"-storageDataPath={self.workdir}/data",
-                "-retentionPeriod=100y",
-                "-loggerLevel=ERROR",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        args = [
+            binary,
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={self.workdir}/data",
+            "-retentionPeriod=100y",
+            "-loggerLevel=ERROR",
+        ]
+        self._spawn(args, "victoria-metrics.log")
+        self._wait_until_ready(
+            self.answers, timeout_s, f"victoria-metrics on port {self.port}", "victoria-metrics.log"
         )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"victoria-metrics exited; see {self.workdir}/victoria-metrics.log")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"victoria-metrics did not answer on port {self.port} within {timeout_s} s")
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=1) as reply:
+                return int(reply.status) == 200
+        except OSError:
+            return False
 
     def export(self, metric_regex: str) -> list[dict[str, Any]]:
         """Raw samples of the metrics whose names match (each: metric labels, values, timestamps)."""
@@ -278,9 +274,5 @@ class VictoriaMetrics:
 
 @contextlib.contextmanager
 def running_victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
-    server = VictoriaMetrics(workdir)
-    server.start()
-    try:
+    with running(VictoriaMetrics(workdir)) as server:
         yield server
-    finally:
-        server.stop()

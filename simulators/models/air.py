@@ -33,6 +33,7 @@ from simulators.models.base import (
     IncidentType,
     IndexArray,
     ModelPlugin,
+    assemble,
     clip_to_kind,
     interp_hourly,
     traffic_demand,
@@ -155,16 +156,18 @@ class AirModel:
         co = co + (0.03 + 0.03 * co) * white[:, 4]
         temperature = w.temperature + self.t_bias[device] + 0.1 * white[:, 5]
 
-        out = np.empty((n, 7))
-        c = self.cols
-        out[:, c["pm25"]] = pm25
-        out[:, c["pm10"]] = pm10
-        out[:, c["no2"]] = no2
-        out[:, c["o3"]] = o3
-        out[:, c["co"]] = co
-        out[:, c["temperature"]] = temperature
-        out[:, c["humidity"]] = humidity
-        return clip_to_kind(self.kind, out)
+        return assemble(
+            self.kind,
+            {
+                "pm25": pm25,
+                "pm10": pm10,
+                "no2": no2,
+                "o3": o3,
+                "co": co,
+                "temperature": temperature,
+                "humidity": humidity,
+            },
+        )
 
 
 def pollution_episode(

@@ -8,7 +8,7 @@ numpy arrays of a few bytes per device, so a fleet of 100,000 stays small.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -96,6 +96,19 @@ class ModelPlugin:
     kind: str
     factory: Callable[[FleetContext], SignalModel]
     incidents: Sequence[IncidentType] = field(default_factory=tuple)
+
+
+def assemble(kind: SensorKind, columns: Mapping[str, NDArray[Any]]) -> FloatArray:
+    """One row per reading, one column per measure in the kind's order, clipped to the kind.
+
+    A model must give every measure its kind declares: a measure added to the kind
+    and forgotten here fails loudly instead of being simulated as zeros.
+    """
+    missing = [m.name for m in kind.measures if m.name not in columns]
+    if missing:
+        raise KeyError(f"the {kind.name} model gives no values for {', '.join(missing)}")
+    stacked = np.column_stack([np.asarray(columns[m.name], dtype=np.float64) for m in kind.measures])
+    return clip_to_kind(kind, stacked)
 
 
 def clip_to_kind(kind: SensorKind, values: FloatArray) -> FloatArray:

@@ -24,7 +24,7 @@ from simulators.models.base import (
     IncidentType,
     IndexArray,
     ModelPlugin,
-    clip_to_kind,
+    assemble,
 )
 from simulators.sun import elevation_deg
 from simulators.weather import local_hour
@@ -88,13 +88,15 @@ class LightingModel:
         )
         lamp_light = np.where(on, self.spill_lux[device] * dimming / 100.0, 0.0)
         lux = (sky_illuminance(elevation, w.clear_sky) + lamp_light) * np.exp(0.05 * white[:, 1]) + 0.1
-        out = np.empty((n, len(self.cols)))
-        c = self.cols
-        out[:, c["state"]] = on
-        out[:, c["dimming"]] = dimming
-        out[:, c["power"]] = power
-        out[:, c["lux"]] = lux
-        return clip_to_kind(self.kind, out)
+        return assemble(
+            self.kind,
+            {
+                "state": on,
+                "dimming": dimming,
+                "power": power,
+                "lux": lux,
+            },
+        )
 
 
 def lighting_outage(

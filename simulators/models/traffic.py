@@ -26,6 +26,7 @@ from simulators.models.base import (
     IncidentType,
     IndexArray,
     ModelPlugin,
+    assemble,
     clip_to_kind,
     traffic_demand,
 )
@@ -92,12 +93,14 @@ class TrafficModel:
         occupancy = 100.0 * JAM_OCCUPANCY * x * (1.0 + 0.05 * white[:, 1]) + 0.5 * white[:, 1]
         flow_per_h = self.jam_density[device] * self.lanes[device] * vf * x * (1.0 - x)
         count = rng.poisson(np.maximum(flow_per_h * self.interval_s[device] / 3600.0, 0.0))
-        out = np.empty((n, len(self.cols)))
-        c = self.cols
-        out[:, c["vehicle_count"]] = count
-        out[:, c["mean_speed"]] = np.maximum(speed, 1.0)
-        out[:, c["occupancy"]] = occupancy
-        return clip_to_kind(self.kind, out)
+        return assemble(
+            self.kind,
+            {
+                "vehicle_count": count,
+                "mean_speed": np.maximum(speed, 1.0),
+                "occupancy": occupancy,
+            },
+        )
 
     def values(self, device: IndexArray, ts_ms: NDArray[np.int64], rng: np.random.Generator) -> FloatArray:
         red = self.red.step(device, rng)[:, 0]

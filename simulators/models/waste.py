@@ -23,6 +23,7 @@ from simulators.models.base import (
     IncidentType,
     IndexArray,
     ModelPlugin,
+    assemble,
     clip_to_kind,
 )
 from simulators.rand import hashed_normal, hashed_uniform, stream_id
@@ -123,13 +124,15 @@ class WasteModel:
         life = (100.0 - BATTERY_REPLACED_AT) / self.drain_per_day[device]
         battery = 100.0 - self.drain_per_day[device] * np.mod(np.maximum(days, 0), life)
         battery = battery - 0.3 * np.maximum(15.0 - w.temperature, 0.0)
-        out = np.empty((n, len(self.cols)))
-        c = self.cols
-        out[:, c["fill_level"]] = fill + 1.0 * white[:, 0]
-        out[:, c["temperature"]] = temperature + 0.3 * white[:, 1]
-        out[:, c["tilt"]] = self.tilt0[device] + 0.3 * white[:, 2]
-        out[:, c["battery"]] = battery + 0.3 * white[:, 3]
-        return clip_to_kind(self.kind, out)
+        return assemble(
+            self.kind,
+            {
+                "fill_level": fill + 1.0 * white[:, 0],
+                "temperature": temperature + 0.3 * white[:, 1],
+                "tilt": self.tilt0[device] + 0.3 * white[:, 2],
+                "battery": battery + 0.3 * white[:, 3],
+            },
+        )
 
 
 def bin_fire(

@@ -29,6 +29,7 @@ from simulators.models.base import (
     IncidentType,
     IndexArray,
     ModelPlugin,
+    assemble,
     clip_to_kind,
     interp_hourly,
 )
@@ -122,16 +123,18 @@ class WaterModel:
         conductivity = self.conductivity0[device] * (1.0 - 0.15 * np.minimum(storm, 1.0)) + 3.0 * white[:, 3]
         oxygen = 0.85 * oxygen_saturation(water_temperature) + 0.08 * white[:, 2] - 0.05 * w.rain / 10.0
 
-        out = np.empty((n, len(self.cols)))
-        c = self.cols
-        out[:, c["ph"]] = ph
-        out[:, c["turbidity"]] = turbidity
-        out[:, c["dissolved_oxygen"]] = oxygen
-        out[:, c["conductivity"]] = conductivity
-        out[:, c["free_chlorine"]] = chlorine
-        out[:, c["pressure"]] = np.maximum(pressure, 0.3)
-        out[:, c["flow"]] = flow
-        return clip_to_kind(self.kind, out)
+        return assemble(
+            self.kind,
+            {
+                "ph": ph,
+                "turbidity": turbidity,
+                "dissolved_oxygen": oxygen,
+                "conductivity": conductivity,
+                "free_chlorine": chlorine,
+                "pressure": np.maximum(pressure, 0.3),
+                "flow": flow,
+            },
+        )
 
 
 def pipe_burst(
