@@ -165,7 +165,7 @@ class IngestService:
     def run(self, drain_timeout_s: float = 30.0) -> None:
         """Process cycles until :meth:`request_stop`, then drain, disconnect and close the sink."""
         s = self.settings
-        last_progress = last_sample = time.monotonic()
+        last_progress = last_sample = last_saved = time.monotonic()
         last = self.stats.snapshot()
         sampled: Observation | None = None
         try:
@@ -179,6 +179,13 @@ class IngestService:
                 if s.metrics_interval_s and time.monotonic() - last_sample >= s.metrics_interval_s:
                     sampled = self._write_sample(sampled)
                     last_sample = time.monotonic()
+                if (
+                    s.detector_state_interval_s
+                    and time.monotonic() - last_saved >= s.detector_state_interval_s
+                ):
+                    # Between cycles, so the checkpoint holds exactly what acknowledged cycles taught.
+                    self._save_state(final=False)
+                    last_saved = time.monotonic()
             self.source.pause()
             self._drain(time.monotonic() + drain_timeout_s)
             if s.metrics_interval_s:
@@ -195,7 +202,7 @@ class IngestService:
                 json.dumps(self.stats.snapshot().summary(), sort_keys=True),
             )
 
-    def _save_state(self) -> None:
+    def _save_state(self, final: bool = True) -> None:
         """Keep the detectors' baselines for the next run; a failure costs relearning, not data."""
         if self._state_path is None:
             return
@@ -206,7 +213,12 @@ class IngestService:
                 "could not save detector state to %s (%s): the next run relearns", self._state_path, failed
             )
         else:
-            log.info("saved detector state to %s (%d bytes)", self._state_path, size)
+            log.log(
+                logging.INFO if final else logging.DEBUG,
+                "saved detector state to %s (%d bytes)",
+                self._state_path,
+                size,
+            )
 
     def _drain(self, give_up_at: float) -> None:
         """Store and acknowledge what was already received; new arrivals wait at the broker."""

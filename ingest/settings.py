@@ -170,6 +170,12 @@ class Settings(BaseSettings):
         default=Path("citypulse-detectors.npz"),
         description="Where detector baselines are saved on stop and restored on start (empty: not kept).",
     )
+    detector_state_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Detector baselines are also saved this often while running, so a crash costs at most "
+        "this much learning (`0`: only on stop).",
+    )
 
     # --- Pipeline -------------------------------------------------------------------
     batch_max_messages: int = Field(
