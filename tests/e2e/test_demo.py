@@ -4,7 +4,8 @@ import sqlite3
 from pathlib import Path
 
 from processors.kinds import KINDS
-from tests.e2e.helpers import last_json_line, run_citypulse
+from tests.e2e.helpers import last_json_line, run_citypulse, wait_until, watching
+from tests.servers import Mosquitto
 
 
 def test_demo_runs_the_whole_pipeline_with_nothing_installed(tmp_path: Path) -> None:
@@ -21,3 +22,22 @@ def test_demo_runs_the_whole_pipeline_with_nothing_installed(tmp_path: Path) -> 
     store = tmp_path / summary["store"]
     db = sqlite3.connect(store)
     assert sum(db.execute(f'SELECT count(*) FROM "{k}"').fetchone()[0] for k in KINDS) == summary["stored"]
+
+
+def test_demo_uses_an_existing_broker_when_given_one(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    # The demo keeps to its own topic prefix, so it never mixes with a real fleet on the same broker.
+    with watching(mosquitto.url, ["citypulse-demo/v1/readings/#", "citypulse/v1/#"]) as watcher:
+        done = run_citypulse(
+            "demo", "--duration", "5", "--devices", "20", "--mqtt-url", mosquitto.url, "--json", timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        summary = last_json_line(done.stdout)
+        assert summary["stored"] > 0
+        assert summary["received"] == summary["simulator"]["acknowledged"]
+        # The readings went through Mosquitto, where anyone subscribed sees them too.
+        wait_until(
+            lambda: len(watcher.payloads("citypulse-demo/v1/readings/")) == summary["simulator"]["messages"],
+            10,
+            "the demo's readings on the external broker",
+        )
+        assert not watcher.payloads("citypulse/v1/"), "nothing on the production prefix"
