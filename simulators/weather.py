@@ -28,6 +28,12 @@ RESOLUTION_MS = 60_000
 _LOCAL_OFFSET_MS = hanoi.UTC_OFFSET_HOURS * HOUR_MS
 RAIN_MEMORY_H = 12.0
 """How long rain keeps affecting what it touches (turbidity, soil): e-folding time in hours."""
+RAIN_RAMP_H = 0.4
+"""How long a shower takes to build to full strength, and to die away (at most a third of it).
+
+Even a convective storm's gust front cools the air over a quarter of an hour or so,
+not from one minute to the next; a step would be a weather event no sensor has
+ever recorded, and detectors rightly call it impossible."""
 
 FloatArray = NDArray[np.float64]
 
@@ -240,9 +246,8 @@ class Weather:
         for back in range(5):
             start, duration, total = _cached(self._rain_days, today - back, self.rain_event)
             end = start + duration * HOUR_MS
-            active = (ts >= start) & (ts < end)
-            now += np.where(active, total / duration, 0.0)
-            fallen = total * np.clip((ts - start) / (duration * HOUR_MS), 0.0, 1.0)
+            intensity, fallen = _shower(np.asarray((ts - start) / HOUR_MS), duration, total)
+            now += intensity
             since_end_h = np.maximum(ts - end, 0) / HOUR_MS
             recent += fallen * np.exp(-since_end_h / RAIN_MEMORY_H)
         return now, recent
@@ -304,3 +309,31 @@ def _fields(sample: WeatherSample) -> tuple[FloatArray, ...]:
         sample.clear_sky,
         sample.pm_anomaly,
     )
+
+
+def _shower(hours: FloatArray, duration: FloatArray, total: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Intensity (mm/h) and rain fallen so far (mm), ``hours`` into a shower of ``total`` mm.
+
+    The intensity is a trapezoid: it ramps up over :data:`RAIN_RAMP_H` (at most a
+    third of the shower), holds, and ramps down, with the same total as a step.
+
+    >>> i, fallen = _shower(np.array([-1.0, 0.2, 1.0, 2.0, 5.0]), np.full(5, 2.0), np.full(5, 8.0))
+    >>> [round(float(v), 2) for v in i], [round(float(v), 2) for v in fallen]
+    ([0.0, 2.5, 5.0, 0.0, 0.0], [0.0, 0.25, 4.0, 8.0, 8.0])
+    """
+    ramp = np.minimum(RAIN_RAMP_H, duration / 3.0)
+    safe = np.maximum(ramp, 1e-9)
+    peak = np.where(duration > 0, total / np.maximum(duration - ramp, 1e-9), 0.0)
+    u = np.clip(hours, 0.0, duration)
+    rising = u < ramp
+    falling = u > duration - ramp
+    shape = np.where(rising, u / safe, np.where(falling, (duration - u) / safe, 1.0))
+    inside = (hours >= 0.0) & (hours < duration)
+    intensity: FloatArray = np.where(inside, peak * shape, 0.0)
+    area = np.where(
+        rising,
+        u * u / (2.0 * safe),
+        np.where(falling, (duration - ramp) - (duration - u) ** 2 / (2.0 * safe), ramp / 2.0 + (u - ramp)),
+    )
+    fallen: FloatArray = np.where(hours <= 0.0, 0.0, peak * area)
+    return intensity, fallen
