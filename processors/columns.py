@@ -16,10 +16,9 @@ always takes the reference path.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from itertools import repeat
-from operator import eq, is_, is_not
+from operator import eq, is_
 from typing import Any, cast
 
 import numpy as np
@@ -61,36 +60,41 @@ class ColumnPlan:
     def check(
         self,
         items: list[object],
-        parsed: NDArray[np.bool_],
         device_ids: list[str],
         min_ts: int,
         max_ts: int,
         reject_unknown: bool,
+        *,
+        all_objects: bool = False,
     ) -> Checked:
-        """Check ``items`` (parsed JSON; ``parsed[i]`` is false where parsing failed).
+        """Check ``items`` (parsed JSON; anything not an object is left to the model).
 
         ``device_ids[i]`` is the registered device the item belongs to (the caller
         has resolved the topic, or a gateway item's ``device``); an item that names
         another device, or names it with something other than a string, is left to
-        the model.
+        the model. ``all_objects`` says the caller knows every item is a dict.
         """
         n = len(items)
-        ok = parsed & np.fromiter(map(is_, map(type, items), repeat(dict)), dtype=np.bool_, count=n)
+        if all_objects:
+            ok = np.ones(n, dtype=np.bool_)
+        else:
+            ok = np.fromiter(map(is_, map(type, items), repeat(dict)), dtype=np.bool_, count=n)
         dicts: list[dict[str, Any]]
         if ok.all():
             dicts = items  # type: ignore[assignment]
         else:
             dicts = [item if good else {} for item, good in zip(items, ok.tolist(), strict=True)]  # type: ignore[misc]
 
-        claimed = list(map(dict.get, dicts, repeat("device")))
-        named = np.fromiter(map(is_not, claimed, repeat(None)), dtype=np.bool_, count=n)
-        same = np.fromiter(map(eq, claimed, device_ids), dtype=np.bool_, count=n)
-        ok &= same | ~named
+        # An item that does not name its device is taken as the caller's (``get`` returns
+        # the caller's id then); one that names another, or null, goes to the model.
+        claimed = map(dict.get, dicts, repeat("device"), device_ids)
+        ok &= np.fromiter(map(eq, claimed, device_ids), dtype=np.bool_, count=n)
+        named = np.fromiter(map(dict.__contains__, dicts, repeat("device")), dtype=np.bool_, count=n)
 
         ts_ms, ts_ok = _timestamps(list(map(dict.get, dicts, repeat("ts"))))
         ok &= ts_ok & (ts_ms >= min_ts) & (ts_ms <= max_ts)
 
-        values = np.full((n, len(self.names)), math.nan, dtype=np.float64)
+        values = np.full((n, len(self.names)), np.nan, dtype=np.float64)
         for j, (name, validator) in enumerate(zip(self.names, self._validators, strict=True)):
             column = list(map(dict.get, dicts, repeat(name)))
             try:
@@ -99,10 +103,7 @@ class ColumnPlan:
                 bad = {int(e["loc"][0]) for e in errors.errors()}
                 ok[list(bad)] = False
                 checked = validator.validate_python([None if i in bad else v for i, v in enumerate(column)])
-            try:
-                values[:, j] = checked
-            except TypeError:  # measures the reading did not report
-                values[:, j] = [math.nan if v is None else v for v in checked]
+            values[:, j] = checked  # None, a measure the reading did not report, becomes NaN
         present = np.count_nonzero(~np.isnan(values), axis=1)
         ok &= present > 0
 
@@ -128,10 +129,9 @@ def _timestamps(raw: list[object]) -> tuple[NDArray[np.int64], NDArray[np.bool_]
     n = len(raw)
     ms = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=np.bool_)
-    types = list(map(type, raw))
-    is_str = np.fromiter(map(is_, types, repeat(str)), dtype=np.bool_, count=n)
-    is_num = np.fromiter(map(is_, types, repeat(float)), dtype=np.bool_, count=n)
-    is_num |= np.fromiter(map(is_, types, repeat(int)), dtype=np.bool_, count=n)
+    sort = np.fromiter(map(_TS_SORTS.get, map(type, raw), repeat(0)), dtype=np.int8, count=n)
+    is_str = sort == 1
+    is_num = sort == 2
     if is_num.any():
         index = np.flatnonzero(is_num)
         x = np.array([raw[i] for i in index.tolist()], dtype=np.float64)
@@ -143,19 +143,28 @@ def _timestamps(raw: list[object]) -> tuple[NDArray[np.int64], NDArray[np.bool_]
     if is_str.any():
         strings = np.flatnonzero(is_str).tolist()
         texts = cast(list[str], raw if len(strings) == n else [raw[i] for i in strings])
-        fast_ms, fast_ok = parse_utc_strings(texts)
-        index = np.asarray(strings, dtype=np.intp)
-        ms[index] = fast_ms
-        ok[index] = fast_ok
-        for k in np.flatnonzero(~fast_ok).tolist():
+        rest = strings
+        if len(texts) >= _FEW:
+            fast_ms, fast_ok = parse_utc_strings(texts)
+            index = np.asarray(strings, dtype=np.intp)
+            ms[index] = fast_ms
+            ok[index] = fast_ok
+            rest = np.flatnonzero(~fast_ok).tolist()
+            texts = [texts[k] for k in rest]
+            rest = [strings[k] for k in rest]
+        for i, text in zip(rest, texts, strict=True):
             try:
-                ms[strings[k]] = parse_timestamp(texts[k])
-                ok[strings[k]] = True
+                ms[i] = parse_timestamp(text)
+                ok[i] = True
             except ValueError:
                 pass
     return ms, ok
 
 
+_FEW = 48
+"""Below this many strings, one :func:`parse_timestamp` each is quicker than the fixed cost of numpy."""
+_TS_SORTS: dict[type, int] = {str: 1, int: 2, float: 2}
+"""What a ``ts`` value's exact type makes of it (a ``bool`` is not a number here): 1 text, 2 number."""
 _MS_THRESHOLD = 100_000_000_000.0
 """As in :mod:`processors.timestamps`: epoch numbers from 1e11 up are milliseconds."""
 _MAX_MS = float(2**62)

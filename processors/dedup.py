@@ -63,15 +63,21 @@ class RecentTimestamps:
         self._grow(int(device.max()) + 1)
         order = np.argsort(device, kind="stable")
         dev = device[order]
-        starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
-        counts = np.diff(np.r_[starts, dev.size])
+        changes = dev[1:] != dev[:-1]
+        if changes.all():  # one reading per device, the usual cycle: each goes in its device's next slot
+            slot = self.next[dev]
+            self.ts[dev, slot] = ts[order]
+            self.next[dev] = (slot + 1) % self.window
+            return
+        starts = np.flatnonzero(np.concatenate(([True], changes)))
+        counts = np.diff(np.append(starts, dev.size))
         rank = np.arange(dev.size) - np.repeat(starts, counts)
         total = np.repeat(counts, counts)
         keep = rank >= total - self.window  # only the newest `window` of a long backlog survive
         dev, rank = dev[keep], rank[keep]
         slot = (self.next[dev] + rank) % self.window
         self.ts[dev, slot] = ts[order][keep]
-        unique = dev[np.r_[True, dev[1:] != dev[:-1]]] if dev.size else dev
+        unique = dev[np.concatenate(([True], dev[1:] != dev[:-1]))]
         self.next[unique] += counts
         self.next[unique] %= self.window
 

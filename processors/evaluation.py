@@ -18,7 +18,11 @@ The rules (README "Anomaly detection" repeats them):
   reporting intervals (0 for rejects).
 - **False positives.** Alarm *onsets* (the first alarm of a run) outside every
   window of their device are false positives, counted against each fault the
-  detector targets; rejects with a fault's reason outside every window of its
+  detector targets (its ``targets``: what it is built to find. The statistical and
+  health detectors target data faults; each incident is targeted by its own rule
+  detector, so a level-shift alarm elsewhere is not held against pipe bursts or
+  fires, while one on an incident's device inside its window still detects it);
+  rejects with a fault's reason outside every window of its
   labels are false positives of that fault. Standards exceedances (AQI, WHO,
   drinking water) are reported apart: they are true statements about the city
   whether or not a fault was injected.
@@ -28,6 +32,14 @@ The rules (README "Anomaly detection" repeats them):
 
 Precision for a fault is detected episodes / (detected episodes + false
 positives attributed to it); recall is detected / scored episodes.
+
+Drift delays are long by construction: a drift label starts at the first affected
+reading, when the injected offset is still zero (it grows linearly to
+``detail["total"]`` at ``end_ms``), so no detector can see it for the first part
+of its window. A second delay, from when the offset first exceeds the sensor's
+noise, would be the fair measure of how quickly a drift is seen; it needs the
+noise scale of the device at the time, which the labels do not carry (the
+simulator knows it), so it is not computed here.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from processors.anomaly import DetectionEngine
 from processors.detectors import Category
+from processors.registry import DeviceTable
 from processors.validate import RawMessage, Validator
 
 TimedMessage = tuple[int, str, bytes]
@@ -122,6 +123,7 @@ def replay(
 ) -> ReplayResult:
     """Run recorded messages through ``validator`` and ``engine`` in cycles of ``cycle_ms``."""
     result = ReplayResult()
+    device_ids = _DeviceIds()
     cycle: list[RawMessage] = []
     cycle_end: int | None = None
     for publish_ms, topic, payload in messages:
@@ -130,7 +132,7 @@ def replay(
         if cycle_end is None:
             cycle_end = publish_ms + cycle_ms
         if publish_ms >= cycle_end:
-            _cycle(cycle, cycle_end, validator, engine, result)
+            _cycle(cycle, cycle_end, validator, engine, result, device_ids)
             if progress is not None:
                 progress(result.messages, cycle_end)
             cycle = []
@@ -139,8 +141,22 @@ def replay(
         cycle.append(RawMessage(topic, payload, publish_ms))
         result.last_ms = publish_ms
     if cycle and cycle_end is not None:
-        _cycle(cycle, cycle_end, validator, engine, result)
+        _cycle(cycle, cycle_end, validator, engine, result, device_ids)
     return result
+
+
+class _DeviceIds:
+    """Each table's device ids as an array, built once per replay (and again if the table grew)."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[DeviceTable, NDArray[np.str_]]] = {}
+
+    def __call__(self, table: DeviceTable) -> NDArray[np.str_]:
+        known = self._known.get(id(table))
+        if known is None or known[0] is not table or known[1].size != len(table):
+            ids = np.array([d.device_id for d in table.devices], dtype=np.str_)
+            known = self._known[id(table)] = (table, ids)
+        return known[1]
 
 
 def _cycle(
@@ -149,6 +165,7 @@ def _cycle(
     validator: Validator,
     engine: DetectionEngine,
     result: ReplayResult,
+    device_ids: _DeviceIds,
 ) -> None:
     checked = validator.validate(messages, now_ms)
     detection = engine.score(checked.batches, now_ms, ((r.kind, r.device) for r in checked.rejects))
@@ -163,7 +180,7 @@ def _cycle(
         if not alarms.any():
             continue
         rows, cols = np.nonzero(alarms)
-        ids = np.array([d.device_id for d in scored.table.devices], dtype=np.str_)[scored.device[rows]]
+        ids = device_ids(scored.table)[scored.device[rows]]
         received = scored.ts_ms[rows]
         if batch is not None and batch.received_ms is not None and scored.rows is not None:
             received = batch.received_ms[scored.rows[rows]]

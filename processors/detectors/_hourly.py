@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from processors.detectors._robust import nan_to_zero
 from processors.detectors.base import State
 
 HOUR_MS = 3_600_000
@@ -59,7 +60,7 @@ def advance(
         gap = np.minimum(ahead[rows] - 1, hours)[:, None, None]
         position = np.arange(hours)[None, None, :]
         # Hour 0 is the one just closed, then `gap` empty hours, then the old ring shifted along.
-        source = np.clip(position - 1 - gap, 0, hours - 1)
+        source = np.minimum(np.maximum(position - 1 - gap, 0), hours - 1)
         shifted = np.take_along_axis(old, np.broadcast_to(source, old.shape), axis=2)
         ring = np.where(position == 0, closed[:, :, None], np.where(position <= gap, np.nan, shifted))
         state["hours"][rows] = ring.astype(np.float32)
@@ -98,5 +99,5 @@ def hourly_scores(
     closed, ring = advance(state, ts_ms, values)
     if ring.shape[0]:
         state["latest"][closed] = compute(ring).astype(np.float32)
-    scores: NDArray[np.float64] = np.where(np.isnan(values), np.nan, np.nan_to_num(state["latest"]))
+    scores: NDArray[np.float64] = np.where(np.isnan(values), np.nan, nan_to_zero(state["latest"]))
     return scores

@@ -24,13 +24,13 @@ DAY_MS = 86_400_000
 
 def z_score(z: FloatArray, z_alarm: float) -> FloatArray:
     """Map a robust z statistic to [0, 1] so that ``z_alarm`` lands on 0.5 and ``2 z_alarm`` on 1."""
-    score: FloatArray = np.clip(np.abs(z) / (2.0 * z_alarm), 0.0, 1.0)
+    score: FloatArray = np.minimum(np.maximum(np.abs(z) / (2.0 * z_alarm), 0.0), 1.0)
     return score
 
 
 def rate(interval_ms: FloatArray, tau_ms: float, floor: float = 0.0) -> FloatArray:
     """Per-reading learning rate for a time constant ``tau_ms``, so memory is in time, not readings."""
-    alpha: FloatArray = np.clip(interval_ms[:, None] / tau_ms, floor, 1.0).astype(np.float32)
+    alpha: FloatArray = np.minimum(np.maximum(interval_ms[:, None] / tau_ms, floor), 1.0).astype(np.float32)
     return alpha
 
 
@@ -152,8 +152,7 @@ class Profile:
     ) -> tuple[FloatArray, tuple[object, ...]]:
         """The profile's value for each row and field, and where it came from (for :meth:`learn`)."""
         i0, i1, w = time_of_day_bins(ts_ms, self.bins)
-        p0 = binned.get(name, i0)
-        p1 = binned.get(name, i1)
+        p0, p1 = binned.get(name, pair(i0, i1))
         weight = w[:, None].astype(np.float32)
         value = np.where(np.isnan(p0), p1, np.where(np.isnan(p1), p0, p0 + (p1 - p0) * weight))
         return value, (i0, i1, weight, p0, p1)
@@ -178,9 +177,24 @@ class Profile:
             return
         readings_per_bin_day = DAY_MS / self.bins / interval_ms[:, None]
         gamma = np.minimum(1.0 / (self.days * readings_per_bin_day), 0.5).astype(np.float32)
-        for p, share, index in ((p0, 1.0 - weight, i0), (p1, weight, i1)):
-            seeded = np.where(np.isnan(p), target, p + gamma * share * (target - p))
-            binned.set(name, index, np.where(mask, seeded, p))
+        # Both bins in one pass: the same arithmetic as bin by bin, in fewer, larger calls.
+        p = pair(p0, p1)
+        share = pair(1.0 - weight, weight)
+        seeded = np.where(np.isnan(p), target, p + gamma * share * (target - p))
+        binned.set(name, pair(i0, i1), np.where(mask, seeded, p))
+
+
+def pair(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
+    """``np.stack([a, b])`` without its Python overhead (it shows at a few readings per batch)."""
+    stacked: NDArray[Any] = np.concatenate((a[None], b[None]))
+    return stacked
+
+
+def nan_to_zero(x: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+    """``np.nan_to_num`` of a float array (NaN to 0, infinities to the largest finite), in three ufuncs."""
+    big = np.finfo(x.dtype).max
+    cleaned: NDArray[np.floating[Any]] = np.minimum(np.maximum(np.where(np.isnan(x), 0, x), -big), big)
+    return cleaned
 
 
 def median3(

@@ -78,27 +78,74 @@ class DetectorConfig:
     """Devices of a kind needed before their shared movement is taken out of each one's residual."""
 
 
+Undo = list[tuple[str, NDArray[np.intp], NDArray[Any]]]
+"""In-place changes to binned tables: (table, flat (device, bin) cells, their old contents)."""
+
+
 class Binned:
-    """Large per-device tables of the round's devices, read and written in place with an undo log."""
+    """Large per-device tables of the round's devices, read and written in place with an undo log.
+
+    A table of shape (devices, bins, ...) is addressed as one row per (device, bin)
+    cell, ``device * bins + bin``: a round reads and writes its cells with
+    ``np.take`` and ``np.put`` on whole rows, several times faster than indexing by
+    (device, bin) pairs.
+    """
 
     __slots__ = ("_arrays", "_undo", "device")
 
-    def __init__(
-        self, arrays: State, device: NDArray[np.intp], undo: list[tuple[str, Any, NDArray[Any]]]
-    ) -> None:
+    def __init__(self, arrays: State, device: NDArray[np.intp], undo: Undo) -> None:
         self._arrays = arrays
         self._undo = undo
         self.device = device
 
     def get(self, name: str, index: NDArray[np.intp]) -> NDArray[Any]:
-        """``table[device[i], index[i]]`` for each row ``i`` of the round."""
-        return self._arrays[name][self.device, index]
+        """``table[device[i], index[..., i]]`` for each row ``i`` of the round.
+
+        ``index`` may hold several bins per row, shape (k, rows): the result is then (k, rows, ...).
+        """
+        table = self._arrays[name]
+        found: NDArray[Any] = cells(table).take(self._flat(table, index), axis=0)
+        return found.reshape(*index.shape, *table.shape[2:])
 
     def set(self, name: str, index: NDArray[np.intp], values: NDArray[Any]) -> None:
-        where = (self.device, index)
+        """Write ``values`` where :meth:`get` reads; of repeated cells, the last write stays."""
         table = self._arrays[name]
-        self._undo.append((name, where, table[where].copy()))
-        table[where] = values
+        rows = cells(table)
+        flat = self._flat(table, index).reshape(-1)
+        self._undo.append((name, flat, rows.take(flat, axis=0)))
+        shape = (*index.shape, *table.shape[2:])
+        put_cells(rows, flat, np.broadcast_to(np.asarray(values, dtype=table.dtype), shape))
+
+    def _flat(self, table: NDArray[Any], index: NDArray[np.intp]) -> NDArray[np.intp]:
+        flat: NDArray[np.intp] = self.device * table.shape[1] + index
+        return flat
+
+
+def cells(table: NDArray[Any]) -> NDArray[Any]:
+    """A (devices, bins, ...) table as a view of (devices x bins) rows, one per cell."""
+    assert table.flags.c_contiguous, "binned tables are allocated contiguous, so this is a view"
+    return table.reshape(table.shape[0] * table.shape[1], -1)
+
+
+_FEW_ROWS = 256
+
+
+def put_rows(table: NDArray[Any], rows: NDArray[np.intp], values: NDArray[Any]) -> None:
+    """``table[rows] = values`` for distinct rows of a per-device array, with one ``np.put``."""
+    if rows.size < _FEW_ROWS or table.size == 0 or not table.flags.c_contiguous:
+        table[rows] = values
+        return
+    put_cells(table.reshape(table.shape[0], -1), rows, values)
+
+
+def put_cells(rows: NDArray[Any], flat: NDArray[np.intp], values: NDArray[Any]) -> None:
+    """``rows[flat] = values`` for distinct cells, each row written as one opaque element."""
+    if flat.size < _FEW_ROWS:  # plain indexing costs less than setting up the opaque view
+        rows[flat] = np.reshape(values, (flat.size, rows.shape[1]))
+        return
+    width = rows.shape[1] * rows.itemsize
+    packed = np.ascontiguousarray(values, dtype=rows.dtype).reshape(flat.size, rows.shape[1])
+    np.put(rows.view(np.dtype((np.void, width))).reshape(-1), flat, packed.view(np.dtype((np.void, width))))
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,8 +178,9 @@ class Scored:
     rows: NDArray[np.intp] | None = None
     """Batch rows the scores belong to, or None for a clock check (one row per device)."""
     staged: tuple[NDArray[np.intp], State, State] | None = field(default=None, repr=False)
+    """(devices, their state rows, shared state) to keep on commit; devices distinct and ascending."""
     generation: int = 0
-    undo: list[tuple[str, Any, NDArray[Any]]] | None = field(default=None, repr=False)
+    undo: Undo | None = field(default=None, repr=False)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -161,6 +209,7 @@ class Detector(ABC):
         self.config = config or DetectorConfig()
         self.threshold = self.config.threshold
         self.fields: tuple[int, ...] = self.select_fields(kind)
+        self._every_field = self.fields == tuple(range(len(kind.measures)))
         self.columns: tuple[str, ...] = self.column_names()
         self._spec = dict(self.state_spec())
         self._spec["_active"] = (np.dtype(np.bool_), (len(self.columns),), False)
@@ -173,7 +222,7 @@ class Detector(ABC):
             name: np.full((0, *shape), fill, dtype=dtype)
             for name, (dtype, shape, fill) in self._binned_spec.items()
         }
-        self._undo: list[tuple[str, Any, NDArray[Any]]] | None = None
+        self._undo: Undo | None = None
         self._intervals = np.zeros(0, dtype=np.float64)
         self._generation = 0
 
@@ -231,6 +280,9 @@ class Detector(ABC):
                 None,
                 self._generation,
             )
+        single = self._one_round(batch.device)
+        if single is not None:
+            return self._score_one_round(batch, *single)
         order = np.lexsort((batch.ts_ms, batch.device))
         dev = batch.device[order]
         starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
@@ -244,7 +296,7 @@ class Detector(ABC):
         by_round = np.argsort(rank, kind="stable")
         bounds = np.r_[0, np.cumsum(np.bincount(rank))]
         values = batch.values[:, list(self.fields)] if self.fields else np.zeros((n, 0))
-        undo: list[tuple[str, Any, NDArray[Any]]] = []
+        undo: Undo = []
         self._undo = undo
         for r in range(bounds.size - 1):
             sorted_rows = by_round[bounds[r] : bounds[r + 1]]
@@ -280,19 +332,114 @@ class Detector(ABC):
             undo,
         )
 
+    @staticmethod
+    def _one_round(device: NDArray[np.intp]) -> _Visit | None:
+        """For a batch with at most one reading per device (the usual cycle): how to visit it in device order.
+
+        Returns (order, span, back): ``order`` sorts the rows by device (``None`` if
+        they already are) and ``back`` undoes it, ``span`` is the slice of the state
+        rows the batch covers when its devices are consecutive. ``None`` when some
+        device has several readings.
+        """
+        last = _LAST_ROUND[0]
+        # The engine scores one batch with several detectors: work the order out once.
+        if last is not None and last[0].shape == device.shape and bool((last[0] == device).all()):
+            return last[1]
+        found = Detector._visit_once(device)
+        _LAST_ROUND[0] = (device.copy(), found)
+        return found
+
+    @staticmethod
+    def _visit_once(device: NDArray[np.intp]) -> _Visit | None:
+        n = device.size
+        order: NDArray[np.intp] | None = None
+        ordered = device
+        if n > 1 and not bool((device[1:] > device[:-1]).all()):
+            order = np.argsort(device)
+            ordered = device[order]
+            if not bool((ordered[1:] != ordered[:-1]).all()):
+                return None
+        first = int(ordered[0])
+        span = slice(first, first + n) if int(ordered[-1]) - first == n - 1 else None
+        back: NDArray[np.intp] | None = None
+        if order is not None:
+            back = np.empty_like(order)
+            back[order] = np.arange(n)
+        return order, span, back
+
+    def _score_one_round(
+        self,
+        batch: ReadingBatch,
+        order: NDArray[np.intp] | None,
+        span: slice | None,
+        back: NDArray[np.intp] | None,
+    ) -> Scored:
+        """:meth:`score` of a batch in one round: no grouping, and contiguous copies where it can."""
+        n = len(batch)
+        devices = batch.device if order is None else batch.device.take(order)
+        self._grow(int(devices[-1]) + 1, batch.table)
+        if span is not None:
+            local = {name: value[span].copy() for name, value in self._state.items()}
+        else:
+            local = {name: value.take(devices, axis=0) for name, value in self._state.items()}
+        shared = {name: value.copy() for name, value in self._shared.items()}
+        fields = list(self.fields)
+        if not fields:
+            values = np.zeros((n, 0))
+        elif order is None:
+            # Every field in declaration order (the common case) is one contiguous copy.
+            values = batch.values.copy() if self._every_field else batch.values[:, fields]
+        else:
+            values = batch.values.take(order, axis=0)
+            if not self._every_field:
+                values = values[:, fields]
+        undo: Undo = []
+        self._undo = undo
+        rnd = Round(
+            device=devices,
+            ts_ms=batch.ts_ms.copy() if order is None else batch.ts_ms.take(order),
+            received_ms=None
+            if batch.received_ms is None
+            else (batch.received_ms.copy() if order is None else batch.received_ms.take(order)),
+            x=values,
+            interval_ms=self._intervals[span].copy() if span is not None else self._intervals.take(devices),
+            table=batch.table,
+            binned=Binned(self._binned, devices, undo) if self._binned else None,
+        )
+        raw = self.step(local, shared, rnd)
+        clean, onset = self._alarm_state(local, raw)
+        if back is None:
+            scores, onsets = clean, onset
+        else:
+            scores, onsets = clean.take(back, axis=0), onset.take(back, axis=0)
+        return Scored(
+            self,
+            batch.table,
+            batch.device,
+            batch.ts_ms,
+            scores,
+            onsets,
+            np.arange(n),
+            (devices, local, shared),
+            self._generation,
+            undo,
+        )
+
     def _rollback(self) -> None:
         """Undo in-place changes of a scoring that was never committed (its write failed)."""
         undo, self._undo = self._undo, None
         if undo:
-            for name, where, old in reversed(undo):
-                self._binned[name][where] = old
+            for name, flat, old in reversed(undo):
+                put_cells(cells(self._binned[name]), flat, old)
 
     def _alarm_state(
         self, sub: State, raw: NDArray[np.float64]
     ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """Turn raw scores into clean scores and alarm onsets, tracking each cell's alarm."""
         judged = ~np.isnan(raw)
-        clean = np.clip(np.where(judged, raw, 0.0), 0.0, 1.0)
+        clean = np.where(judged, raw, 0.0)
+        np.maximum(clean, 0.0, out=clean)
+        np.minimum(clean, 1.0, out=clean)
         active = sub["_active"]
         high = clean >= self.threshold
         onset = high & ~active & judged
@@ -307,8 +454,15 @@ class Detector(ABC):
         if scored.generation != self._generation:
             raise StaleScores(f"{self.name}: the state changed since these scores; score the batch again")
         unique, local, shared = scored.staged
+        # Staged devices are distinct and ascending: consecutive ones are a slice.
+        rows: NDArray[np.intp] | slice = unique
+        if unique.size and int(unique[-1]) - int(unique[0]) == unique.size - 1:
+            rows = slice(int(unique[0]), int(unique[-1]) + 1)
         for name, value in local.items():
-            self._state[name][unique] = value
+            if isinstance(rows, slice):
+                self._state[name][rows] = value
+            else:
+                put_rows(self._state[name], rows, value)
         self._shared = shared
         if scored.undo is self._undo:
             self._undo = None  # the in-place changes stay
@@ -355,10 +509,11 @@ class Detector(ABC):
         for name, value in self._binned.items():
             saved[f"device:{name}"] = value[:n].copy()
         if self._undo:  # an uncommitted scoring changed binned tables in place: report them committed
-            for name, where, old in reversed(self._undo):
-                rows, index = where
+            for name, flat, old in reversed(self._undo):
+                cells_of = saved[f"device:{name}"]
+                rows, index = np.divmod(flat, cells_of.shape[1])
                 keep = rows < n
-                saved[f"device:{name}"][rows[keep], index[keep]] = old[keep]
+                cells_of[rows[keep], index[keep]] = old[keep].reshape(-1, *cells_of.shape[2:])
         for name, value in self._shared.items():
             saved[f"shared:{name}"] = value.copy()
         return saved
@@ -395,6 +550,12 @@ class Detector(ABC):
 
     def bytes_per_device_field(self) -> float:
         return self.bytes_per_device() / max(len(self.columns), 1)
+
+
+_Visit = tuple[NDArray[np.intp] | None, slice | None, NDArray[np.intp] | None]
+"""How to visit a batch in one round: see :meth:`Detector._one_round`."""
+_LAST_ROUND: list[tuple[NDArray[np.intp], _Visit | None] | None] = [None]
+"""A copy of the last batch's device column, and how to visit it."""
 
 
 def spec(

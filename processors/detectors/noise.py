@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import Profile, Transform, at_bounds, median3, rate
+from processors.detectors._robust import Profile, Transform, at_bounds, median3, nan_to_zero, rate
 from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
 
@@ -72,6 +72,7 @@ class NoiseDetector(Detector):
         super().__init__(*args, **kwargs)
         self.transform = Transform.for_fields(self.kind, self.fields)
         self._lo, self._hi = at_bounds(self.kind, self.fields)
+        self._floor32 = self.transform.floor.astype(np.float32)
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         f = (len(self.fields),)
@@ -90,7 +91,7 @@ class NoiseDetector(Detector):
         return {"hourly": spec(np.float32, (HOURLY.bins, len(self.fields)), np.nan)}
 
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
-        y = self.transform(r.x).astype(np.float32)
+        y = self.transform(r.x)  # float32 already
         have = ~np.isnan(y)
         fresh = (r.ts_ms > state["last_ts"])[:, None]
         use = have & fresh
@@ -100,7 +101,7 @@ class NoiseDetector(Detector):
         step = np.where(pinned | state["pinned"], np.nan, y - last)
         steps = state["steps"].astype(np.float32, copy=False)
         s0, s1, s2 = steps[:, :, 0], steps[:, :, 1], steps[:, :, 2]
-        trend = np.nan_to_num(median3(s0, s1, s2))
+        trend = nan_to_zero(median3(s0, s1, s2))
         signed = step - trend
         change = np.abs(signed)
         d1 = state["d1"].astype(np.float32, copy=False)
@@ -110,13 +111,11 @@ class NoiseDetector(Detector):
         one_way = (sign[0] == sign[1]) & (sign[1] == sign[2])
         assert r.binned is not None
         hourly, where = HOURLY.at(r.binned, "hourly", r.ts_ms)
-        typical = np.fmax(
-            np.fmax(state["typical"].astype(np.float32, copy=False), hourly), self.transform.floor
-        )
+        typical = np.fmax(np.fmax(state["typical"].astype(np.float32, copy=False), hourly), self._floor32)
         n = state["n"]
         median = median3(np.abs(signed), np.abs(d1), np.abs(d2))  # NaN if any is missing
         ratio = np.where(use & (n >= WARMUP) & ~one_way & ~np.isnan(median), median / typical, 0.0)
-        scores = np.clip(ratio / (2.0 * RATIO_ALARM), 0.0, 1.0)
+        scores = np.minimum(np.maximum(ratio / (2.0 * RATIO_ALARM), 0.0), 1.0)
 
         measured = use & ~np.isnan(change)
         jumped = measured & (change > JUMP * typical) & (n >= WARMUP)
@@ -125,7 +124,7 @@ class NoiseDetector(Detector):
         alpha = np.maximum(
             rate(r.interval_ms, SCALE_TAU_MS, 0.01), 1.0 / (n.astype(np.float32, copy=False) + 1.0)
         )
-        observed = np.minimum(np.nan_to_num(change), CLIP * typical)
+        observed = np.minimum(nan_to_zero(change), CLIP * typical)
         old = state["typical"].astype(np.float32, copy=False)
         new_typical = np.where(np.isnan(old), observed, old + alpha * (observed - old))
         state["typical"] = np.where(jumped, np.nan, np.where(learn, new_typical, old)).astype(np.float32)

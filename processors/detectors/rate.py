@@ -2,6 +2,12 @@
 
 The limit is the measure's declared ``max_rate`` (units per hour), or else twice
 its normal band per reporting interval, which no healthy sensor of the kind does.
+
+A change is impossible for a sensor only if its peers do not see it too: when a
+good share of a kind's devices exceed the limit the same way in one round (a
+shower reaching the whole city at once), that is the world, not a fault, and
+changes that way are not scored for one reporting interval after it (the
+devices that reported just before the change see it on their next reading).
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ from numpy.typing import NDArray
 from processors.detectors.base import Category, Detector, Round, State, spec
 
 HOUR_MS = 3_600_000.0
+FLEET_SHARE = 0.2
+"""Share of a round's devices that, changing too fast the same way together, make it the world's change..."""
+FLEET_MIN = 3
+"""... and at least this many of them."""
 
 
 class RateDetector(Detector):
@@ -36,7 +46,8 @@ class RateDetector(Detector):
 
     name = "rate"
     category = Category.HEALTH
-    targets = ("spike", "bin_fire")
+    targets = ("spike",)
+    """A health detector: it is for sensor faults; a bin fire has its own rule detector."""
     description = "a change faster than the physical quantity can change"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -46,6 +57,34 @@ class RateDetector(Detector):
         self._limit = np.array(
             [m.max_rate if m.max_rate else 2.0 * (m.normal[1] - m.normal[0]) / interval_h for m in measures]
         )
+
+    def shared_spec(self) -> State:
+        f = len(self.fields)
+        return {
+            "world_sign": np.zeros(f, dtype=np.float32),
+            "world_until": np.full(f, np.iinfo(np.int64).min, dtype=np.int64),
+        }
+
+    def _corroborated(
+        self,
+        shared: State,
+        r: Round,
+        scores: NDArray[np.float64],
+        sign: NDArray[np.float64],
+        judged: NDArray[np.bool_],
+    ) -> NDArray[np.float64]:
+        """Scores without the changes that a good share of the fleet made the same way at once."""
+        over = judged & (scores >= self.threshold)
+        for direction in (1.0, -1.0):
+            same = (over & (sign == direction)).sum(axis=0)
+            world = (same >= FLEET_MIN) & (same >= FLEET_SHARE * judged.sum(axis=0))
+            if world.any():
+                until = int(r.ts_ms.max()) + int(np.max(r.interval_ms))
+                shared["world_sign"] = np.where(world, direction, shared["world_sign"]).astype(np.float32)
+                shared["world_until"] = np.where(world, until, shared["world_until"])
+        excused = (sign == shared["world_sign"]) & (r.ts_ms[:, None] <= shared["world_until"])
+        result: NDArray[np.float64] = np.where(excused, 0.0, scores)
+        return result
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         return {
@@ -62,6 +101,8 @@ class RateDetector(Detector):
         elapsed_ms = np.maximum(r.ts_ms[:, None] - state["last_at"], 0.5 * r.interval_ms[:, None])
         per_hour = np.abs(r.x - last) / (elapsed_ms / HOUR_MS)
         scores = np.where(use & ~np.isnan(last), np.clip(per_hour / self._limit / 2.0, 0.0, 1.0), 0.0)
+        if len(r.table) >= self.config.peer_devices:
+            scores = self._corroborated(shared, r, scores, np.sign(r.x - last), use & ~np.isnan(last))
         state["last"] = np.where(use, r.x, last).astype(np.float32)
         state["last_at"] = np.where(use, r.ts_ms[:, None], state["last_at"])
         state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)

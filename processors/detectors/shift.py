@@ -43,6 +43,21 @@ SD_TAU_MS = DAY_MS
 RE_ACCEPT_MS = DAY_MS
 """A device off its baseline this long has changed for good: its baseline restarts."""
 CLIP = 2.5
+COMMON_ERRORS = 3.0
+"""A move of the fleet's median beyond this many standard errors is followed at once..."""
+FOLLOW_PEERS = 5
+"""... when at least this many devices moved it."""
+SPREAD_QUANTILE = 0.9
+USUAL_SPREAD = 2.0
+"""The fast statistic is in units of its own mean size, so in a calm fleet its 90th percentile is
+about 2 (for a normal variable, the 90th percentile of |x| is 2.06 times the mean of |x|)."""
+ONE_READING = 0.5
+"""The largest share of the way to an alarm one reading can take the fast statistic."""
+WARNING = 0.5
+"""Readings scoring at least this share of the threshold teach the baseline nothing."""
+HOLD_MS = 3_600_000
+HOLD_SCORE = 0.6
+"""For an hour after its last alarming reading, an alarm's score stays at this share of the threshold."""
 
 
 class ShiftDetector(Detector):
@@ -67,7 +82,7 @@ class ShiftDetector(Detector):
 
     name = "shift"
     category = Category.STATISTICAL
-    targets = ("drift", "pipe_burst", "traffic_incident", "bin_fire", "pollution_episode")
+    targets = ("drift",)
     description = "a level shift or drift away from this device's usual level for the time of day"
 
     @classmethod
@@ -94,6 +109,7 @@ class ShiftDetector(Detector):
             "slow_sd": spec(np.float32, f, np.nan),
             "n": spec(np.uint32, f, 0),
             "off_ms": spec(np.float32, f, 0.0),
+            "hold_ms": spec(np.float32, f, 0.0),
             "first_ts": spec(np.int64, (), np.iinfo(np.int64).max),
             "last_ts": spec(np.int64, (), np.iinfo(np.int64).min),
         }
@@ -108,7 +124,10 @@ class ShiftDetector(Detector):
 
     def shared_spec(self) -> State:
         f = len(self.fields)
-        return {"common": np.zeros(f, dtype=np.float32)}
+        return {
+            "common": np.zeros(f, dtype=np.float32),
+            "spread": np.full(f, np.nan, dtype=np.float32),
+        }
 
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
         y = self.transform(r.x).astype(np.float32)
@@ -126,45 +145,75 @@ class ShiftDetector(Detector):
         warm = ((r.ts_ms - first_ts) >= WARMUP_MS)[:, None] & (n >= WARMUP_READINGS)
         judged = use & known
 
+        hourly_scale, scale_where = SCALES.at(binned, "hourly_scale", r.ts_ms)
+        scale = np.fmax(
+            np.fmax(state["scale"].astype(np.float32, copy=False), hourly_scale), self.transform.floor
+        )
         common = shared["common"]
         if len(r.table) >= self.config.peer_devices:
             contributing = judged & warm
             counts = contributing.sum(axis=0)
             if counts.any():
                 median = _column_medians(resid, contributing)
+                # The round's median is noisy when few devices report, so small moves are
+                # smoothed; a move beyond three of its standard errors (the city cooled by
+                # four degrees in a shower) is real and followed at once, or every device
+                # would see it as its own shift.
+                typical = np.where(contributing, scale, 0.0).sum(axis=0) / np.maximum(counts, 1)
+                error = COMMON_ERRORS * MAD_TO_SIGMA * typical / np.sqrt(np.maximum(counts, 1))
+                move = median - common
+                small = np.clip(move, -error, error)
                 weight = counts / (counts + len(r.table) / 8.0)
-                common = np.where(counts > 0, common + weight * (median - common), common).astype(np.float32)
+                jump = np.where(counts >= FOLLOW_PEERS, move - small, 0.0)
+                common = np.where(counts > 0, common + weight * small + jump, common)
+                common = common.astype(np.float32)
                 shared["common"] = common
             resid = resid - common
-
-        hourly_scale, scale_where = SCALES.at(binned, "hourly_scale", r.ts_ms)
-        scale = np.fmax(
-            np.fmax(state["scale"].astype(np.float32, copy=False), hourly_scale), self.transform.floor
-        )
         z = np.where(judged, np.nan_to_num(resid / scale), 0.0)
         slow_alpha = rate(r.interval_ms, SLOW_TAU_MS, 0.002)
         fast = state["fast"].astype(np.float32, copy=False)
         slow = state["slow"].astype(np.float32, copy=False)
-        fast = np.where(judged, fast + FAST * (z - fast), fast)
-        slow = np.where(judged, slow + slow_alpha * (z - slow), slow)
         fast_sd = np.fmax(np.where(np.isnan(state["fast_sd"]), self._sd0, state["fast_sd"]), 1e-3)
         slow_sd0 = np.sqrt(slow_alpha / (2.0 - slow_alpha))
         slow_sd = np.fmax(np.where(np.isnan(state["slow_sd"]), slow_sd0, state["slow_sd"]), 1e-3)
-        # The slow statistic only speaks while the readings are still off the same way:
-        # once they are back, an hour of memory must not keep the alarm going.
+        # Huber-clipped, as in robust Holt-Winters: one wild reading (a spike, or a device a
+        # shower reached seconds before the fleet's median did) takes the fast statistic at
+        # most half way to an alarm, so a shift shows on its third reading, not its first.
+        limit = ONE_READING * Z_ALARM * MAD_TO_SIGMA * fast_sd / FAST
+        step_z = np.clip(z, -limit, limit)
+        fast = np.where(judged, fast + FAST * (step_z - fast), fast)
+        slow = np.where(judged, slow + slow_alpha * (step_z - slow), slow)
+        # The slow statistic may not claim more than the readings show now (plus their
+        # noise): once they are back, two hours of memory must not keep the alarm going
+        # (after a traffic jam it would flicker on and off for hours).
         fast_stat = np.abs(fast) / fast_sd
-        slow_stat = np.where(
-            (np.sign(fast) == np.sign(slow)) & (fast_stat >= 1.0), np.abs(slow) / slow_sd, 0.0
+        same_way = np.sign(fast) == np.sign(slow)
+        slow_stat = np.where(same_way, np.minimum(np.abs(slow), np.abs(fast) + fast_sd) / slow_sd, 0.0)
+        stat = (
+            np.maximum(fast_stat, slow_stat)
+            / MAD_TO_SIGMA
+            / self._fleet_spread(shared, r, fast_stat, judged & warm)
         )
-        stat = np.maximum(fast_stat, slow_stat) / MAD_TO_SIGMA
         scores = np.where(judged & warm, z_score(stat, Z_ALARM), 0.0)
         flagged = scores >= self.threshold
+        # Warning zone (as in Gama et al.'s drift detection method): a reading on its way
+        # to an alarm teaches no sizes (the scale, the statistics' own typical sizes), or a
+        # slow drift would teach them that it is normal and never be seen. The profile
+        # still learns from it, by clipped residuals as always: frozen, it would go stale
+        # at the hours a device happened to be wary, and be off there the next day.
+        wary = judged & warm & (scores >= WARNING * self.threshold)
+        held = state["hold_ms"].astype(np.float32, copy=False)
+        held = np.where(flagged, HOLD_MS, np.maximum(held - r.interval_ms[:, None], 0.0))
+        # An alarm is held (below the threshold, above the re-arm level) for a while after
+        # its last alarming reading, so noise around the threshold extends one alarm
+        # instead of starting a new one every few readings.
+        reported = np.where(judged & (held > 0), np.maximum(scores, HOLD_SCORE * self.threshold), scores)
 
-        learn = judged & ~flagged
+        learn = judged & ~wary
         zc = np.clip(z, -CLIP, CLIP)
         # Unknown hours are seeded with what the device reads; known ones move by clipped residuals.
         target = np.where(known, seasonal + zc * scale, y)
-        PROFILE.learn(binned, "profile", where, target, learn | (use & ~known), r.interval_ms)
+        PROFILE.learn(binned, "profile", where, target, (judged & ~flagged) | (use & ~known), r.interval_ms)
 
         n_float = n.astype(np.float32, copy=False)
         scale_alpha = np.maximum(rate(r.interval_ms, SCALE_TAU_MS, 0.0), 1.0 / (n_float + 1.0))
@@ -190,8 +239,8 @@ class ShiftDetector(Detector):
         new_fast_sd = fast_sd + sd_alpha * (np.minimum(np.abs(fast), CLIP * fast_sd) - fast_sd)
         new_slow_sd = slow_sd + sd_alpha * (np.minimum(np.abs(slow), CLIP * slow_sd) - slow_sd)
 
-        off = state["off_ms"].astype(np.float32, copy=False) + np.where(flagged, r.interval_ms[:, None], 0.0)
-        off = np.where(judged & ~flagged, 0.0, off)
+        off = state["off_ms"].astype(np.float32, copy=False) + np.where(wary, r.interval_ms[:, None], 0.0)
+        off = np.where(judged & ~wary, 0.0, off)
         restart = off >= RE_ACCEPT_MS
         # Off its baseline for a day: the device has changed for good; learn it again.
         if restart.any():
@@ -205,10 +254,38 @@ class ShiftDetector(Detector):
         state["fast_sd"] = np.where(learn, new_fast_sd, fast_sd).astype(np.float32)
         state["slow_sd"] = np.where(learn, new_slow_sd, slow_sd).astype(np.float32)
         state["off_ms"] = np.where(restart, 0.0, off).astype(np.float32)
+        state["hold_ms"] = np.where(restart, 0.0, held).astype(np.float32)
         state["n"] = np.where(use, np.minimum(n.astype(np.int64) + 1, 2**32 - 1), n).astype(np.uint32)
         state["first_ts"] = np.where(restart.any(axis=1), r.ts_ms, first_ts)
         state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)
-        return np.where(have, np.where(fresh & ~pinned, scores, 0.0), np.nan)
+        return np.where(have, np.where(fresh & ~pinned, reported, 0.0), np.nan)
+
+    def _fleet_spread(
+        self, shared: State, r: Round, fast_stat: NDArray[np.floating[Any]], contributing: NDArray[np.bool_]
+    ) -> NDArray[np.float32]:
+        """How many times further off than usual the fleet's most-off tenth is (at least 1).
+
+        The median takes out what all devices do at once; some causes move only part of
+        the fleet, or reach its devices hours apart: the Monday rush congests the roads
+        that congest, rain reaches water nodes far from the plant hours after the near
+        ones. Then many devices are off together, the fleet's 90th percentile of the
+        fast statistic rises above its usual level, and every device's statistic is
+        divided by that rise above its calm level (:data:`USUAL_SPREAD`): being off is less
+        surprising when a tenth of the fleet is too. A few faulty devices (fewer than a
+        tenth) do not move it.
+        """
+        spread = shared["spread"]
+        if len(r.table) < self.config.peer_devices:
+            return np.ones(len(self.fields), dtype=np.float32)
+        counts = contributing.sum(axis=0)
+        if counts.any():
+            top = _column_quantile(fast_stat, contributing, SPREAD_QUANTILE)
+            weight = counts / (counts + len(r.table) / 8.0)
+            spread = np.where(counts > 0, spread + weight * (top - spread), spread).astype(np.float32)
+            spread = np.where(np.isnan(spread) & (counts > 0), top, spread).astype(np.float32)
+            shared["spread"] = spread
+        ratio: NDArray[np.float32] = np.nan_to_num(spread / USUAL_SPREAD, nan=1.0).astype(np.float32)
+        return np.maximum(ratio, 1.0)
 
     @staticmethod
     def _recurring(
@@ -246,6 +323,22 @@ def _column_medians(values: NDArray[np.floating[Any]], mask: NDArray[np.bool_]) 
     for j in np.flatnonzero(mask.any(axis=0)).tolist():
         out[j] = np.median(values[mask[:, j], j])
     return out
+
+
+def _column_quantile(
+    values: NDArray[np.floating[Any]], mask: NDArray[np.bool_], q: float
+) -> NDArray[np.float64]:
+    """The ``q`` quantile (nearest rank) of each column over its masked rows, thinned as above."""
+    rows = values.shape[0]
+    if rows > SAMPLE:
+        keep = np.linspace(0, rows - 1, SAMPLE).astype(np.intp)
+        values, mask = values[keep], mask[keep]
+    ordered = np.sort(np.where(mask, values, np.inf), axis=0)
+    counts = mask.sum(axis=0)
+    rank = np.clip(np.round(q * (counts - 1)).astype(np.intp), 0, max(values.shape[0] - 1, 0))
+    picked = np.take_along_axis(ordered, rank[None, :], axis=0)[0].astype(np.float64)
+    result: NDArray[np.float64] = np.where(counts > 0, picked, np.nan)
+    return result
 
 
 SAMPLE = 257

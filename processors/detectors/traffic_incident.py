@@ -5,6 +5,20 @@ minutes: mean speed falls to a fraction of what it just was while the detector
 is occupied far more. Rush-hour congestion builds over half an hour or more, so
 the baselines (exponential smoothing over 30 minutes, learned only from calm
 readings) move with it and it does not score.
+
+A road at capacity can also break down within minutes by itself: the Monday rush
+tips a busy junction onto the congested branch as abruptly as a crash does. That
+breakdown recurs at the same time of day, so each road also remembers its usual
+occupancy at each hour of the day (a mean over about a week of all its readings,
+so Monday still knows last Friday's rush), and occupancy counts as crowding only
+above the larger of the recent baseline and the usual level within an hour of now
+(traffic management centres compare with the historical profile for the same
+reason). A crash at a quiet hour is far above both; one in a road's own rush hour
+must push it past its usual jam. The mean learns from alarming readings too: a
+breakdown alarms from start to end the first time it is seen, and would otherwise
+never become usual. The price: a crash enters its hour's mean like any day's
+traffic, so in a road's first days a second crash at the same hour must rise
+further above it to be seen.
 """
 
 from __future__ import annotations
@@ -22,8 +36,14 @@ SLOWDOWN = 0.5
 """Speed down by half its baseline scores 0.5, if occupancy also rose."""
 CROWDING = 20.0
 """Occupancy up by 20 points scores 0.5, if speed also fell."""
+HOUR_MS = 3_600_000
 TAU_MS = 1_800_000
 WARMUP = 10
+HOURS = 24
+USUAL_DAYS = 7.0
+"""Days of its hour each usual-occupancy bin remembers (a week: every weekday's pattern is in it)."""
+USUAL_MIN = 10
+"""Readings an hour's bin needs before its usual occupancy counts."""
 
 
 class TrafficIncidentDetector(Detector):
@@ -62,11 +82,26 @@ class TrafficIncidentDetector(Detector):
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         return {"baseline": spec(np.float32, (2,), np.nan), "n": spec(np.uint16, (), 0)}
 
+    def binned_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
+        # Per hour of the day: the mean occupancy of ordinary readings and how many taught it.
+        return {"usual": spec(np.float32, (HOURS, 2), 0.0)}
+
+    def _usual(self, r: Round) -> tuple[NDArray[np.intp], NDArray[np.float32], NDArray[np.float64]]:
+        """The reading's hour, that hour's (mean, count), and the highest known mean within an hour."""
+        assert r.binned is not None
+        hour = (r.ts_ms // HOUR_MS % HOURS).astype(np.intp)
+        around = np.stack([(hour + HOURS - 1) % HOURS, hour, (hour + 1) % HOURS])
+        cells = r.binned.get("usual", around)
+        known = cells[:, :, 1] >= USUAL_MIN
+        usual = np.where(known, cells[:, :, 0], -np.inf).max(axis=0)
+        return hour, cells[1], usual
+
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
         base = state["baseline"].astype(np.float64)
         speed, occupancy = r.x[:, 0], r.x[:, 1]
         slowdown = (base[:, 0] - speed) / np.maximum(base[:, 0], 1.0)
-        crowding = occupancy - base[:, 1]
+        hour, cell, usual = self._usual(r)
+        crowding = occupancy - np.fmax(base[:, 1], usual)
         evidence = np.minimum(slowdown / SLOWDOWN, crowding / CROWDING) / 2.0
         warm = state["n"] >= WARMUP
         score = np.where(warm & ~np.isnan(evidence), np.clip(evidence, 0.0, 1.0), 0.0)
@@ -76,6 +111,11 @@ class TrafficIncidentDetector(Detector):
         alpha = np.maximum(alpha, 1.0 / (state["n"].astype(np.float64)[:, None] + 1.0))
         updated = np.where(np.isnan(base), r.x, base + alpha * (r.x - base))
         state["baseline"] = np.where(learn, updated, base).astype(np.float32)
+        ordinary = have[:, 1] & warm
+        count = np.minimum(cell[:, 1] + 1.0, USUAL_DAYS * HOUR_MS / r.interval_ms)
+        mean = cell[:, 0] + (np.nan_to_num(occupancy) - cell[:, 0]) / count
+        assert r.binned is not None
+        r.binned.set("usual", hour, np.where(ordinary[:, None], np.stack([mean, count], axis=1), cell))
         state["n"] = np.where(
             learn.all(axis=1), np.minimum(state["n"].astype(np.int64) + 1, 65535), state["n"]
         ).astype(np.uint16)

@@ -203,3 +203,75 @@ def test_stuck_is_caught_but_natural_repeats_are_not() -> None:
     assert found[0, 400:412].any()
     found[0, 400:413] = False
     assert not found.any()
+
+
+def onsets_by_step(f: synthetic.Fleet, name: str) -> NDArray[np.int64]:
+    """How many alarms of detector ``name`` started at each (device, step)."""
+    detector = DETECTORS[name](f.kind)
+    found = np.zeros(f.present.shape, dtype=np.int64)
+    step_of = {(int(d), int(t)): s for d in range(f.ts_ms.shape[0]) for s, t in enumerate(f.ts_ms[d])}
+    for batch in f.batches(per_cycle=1):
+        scored = detector.score(batch)
+        detector.commit(scored)
+        for row in np.flatnonzero(scored.onsets.any(axis=1)).tolist():
+            found[int(batch.device[row]), step_of[(int(batch.device[row]), int(batch.ts_ms[row]))]] += 1
+    return found
+
+
+def test_shift_raises_one_alarm_for_an_excursion_and_none_once_it_is_over() -> None:
+    """A jam (far off for 45 readings, then back) once made the slow statistic flicker for hours."""
+    f = synthetic.fleet(KINDS["water"], devices=12, days=2.5, seed=9)
+    first = 320  # readings are 5 minutes apart: day 1, 02:40
+    f.values[3, first : first + 45, 0] += 40 * synthetic.spread(f, 0)
+    onsets = onsets_by_step(f, "shift")
+    # Huber-clipped: one reading takes the statistic only half way, so not the first reading.
+    assert onsets[3, first + 2] == 1, "the excursion is caught on its third reading"
+    assert onsets[3, first + 3 :].sum() == 0, "and nothing starts again after it"
+    onsets[3] = 0
+    assert onsets.sum() == 0
+
+
+def test_shift_does_not_blame_devices_for_a_city_wide_step() -> None:
+    """The whole fleet cools by many noise sizes at once (a shower): the fleet median follows at once."""
+    f = synthetic.fleet(KINDS["water"], devices=12, days=2.5, seed=10)
+    f.values[:, 330:, 0] -= 30 * synthetic.spread(f, 0)
+    assert onsets_by_step(f, "shift").sum() == 0
+
+
+def test_rate_excuses_a_change_the_whole_fleet_makes_but_not_one_device_alone() -> None:
+    kind = KINDS["air"]
+    f = synthetic.fleet(kind, devices=12, days=0.1, seed=11)
+    field = kind.index_of("temperature")
+    f.values[:, 80:, field] -= 10.0  # every device at once: beyond the declared max_rate
+    f.values[5, 120:, field] += 10.0  # then one device alone
+    onsets = onsets_by_step(f, "rate")
+    assert onsets[:, 80].sum() == 0
+    assert onsets[5, 120] == 1
+
+
+def test_traffic_incident_knows_a_road_that_breaks_down_every_rush_hour() -> None:
+    """A junction at capacity tips onto the congested branch within minutes at 07:10 every day.
+
+    Judged only against the last half hour, that breakdown looked like a crash on every
+    day; now the road's usual occupancy for the hour excuses it from the second day on,
+    while a crash at night, far above anything usual then, is still caught at once.
+    """
+    kind = KINDS["traffic"]
+    minutes = 3 * 24 * 60
+    rng = np.random.default_rng(5)
+    local_minute = (np.arange(minutes) + 7 * 60) % (24 * 60)  # series_batch starts at 00:00 UTC
+    speed = 45.0 + rng.normal(0.0, 1.0, minutes)
+    occupancy = 12.0 + rng.normal(0.0, 1.0, minutes)
+    rush = (local_minute >= 7 * 60 + 10) & (local_minute < 8 * 60 + 30)
+    speed[rush] = 12.0 + rng.normal(0.0, 1.0, int(rush.sum()))
+    occupancy[rush] = 62.0 + rng.normal(0.0, 2.0, int(rush.sum()))
+    crash = 2 * 24 * 60 + 16 * 60  # day 3, 23:00 local
+    speed[crash : crash + 45] = 15.0
+    occupancy[crash : crash + 45] = 60.0
+    detector = DETECTORS["traffic_incident"](kind)
+    batch = series_batch(kind, {"mean_speed": speed, "occupancy": occupancy})
+    alarms = detector.update(batch)[:, 0] >= 0.5
+    onsets = np.flatnonzero(alarms & ~np.r_[False, alarms[:-1]])
+    day = onsets // (24 * 60)
+    assert day.min() == 0, "the first rush breakdown is new to the detector and alarms"
+    assert onsets[day > 0].tolist() == [crash], "later rush hours do not; the night crash does"
