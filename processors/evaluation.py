@@ -44,7 +44,6 @@ simulator knows it), so it is not computed here.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -54,43 +53,12 @@ import numpy as np
 
 from processors.detectors import Category
 from processors.kinds import KINDS
+from processors.labels import Label
 from processors.registry import Registry
 from processors.replay import ReplayResult
 
 DAY_MS = 86_400_000
 ARRIVAL_TIME_FAULTS = frozenset({"clock_skew"})
-
-
-@dataclass(frozen=True, slots=True)
-class Label:
-    """One injected episode, as the simulator's labels file describes it."""
-
-    fault: str
-    scope: str
-    device: str
-    kind: str
-    field: str | None
-    start_ms: int
-    end_ms: int
-    expected_reason: str | None = None
-    detail: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Label:
-        try:
-            return cls(
-                fault=str(data["fault"]),
-                scope=str(data["scope"]),
-                device=str(data["device"]),
-                kind=str(data["kind"]),
-                field=None if data.get("field") is None else str(data["field"]),
-                start_ms=int(data["start_ms"]),
-                end_ms=int(data["end_ms"]),
-                expected_reason=None if data.get("expected_reason") is None else str(data["expected_reason"]),
-                detail=dict(data.get("detail") or {}),
-            )
-        except (KeyError, TypeError, ValueError) as bad:
-            raise ValueError(f"not a label: {bad} in {dict(data)!r}") from None
 
 
 @dataclass

@@ -21,43 +21,15 @@ complete and valid at any moment a run stops.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from processors.timestamps import format_rfc3339
+from processors.labels import Label
 
-
-@dataclass(frozen=True, slots=True)
-class Label:
-    fault: str
-    scope: str
-    device: str
-    kind: str
-    field: str | None
-    start_ms: int
-    end_ms: int
-    expected_reason: str | None = None
-    detail: dict[str, object] = dataclasses.field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "fault": self.fault,
-            "scope": self.scope,
-            "device": self.device,
-            "kind": self.kind,
-            "field": self.field,
-            "start_ms": self.start_ms,
-            "end_ms": self.end_ms,
-            "start": format_rfc3339(self.start_ms),
-            "end": format_rfc3339(self.end_ms),
-            "expected_reason": self.expected_reason,
-            "detail": self.detail,
-        }
+__all__ = ["Label", "LabelSink"]
 
 
 class LabelSink:

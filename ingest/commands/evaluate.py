@@ -16,7 +16,8 @@ from rich.table import Table
 from ingest.cli_common import ConfigOption, UserError, duration_option, err, print_json, settings_from
 from ingest.registry_file import load_registry
 from processors.anomaly import DetectionEngine
-from processors.evaluation import DAY_MS, Label, Report, evaluate
+from processors.evaluation import DAY_MS, Report, evaluate
+from processors.labels import Label
 from processors.registry import RegistryError
 from processors.replay import TimedMessage, replay
 from processors.timestamps import format_rfc3339

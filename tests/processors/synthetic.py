@@ -12,8 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from processors.batch import ReadingBatch
-from processors.evaluation import Label
 from processors.kinds import SensorKind
+from processors.labels import Label
 from processors.registry import Device, Registry
 
 START_MS = 1_795_132_800_000  # 2026-11-20 00:00 UTC

@@ -7,8 +7,9 @@ import orjson
 
 from processors.anomaly import DetectionEngine
 from processors.detectors import Category
-from processors.evaluation import DAY_MS, Label, evaluate
+from processors.evaluation import DAY_MS, evaluate
 from processors.kinds import KINDS
+from processors.labels import Label
 from processors.registry import Device, Registry
 from processors.replay import AlarmLog, RejectRecord, ReplayResult, TimedMessage, replay
 from processors.timestamps import format_rfc3339
