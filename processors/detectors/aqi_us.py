@@ -10,28 +10,15 @@ breakpoints).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import NDArray
 
 from processors.aqi import nowcast, us_aqi
-from processors.detectors._hourly import hourly_scores, hourly_spec, mean_of
-from processors.detectors.base import Category, Detector, Round, State
-from processors.kinds import SensorKind
-
-POLLUTANTS = ("pm25", "pm10", "o3", "no2", "co")
-AQI_AT_HALF = 150.0
-"""The score is 0.5 at AQI 150: from 151 the air is unhealthy for everyone ("Unhealthy")."""
+from processors.detectors._aqi import HourlyIndexDetector
+from processors.detectors._hourly import mean_of
 
 
-def aqi_score(aqi: NDArray[np.float64]) -> NDArray[np.float64]:
-    """0 up to AQI 50 (good air), 0.5 at 150, 1 from 250 on."""
-    score: NDArray[np.float64] = np.clip((np.nan_to_num(aqi) - 50.0) / (2 * (AQI_AT_HALF - 50.0)), 0.0, 1.0)
-    return score
-
-
-class UsAqiDetector(Detector):
+class UsAqiDetector(HourlyIndexDetector):
     """US EPA AQI sub-indices per pollutant.
 
     Score per pollutant column: (AQI - 50) / 200, clipped to [0, 1]; 0.5 at AQI 150.
@@ -49,37 +36,17 @@ class UsAqiDetector(Detector):
     """
 
     name = "aqi_us"
-    category = Category.STANDARD
-    targets = ("pollution_episode",)
     description = "US EPA Air Quality Index (2024 PM2.5 breakpoints) above 150"
+    POLLUTANTS = ("pm25", "pm10", "o3", "no2", "co")
 
-    @classmethod
-    def applies_to(cls, kind: SensorKind) -> bool:
-        return "pm25" in kind.measure_names or "pm10" in kind.measure_names
-
-    def select_fields(self, kind: SensorKind) -> tuple[int, ...]:
-        return tuple(kind.index_of(p) for p in POLLUTANTS if p in kind.measure_names)
-
-    def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
-        return hourly_spec(len(self.fields), 12)
-
-    def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
-        return hourly_scores(state, r.ts_ms, r.x, self._index)
-
-    def _index(self, ring: NDArray[np.float64]) -> NDArray[np.float64]:
-        scores = np.zeros(ring.shape[:2])
-        for j, name in enumerate(self.columns):
-            series = ring[:, j, :]
-            if name in ("pm25", "pm10"):
-                aqi = us_aqi(name, nowcast(series), "24h")
-            elif name == "o3":
-                aqi = np.fmax(us_aqi("o3", mean_of(series, 8, 6), "8h"), us_aqi("o3", series[:, 0], "1h"))
-            elif name == "co":
-                aqi = us_aqi("co", mean_of(series, 8, 6), "8h")
-            else:
-                aqi = us_aqi(name, series[:, 0], "1h")
-            scores[:, j] = aqi_score(aqi)
-        return scores
+    def sub_index(self, pollutant: str, hourly: NDArray[np.float64]) -> NDArray[np.float64]:
+        if pollutant in ("pm25", "pm10"):
+            return us_aqi(pollutant, nowcast(hourly), "24h")
+        if pollutant == "o3":
+            return np.fmax(us_aqi("o3", mean_of(hourly, 8, 6), "8h"), us_aqi("o3", hourly[:, 0], "1h"))
+        if pollutant == "co":
+            return us_aqi("co", mean_of(hourly, 8, 6), "8h")
+        return us_aqi(pollutant, hourly[:, 0], "1h")
 
 
 DETECTOR = UsAqiDetector

@@ -11,7 +11,8 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,3 +258,23 @@ def wait_for_exactly(
 
 def total(points: dict[str, set[Point]]) -> int:
     return sum(len(v) for v in points.values())
+
+
+@contextmanager
+def held_to_the_published_set(
+    ingest: Ingest, publisher: Publisher, influxd: Influxd, expected: dict[str, set[Point]]
+) -> Iterator[None]:
+    """Whatever fault the body injects, stop both sides and hold InfluxDB to exactly ``expected``.
+
+    The service must exit 0 and the stored points must equal the published set.
+    These checks run only when the body succeeded (a failing wait already says
+    what went wrong); the publisher and the service are stopped either way, so a
+    failed test leaves no process behind.
+    """
+    try:
+        yield
+    finally:
+        publisher.close()
+        code = ingest.terminate() if ingest.process else 0
+    assert code == 0, ingest.log()
+    assert stored(influxd, list(KINDS)) == expected

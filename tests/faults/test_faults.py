@@ -17,7 +17,15 @@ import pytest
 
 from processors.kinds import KINDS
 from tests.e2e.helpers import wait_until, watching
-from tests.faults.helpers import Fleet, Ingest, Publisher, stored, total, wait_for_exactly
+from tests.faults.helpers import (
+    Fleet,
+    Ingest,
+    Publisher,
+    held_to_the_published_set,
+    stored,
+    total,
+    wait_for_exactly,
+)
 from tests.faults.proxy import Scripted, fault_proxy
 from tests.servers import Influxd, Mosquitto, running_mosquitto
 
@@ -44,18 +52,13 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
 ) -> None:
     ingest = Ingest(tmp_path, mosquitto.url, influxd.url, fleet.save(tmp_path / "devices.csv")).start()
     publisher = Publisher(mosquitto.url, fleet.messages, rate_per_s=250).start()
-    try:
+    with held_to_the_published_set(ingest, publisher, influxd, fleet.expected()):
         wait_until(lambda: points_so_far(influxd) >= 150, 60, "the first readings in InfluxDB")
         ingest.kill()  # SIGKILL: no drain, no flush, no goodbye
         assert publisher.published < len(fleet.messages), "the kill must land mid-stream"
         ingest.start()
         publisher.wait()
         wait_for_exactly(influxd, fleet.expected(), 90, ingest)
-    finally:
-        publisher.close()
-        code = ingest.terminate() if ingest.process else 0
-    assert code == 0, ingest.log()
-    assert stored(influxd, list(KINDS)) == fleet.expected()
 
 
 def test_influxd_down_for_30_s_mid_stream_spools_and_replays_even_across_a_sigkill(
@@ -63,7 +66,7 @@ def test_influxd_down_for_30_s_mid_stream_spools_and_replays_even_across_a_sigki
 ) -> None:
     ingest = Ingest(tmp_path, mosquitto.url, influxd.url, fleet.save(tmp_path / "devices.csv")).start()
     publisher = Publisher(mosquitto.url, fleet.messages, rate_per_s=100).start()
-    try:
+    with held_to_the_published_set(ingest, publisher, influxd, fleet.expected()):
         wait_until(lambda: points_so_far(influxd) >= 100, 60, "the first readings in InfluxDB")
         influxd.stop()
         down_at = time.monotonic()
@@ -86,11 +89,6 @@ def test_influxd_down_for_30_s_mid_stream_spools_and_replays_even_across_a_sigki
         wait_until(lambda: ingest.metric("citypulse_spool_batches") == 0, 30, "the spool to drain")
         assert (ingest.metric("citypulse_replayed_points_total") or 0) > 0
         assert ingest.metric("citypulse_store_up") == 1
-    finally:
-        publisher.close()
-        code = ingest.terminate() if ingest.process else 0
-    assert code == 0, ingest.log()
-    assert stored(influxd, list(KINDS)) == fleet.expected()
     assert not list((tmp_path / "spool").glob("*.seg")), "nothing left behind in the spool"
 
 
@@ -100,7 +98,7 @@ def test_mosquitto_restart_mid_stream_with_persistence_loses_nothing(
     broker = persistent_mosquitto
     ingest = Ingest(tmp_path, broker.url, influxd.url, fleet.save(tmp_path / "devices.csv")).start()
     publisher = Publisher(broker.url, fleet.messages, rate_per_s=200).start()
-    try:
+    with held_to_the_published_set(ingest, publisher, influxd, fleet.expected()):
         wait_until(lambda: points_so_far(influxd) >= 150, 60, "the first readings in InfluxDB")
         broker.restart()
         assert publisher.published < len(fleet.messages), "the restart must land mid-stream"
@@ -108,11 +106,6 @@ def test_mosquitto_restart_mid_stream_with_persistence_loses_nothing(
         wait_for_exactly(influxd, fleet.expected(), 90, ingest)
         assert (ingest.metric("citypulse_mqtt_reconnects_total") or 0) >= 1
         assert ingest.metric("citypulse_mqtt_sessions_lost_total") == 0, "the broker kept our session"
-    finally:
-        publisher.close()
-        code = ingest.terminate() if ingest.process else 0
-    assert code == 0, ingest.log()
-    assert stored(influxd, list(KINDS)) == fleet.expected()
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
@@ -178,7 +171,7 @@ def test_sigterm_mid_stream_drains_exits_0_and_the_restart_finishes_the_job(
 ) -> None:
     ingest = Ingest(tmp_path, mosquitto.url, influxd.url, fleet.save(tmp_path / "devices.csv")).start()
     publisher = Publisher(mosquitto.url, fleet.messages, rate_per_s=250).start()
-    try:
+    with held_to_the_published_set(ingest, publisher, influxd, fleet.expected()):
         wait_until(lambda: points_so_far(influxd) >= 150, 60, "the first readings in InfluxDB")
         assert publisher.published < len(fleet.messages) - 250, "SIGTERM must land mid-stream"
         code = ingest.terminate(timeout_s=60)
@@ -194,11 +187,6 @@ def test_sigterm_mid_stream_drains_exits_0_and_the_restart_finishes_the_job(
         ingest.start()
         publisher.wait()
         wait_for_exactly(influxd, fleet.expected(), 90, ingest)
-    finally:
-        publisher.close()
-        code = ingest.terminate() if ingest.process else 0
-    assert code == 0, ingest.log()
-    assert stored(influxd, list(KINDS)) == fleet.expected()
 
 
 def test_a_full_spool_stops_intake_and_the_broker_keeps_the_rest(
@@ -218,7 +206,7 @@ def test_a_full_spool_stops_intake_and_the_broker_keeps_the_rest(
         },
     ).start()
     publisher = Publisher(mosquitto.url, fleet.messages, rate_per_s=2000).start()
-    try:
+    with held_to_the_published_set(ingest, publisher, influxd, fleet.expected()):
         publisher.wait()  # the broker accepted every message
         wait_until(lambda: ingest.metric("citypulse_spool_full") == 1, 60, "the spool to fill up")
         taken = ingest.metric("citypulse_messages_total") or 0
@@ -233,8 +221,3 @@ def test_a_full_spool_stops_intake_and_the_broker_keeps_the_rest(
         influxd.start()
         wait_for_exactly(influxd, fleet.expected(), 120, ingest)
         wait_until(lambda: ingest.metric("citypulse_messages_total") == len(fleet.messages), 30, "all taken")
-    finally:
-        publisher.close()
-        code = ingest.terminate() if ingest.process else 0
-    assert code == 0, ingest.log()
-    assert stored(influxd, list(KINDS)) == fleet.expected()
