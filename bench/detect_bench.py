@@ -1,6 +1,6 @@
 """Detection speed and state size: the vectorised detectors against a per-reading baseline, same run.
 
-Run: ``python3 bench/detect_bench.py [--devices 5000] [--batches 20] [--kind air]`` from the
+Run: ``python3 bench/detect_bench.py [--devices 5000] [--batches 20] [--kind air] [--malloc-mb 32]`` from the
 repository root (about two minutes: most of it is the day of warm-up).
 
 A fleet of ``--devices`` monitors of one kind reports once per cycle (a batch of
@@ -13,7 +13,11 @@ after a day of warm-up so every detector is past its learning phase. It prints:
    measure of every kind) and for all detectors together;
 3. the baseline: the spike detector's algorithm written the ordinary way, one
    reading at a time over per-device Python objects, timed on the same readings,
-   with its state measured by ``tracemalloc``; and the ratios.
+   with its state measured by ``tracemalloc``; and the ratios;
+4. one long series as ``citypulse detect`` scores it (one device, one reading per
+   round, where numpy's fixed cost per call dominates), against the same baseline.
+
+``--malloc-mb 32`` raises glibc's trim and mmap thresholds first (README, deployment).
 
 Each figure is the best of three timings of scoring and committing the batches,
 every repeat from the same saved state. The machine is shared and noisy: the
@@ -31,11 +35,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ingest.allocator import keep_freed_memory
 from processors.batch import ReadingBatch
 from processors.detectors import DETECTORS, Detector
 from processors.detectors.spike import ALPHA, BETA, CLIP, QUICK, RETURN, WARMUP, Z_ALARM, Z_CANDIDATE
 from processors.kinds import KINDS, SensorKind
 from processors.registry import Device, Registry
+from processors.series import SeriesScorer
 
 START_MS = 1_795_132_800_000
 CORE = ("spike", "noise", "shift", "stuck", "rate", "late", "clock", "silence")
@@ -130,21 +136,62 @@ def python_spike(states: dict[tuple[int, int], PyState], batch: ReadingBatch, fl
     return alarms
 
 
+def series(rows: int) -> None:
+    """One long series as ``citypulse detect`` scores it: one device, one reading per round.
+
+    Every round is a vectorised step over one-element arrays, so numpy's fixed cost per
+    call dominates; the per-reading Python spike detector runs on the same readings.
+    """
+    rng = np.random.default_rng(3)
+    hours = np.arange(rows)
+    values = np.round(60 + 25 * np.sin(2 * np.pi * hours / 24) + 6 * rng.standard_normal(rows), 1)
+    values[rng.integers(48, rows, max(rows // 500, 1))] += 150
+    values[rows // 2 :] += 40
+    ts = START_MS + hours.astype(np.int64) * 3_600_000
+    scorer = SeriesScorer(values[: rows // 4], ts[: rows // 4])
+    start = time.perf_counter()
+    scorer.score(ts, values)
+    general = time.perf_counter() - start
+    kind = scorer.kind
+    batch = ReadingBatch(kind, scorer.table, np.zeros(rows, dtype=np.intp), ts, values[:, None], ts)
+    floor = 1e-3 * (kind.measures[0].normal[1] - kind.measures[0].normal[0])
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        python_spike({}, batch, floor)
+        best = min(best, time.perf_counter() - start)
+    names = ", ".join(d.name for d in scorer.detectors)
+    print(f"\none series of {rows:,} hourly readings, as citypulse detect scores it (one reading per round)")
+    print(f"  per-reading Python spike           {rows / best:>10,.0f} rows/s   1.0000x")
+    speed = rows / general
+    print(f"  vectorised, general path, all four {speed:>10,.0f} rows/s   {best / general:.4f}x  ({names})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=5000)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--kind", default="air", choices=list(KINDS))
+    parser.add_argument("--series-rows", type=int, default=2000, help="length of the one-series test")
+    parser.add_argument(
+        "--malloc-mb",
+        type=int,
+        default=0,
+        help="raise glibc's trim and mmap thresholds to this many MB first (0: the defaults)",
+    )
     args = parser.parse_args()
+    if args.malloc_mb and not keep_freed_memory(args.malloc_mb):
+        raise SystemExit(f"mallopt({args.malloc_mb} MB) refused: is this glibc?")
     kind = KINDS[args.kind]
     registry = Registry(Device(f"d{i}", kind.name, "Ba Đình", 21.03, 105.85) for i in range(args.devices))
     warmup = int(86_400 / kind.interval_s) + 1
     data = batches(kind, registry, warmup + args.batches)
     learn, work = data[:warmup], data[warmup:]
     cells = args.devices * len(kind.measures)
+    allocator = f"glibc malloc thresholds {args.malloc_mb} MB" if args.malloc_mb else "default glibc malloc"
     print(
         f"{args.devices:,} {kind.name} devices x {len(kind.measures)} measures per batch, "
-        "after a day of warm-up\n"
+        f"after a day of warm-up ({allocator})\n"
     )
     print(
         f"{'detector':18} {'category':12} {'ms/batch':>9} {'reading-fields/s':>17} {'bytes/device-field':>19}"
@@ -209,6 +256,7 @@ def main() -> None:
             f"{cells / seconds / python_speed:.1f}x the speed, {size:.0f} vs {python_bytes:.0f} "
             "bytes/device-field"
         )
+    series(args.series_rows)
 
 
 if __name__ == "__main__":

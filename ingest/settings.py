@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         description="Detector baselines are also saved this often while running, so a crash costs at most "
         "this much learning (`0`: only on stop).",
     )
+    malloc_keep_mb: int = Field(
+        default=32,
+        ge=0,
+        le=32,
+        description="Freed memory (MB) the process keeps for reuse instead of returning it to the kernel "
+        "after every cycle (glibc `mallopt`), which spares detection thousands of page faults per cycle at "
+        "large fleets (`0`: the C library's defaults).",
+    )
 
     # --- Pipeline -------------------------------------------------------------------
     batch_max_messages: int = Field(

@@ -17,8 +17,8 @@ always takes the reference path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import repeat
-from operator import eq, is_
+from itertools import compress, repeat
+from operator import eq, is_, itemgetter
 from typing import Any, cast
 
 import numpy as np
@@ -89,12 +89,37 @@ class ColumnPlan:
         # the caller's id then); one that names another, or null, goes to the model.
         claimed = map(dict.get, dicts, repeat("device"), device_ids)
         ok &= np.fromiter(map(eq, claimed, device_ids), dtype=np.bool_, count=n)
-        named = np.fromiter(map(dict.__contains__, dicts, repeat("device")), dtype=np.bool_, count=n)
 
         ts_ms, ts_ok = _timestamps(list(map(dict.get, dicts, repeat("ts"))))
         ok &= ts_ok & (ts_ms >= min_ts) & (ts_ms <= max_ts)
 
-        values = np.full((n, len(self.names)), np.nan, dtype=np.float64)
+        values = self._by_columns(dicts, ok)
+        present = np.count_nonzero(~np.isnan(values), axis=1)
+        ok &= present > 0
+
+        # Keys beyond ts, the device and the reported measures are unknown fields, or
+        # known ones sent as null; only those (rare) items are looked at key by key.
+        # Each accepted item has at least those keys, so when the totals of keys agree,
+        # no item has more and nobody needs looking at (the usual cycle).
+        extra_names: list[str] = []
+        keep = ok.tolist()
+        keys = sum(compress(map(len, dicts), keep))
+        named = sum(compress(map(dict.__contains__, dicts, repeat("device")), keep))
+        if keys == int(present[ok].sum()) + keep.count(True) + named:
+            return Checked(ok, ts_ms, values, extra_names)
+        sizes = np.fromiter(map(len, dicts), dtype=np.int64, count=n)
+        has_device = np.fromiter(map(dict.__contains__, dicts, repeat("device")), dtype=np.bool_, count=n)
+        for i in np.flatnonzero(ok & (sizes > present + 1 + has_device)).tolist():
+            extra = [k for k in dicts[i] if k not in self.known]
+            if extra and reject_unknown:
+                ok[i] = False
+            else:
+                extra_names.extend(extra)
+        return Checked(ok, ts_ms, values, extra_names)
+
+    def _by_columns(self, dicts: list[dict[str, Any]], ok: NDArray[np.bool_]) -> NDArray[np.float64]:
+        """Every measure of every item, a measure at a time; items with an invalid value are not ``ok``."""
+        values = np.full((len(dicts), len(self.names)), np.nan, dtype=np.float64)
         for j, (name, validator) in enumerate(zip(self.names, self._validators, strict=True)):
             column = list(map(dict.get, dicts, repeat(name)))
             try:
@@ -104,20 +129,7 @@ class ColumnPlan:
                 ok[list(bad)] = False
                 checked = validator.validate_python([None if i in bad else v for i, v in enumerate(column)])
             values[:, j] = checked  # None, a measure the reading did not report, becomes NaN
-        present = np.count_nonzero(~np.isnan(values), axis=1)
-        ok &= present > 0
-
-        # Keys beyond ts, the device and the reported measures are unknown fields, or
-        # known ones sent as null; only those (rare) items are looked at key by key.
-        sizes = np.fromiter(map(len, dicts), dtype=np.int64, count=n)
-        extra_names: list[str] = []
-        for i in np.flatnonzero(ok & (sizes > present + 1 + named)).tolist():
-            extra = [k for k in dicts[i] if k not in self.known]
-            if extra and reject_unknown:
-                ok[i] = False
-            else:
-                extra_names.extend(extra)
-        return Checked(ok, ts_ms, values, extra_names)
+        return values
 
 
 def _timestamps(raw: list[object]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
@@ -129,12 +141,12 @@ def _timestamps(raw: list[object]) -> tuple[NDArray[np.int64], NDArray[np.bool_]
     n = len(raw)
     ms = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=np.bool_)
-    sort = np.fromiter(map(_TS_SORTS.get, map(type, raw), repeat(0)), dtype=np.int8, count=n)
+    sort = np.fromiter(map(_TS_SORTS.get, map(type, raw), repeat(0)), dtype=np.intp, count=n)
     is_str = sort == 1
     is_num = sort == 2
     if is_num.any():
         index = np.flatnonzero(is_num)
-        x = np.array([raw[i] for i in index.tolist()], dtype=np.float64)
+        x = np.array(pick(raw, index.tolist()), dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             converted = np.where(x >= _MS_THRESHOLD, np.rint(x), np.rint(x * 1000.0))
             good = np.isfinite(x) & (x >= 0) & (converted < _MAX_MS)
@@ -142,7 +154,7 @@ def _timestamps(raw: list[object]) -> tuple[NDArray[np.int64], NDArray[np.bool_]
         ok[index] = good
     if is_str.any():
         strings = np.flatnonzero(is_str).tolist()
-        texts = cast(list[str], raw if len(strings) == n else [raw[i] for i in strings])
+        texts = cast(list[str], raw if len(strings) == n else pick(raw, strings))
         rest = strings
         if len(texts) >= _FEW:
             fast_ms, fast_ok = parse_utc_strings(texts)
@@ -169,6 +181,13 @@ _MS_THRESHOLD = 100_000_000_000.0
 """As in :mod:`processors.timestamps`: epoch numbers from 1e11 up are milliseconds."""
 _MAX_MS = float(2**62)
 """Beyond this an epoch number is left to the model (and rejected there as too far ahead)."""
+
+
+def pick(values: list[Any], index: list[int]) -> list[Any]:
+    """``[values[i] for i in index]``, in one C-level call."""
+    if len(index) == 1:
+        return [values[index[0]]]
+    return list(itemgetter(*index)(values)) if index else []
 
 
 def plan_for(kind: SensorKind) -> ColumnPlan | None:

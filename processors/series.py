@@ -10,7 +10,7 @@ detector gives it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,8 @@ from processors.registry import Device, DeviceTable
 
 SERIES_DETECTORS = ("spike", "shift", "noise", "stuck")
 """The statistical and sensor-health detectors that make sense for any single series."""
+PIECE_ROWS = 500
+"""Rows scored by every detector before the next piece: how often a long series reports progress."""
 UNBOUNDED = 1e300
 
 
@@ -86,20 +88,36 @@ class SeriesScorer:
             if name in detectors and cls.applies_to(self.kind)
         ]
 
-    def score(self, ts_ms: NDArray[np.int64], values: NDArray[np.float64]) -> NDArray[np.float32]:
-        """The anomaly score of every row, in [0, 1] (rows with no value score 0)."""
+    def score(
+        self,
+        ts_ms: NDArray[np.int64],
+        values: NDArray[np.float64],
+        progress: Callable[[int], None] | None = None,
+    ) -> NDArray[np.float32]:
+        """The anomaly score of every row, in [0, 1] (rows with no value score 0).
+
+        Rows are taken in timestamp order (ties in input order), as the detectors'
+        rounds would take them, in pieces of :data:`PIECE_ROWS` (the same rounds as
+        one batch of them all); ``progress`` hears how many rows are done after each.
+        """
         n = ts_ms.size
-        batch = ReadingBatch(
-            self.kind,
-            self.table,
-            np.zeros(n, dtype=np.intp),
-            ts_ms,
-            values.reshape(n, 1).astype(np.float64),
-            ts_ms,
-        )
-        scores = np.zeros(n, dtype=np.float32)
-        for detector in self.detectors:
-            scores = np.maximum(scores, detector.update(batch).max(axis=1, initial=0.0))
+        order = np.argsort(ts_ms, kind="stable")
+        ts_sorted = ts_ms[order]
+        values_sorted = values.astype(np.float64)[order].reshape(n, 1)
+        ranked = np.zeros(n, dtype=np.float32)
+        for start in range(0, n, PIECE_ROWS):
+            piece = slice(start, min(start + PIECE_ROWS, n))
+            ts = ts_sorted[piece]
+            batch = ReadingBatch(
+                self.kind, self.table, np.zeros(ts.size, dtype=np.intp), ts, values_sorted[piece], ts
+            )
+            best = ranked[piece]
+            for detector in self.detectors:
+                np.maximum(best, detector.update(batch).max(axis=1, initial=0.0), out=best)
+            if progress is not None:
+                progress(piece.stop)
+        scores = np.empty(n, dtype=np.float32)
+        scores[order] = ranked
         return scores
 
     def describe(self) -> dict[str, Any]:

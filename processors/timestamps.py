@@ -131,27 +131,23 @@ def parse_utc_strings(texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[
 
 def _canonical(codes: NDArray[np.uint8], long: bool) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Epoch ms of fixed-length ``YYYY-MM-DDTHH:MM:SS[.fff]Z`` rows of ASCII codes, and which are valid."""
-    d = codes[:, _DIGITS if long else _DIGITS[:14]].astype(np.int32) - 48
-    good = (d.view(np.uint32) <= 9).all(axis=1)  # a non-digit wraps around to a huge number
-    good &= (codes[:, 4] == 45) & (codes[:, 7] == 45) & (codes[:, 10] == 84)  # - - T
-    good &= (codes[:, 13] == 58) & (codes[:, 16] == 58)  # : :
-    if long:
-        good &= (codes[:, 19] == 46) & (codes[:, 23] == 90)  # . Z
-        millis = d[:, 14] * 100 + d[:, 15] * 10 + d[:, 16]
-    else:
-        good &= codes[:, 19] == 90  # Z
-        millis = np.zeros(codes.shape[0], dtype=np.int32)
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month = d[:, 4] * 10 + d[:, 5]
-    day = d[:, 6] * 10 + d[:, 7]
+    # One contiguous row per digit position: the arithmetic below runs over whole rows.
+    d = np.ascontiguousarray(codes[:, _DIGITS if long else _DIGITS[:14]].T, dtype=np.int32)
+    d -= 48
+    good = (d.view(np.uint32) <= 9).all(axis=0)  # a non-digit wraps around to a huge number
+    separators, expected = _SEPARATORS[long]
+    good &= (codes[:, separators] == expected).all(axis=1)
+    millis = d[14] * 100 + d[15] * 10 + d[16] if long else np.zeros(codes.shape[0], dtype=np.int32)
+    year = d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]
+    month = d[4] * 10 + d[5]
+    day = d[6] * 10 + d[7]
+    hour = d[8] * 10 + d[9]
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     month_ok = (month >= 1) & (month <= 12)
     days_in_month = _DAYS_IN_MONTH[np.where(month_ok, month, 1)] + ((month == 2) & leap)
-    seconds_of_day = (
-        (d[:, 8] * 10 + d[:, 9]) * 3600 + (d[:, 10] * 10 + d[:, 11]) * 60 + d[:, 12] * 10 + d[:, 13]
-    )
+    seconds_of_day = hour * 3600 + (d[10] * 10 + d[11]) * 60 + d[12] * 10 + d[13]
     good &= (year >= 1) & month_ok & (day >= 1) & (day <= days_in_month)
-    good &= (d[:, 8] * 10 + d[:, 9] < 24) & (d[:, 10] < 6) & (d[:, 12] < 6)
+    good &= (hour < 24) & (d[10] < 6) & (d[12] < 6)
     # Days from the civil date (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms").
     y = year - (month <= 2)
     era = y // 400
@@ -163,4 +159,9 @@ def _canonical(codes: NDArray[np.uint8], long: bool) -> tuple[NDArray[np.int64],
     return np.where(good, ms, 0), good
 
 
+_SEPARATORS = {
+    True: (np.array([4, 7, 10, 13, 16, 19, 23]), np.array([45, 45, 84, 58, 58, 46, 90], dtype=np.uint8)),
+    False: (np.array([4, 7, 10, 13, 16, 19]), np.array([45, 45, 84, 58, 58, 90], dtype=np.uint8)),
+}
+"""Where ``- - T : : . Z`` (or ``- - T : : Z``) must be, and their ASCII codes."""
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)

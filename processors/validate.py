@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from processors.batch import ReadingBatch
-from processors.columns import Checked, ColumnPlan, plan_for
+from processors.columns import Checked, ColumnPlan, pick, plan_for
 from processors.dedup import RecentTimestamps
 from processors.kinds import KINDS, Reading, SensorKind
 from processors.kinds.base import DEVICE_ID_PATTERN
@@ -129,15 +129,41 @@ class _Rejected(Exception):  # noqa: N818 - control flow, never escapes this mod
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """A readings topic of a registered device of the right kind, resolved once and cached."""
+class _Routes:
+    """Readings topics of registered devices of the right kind, resolved once and cached.
 
-    name: str
-    device_id: str
-    position: int
-    code: int
-    """The kind's place in :data:`KINDS`, to group a cycle's messages by kind in one sort."""
+    Kept as columns by route number, so a cycle looks all its topics up in one pass
+    and takes kinds and device positions out of arrays, not attribute by attribute.
+    """
+
+    def __init__(self) -> None:
+        self.number: dict[str, int] = {}
+        self.code = np.zeros(64, dtype=np.intp)
+        """The kind's place in :data:`KINDS`, to group a cycle's messages by kind in one sort."""
+        self.position = np.zeros(64, dtype=np.intp)
+        self.device_id: list[str] = []
+
+    def clear(self) -> None:
+        self.number.clear()
+        self.device_id.clear()
+
+    def __len__(self) -> int:
+        return len(self.number)
+
+    def remember(self, topic: str, code: int, device_id: str, position: int, limit: int) -> None:
+        known = self.number.get(topic)
+        if known is not None:
+            self.code[known], self.position[known], self.device_id[known] = code, position, device_id
+            return
+        if len(self.number) >= limit:  # topics nobody registered must not grow memory
+            self.clear()
+        number = len(self.device_id)
+        if number == self.code.size:
+            self.code = np.concatenate([self.code, np.zeros_like(self.code)])
+            self.position = np.concatenate([self.position, np.zeros_like(self.position)])
+        self.number[topic] = number
+        self.code[number], self.position[number] = code, position
+        self.device_id.append(device_id)
 
 
 _Chunk = tuple[NDArray[np.int64], NDArray[np.intp], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]
@@ -258,7 +284,7 @@ class Validator:
         self.recent: dict[str, RecentTimestamps] = {
             name: RecentTimestamps(self.policy.dedup_window) for name in KINDS
         }
-        self._routes: dict[str, _Route] = {}
+        self._routes = _Routes()
         self._kind_names = list(KINDS)
         self._shift = (self.policy.max_payload_bytes + 1).bit_length()
         """Bits of a sequence number that count the readings within one message (at most one per byte)."""
@@ -301,12 +327,9 @@ class Validator:
 
     # --- routing -----------------------------------------------------------------------------
     def _remember_route(self, topic: str, kind: SensorKind, device_id: str, position: int) -> None:
-        known = self._routes.get(topic)
-        if known is not None and known.position == position and known.name == kind.name:
-            return
-        if len(self._routes) >= 2 * len(self.registry) + 1024:
-            self._routes.clear()
-        self._routes[topic] = _Route(kind.name, device_id, position, self._kind_names.index(kind.name))
+        self._routes.remember(
+            topic, self._kind_names.index(kind.name), device_id, position, 2 * len(self.registry) + 1024
+        )
 
     # --- the reference path ----------------------------------------------------------------
     def _message(self, message: RawMessage, cycle: _Cycle, pending: dict[str, _Pending]) -> None:
@@ -403,9 +426,13 @@ class Validator:
     ) -> tuple[list[int | None], list[str]]:
         """Each item's device position if the column path may take it (else ``None``), and its device."""
         if form is TopicForm.BATCH:
-            claimed = [item.get("device") if type(item) is dict else None for item in items]
-            positions = [index.get(c) if type(c) is str else None for c in claimed]
-            return positions, cast(list[str], claimed)  # a str wherever the position is not None
+            try:  # the usual batch, every item an object naming a device: two passes in C
+                claimed: list[Any] = list(map(dict.get, items, repeat("device")))
+                found: list[int | None] = list(map(index.get, claimed))  # None for anything not an id
+            except TypeError:  # an item that is not an object, or a device that is not hashable
+                claimed = [item.get("device") if type(item) is dict else None for item in items]
+                found = [index.get(c) if type(c) is str else None for c in claimed]
+            return found, cast(list[str], claimed)  # a str wherever the position is not None
         own = index.get(source_id)
         positions = [
             own if type(item) is dict and item.get("device") in (None, source_id) else None for item in items
@@ -572,26 +599,37 @@ class Validator:
         n = len(messages)
         if n == 0:
             return []
-        found: list[_Route | None] = list(map(self._routes.get, map(_TOPIC, messages)))
+        routes = self._routes
+        numbers = np.fromiter(map(routes.number.get, map(_TOPIC, messages), repeat(-1)), np.intp, count=n)
         payloads: list[bytes] = list(map(_PAYLOAD, messages))
-        fits = np.fromiter(map(len, payloads), dtype=np.int64, count=n) <= self.policy.max_payload_bytes
-        if not fits.all():  # never parse what is too large to read
-            payloads = [p if good else b"" for p, good in zip(payloads, fits.tolist(), strict=True)]
-        items = _parse(payloads)
-        # Kind code per message, -1 where the general way must decide: an unknown topic,
-        # a payload too large, or one that is not a JSON object (arrays, scalars, what
-        # orjson cannot read). Sorting by it groups the kinds and keeps arrival order.
-        codes = np.fromiter(map(getattr, found, repeat("code"), repeat(-1)), dtype=np.intp, count=n)
-        codes[~(fits & np.fromiter(map(is_, map(type, items), repeat(dict)), dtype=np.bool_, count=n))] = -1
+        limit = self.policy.max_payload_bytes
+        if max(map(len, payloads)) <= limit:  # the usual cycle: no array needed to say so
+            fits = np.ones(n, dtype=np.bool_)
+        else:
+            fits = np.fromiter(map(len, payloads), dtype=np.int64, count=n) <= limit
+        # Kind code per message, -1 where the general way must decide: an unknown topic
+        # (gateway batches among them), a payload too large, or one that is not a JSON
+        # object (arrays, scalars, what orjson cannot read). Sorting by it groups the kinds
+        # and keeps arrival order. Only what may stay here is parsed: the general way parses
+        # the rest itself, and a gateway's array must not be parsed twice.
+        codes = np.where(numbers >= 0, routes.code[numbers], -1)
+        parse = fits & (codes >= 0)
+        if parse.all():
+            items = _parse(payloads)
+        else:
+            items = [None] * n
+            chosen = np.flatnonzero(parse).tolist()
+            for i, item in zip(chosen, _parse([payloads[i] for i in chosen]), strict=True):
+                items[i] = item
+        codes[~(parse & np.fromiter(map(is_, map(type, items), repeat(dict)), dtype=np.bool_, count=n))] = -1
         if codes.min() == codes.max():
             order = None
             bounds = [0, n]
         else:
             order = np.argsort(codes, kind="stable")
             codes = codes[order]
-            picked = order.tolist()
-            items = [items[i] for i in picked]
-            found = [found[i] for i in picked]
+            items = pick(items, order.tolist())
+            numbers = numbers[order]
             bounds = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), n]
         index = np.arange(n) if order is None else order
         slow: list[int] = []
@@ -604,8 +642,10 @@ class Validator:
             if received is None:
                 received = _arrivals(messages, cycle.now_ms)
             kind = KINDS[self._kind_names[code]]
-            routes = cast(list[_Route], found[a:b])
-            self._kind_singles(kind, messages, index[a:b], items[a:b], routes, received, cycle)
+            route = numbers[a:b]
+            device_ids = pick(routes.device_id, route.tolist())
+            positions = routes.position[route]
+            self._kind_singles(kind, messages, index[a:b], items[a:b], device_ids, positions, received, cycle)
         return slow
 
     def _kind_singles(
@@ -614,19 +654,18 @@ class Validator:
         messages: Sequence[RawMessage],
         index: NDArray[np.intp],
         items: list[object],
-        routes: list[_Route],
+        device_ids: list[str],
+        positions: NDArray[np.intp],
         received: NDArray[np.int64],
         cycle: _Cycle,
     ) -> None:
         """Accept what the column path proves valid of one kind's messages; the rest go to the model."""
         n = len(items)
         seqs = (index.astype(np.int64) << self._shift) + 1
-        device_ids: list[str] = list(map(_DEVICE_ID, routes))
         checked = self._check(kind, items, device_ids, cycle, all_objects=True)
         rest = list(range(n))
         if checked is not None:
             ok = checked.ok
-            positions = np.fromiter(map(_POSITION, routes), dtype=np.intp, count=n)
             rows = cycle.rows_of(kind.name)
             rows.chunks.append(
                 (seqs[ok], positions[ok], checked.ts_ms[ok], checked.values[ok], received[index[ok]])
@@ -733,8 +772,17 @@ class Validator:
         """Rows whose (device, ts) was seen before: earlier in this cycle, or in a remembered one."""
         duplicate = self.recent[kind].contains(device, ts)
         if device.size > 1:
-            order = np.lexsort((np.arange(device.size), ts, device))
-            same = (device[order][1:] == device[order][:-1]) & (ts[order][1:] == ts[order][:-1])
+            first, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
+            if (int(device.max()) + 1) * span < 2**62:
+                # One int64 key per (device, ts), ordered as (device, ts): a cycle spans
+                # minutes, so it fits, and one stable argsort is quicker than a lexsort.
+                key = device.astype(np.int64) * span + (ts - first)
+                order = np.argsort(key, kind="stable")
+                ordered = key[order]
+                same = ordered[1:] == ordered[:-1]
+            else:
+                order = np.lexsort((np.arange(device.size), ts, device))
+                same = (device[order][1:] == device[order][:-1]) & (ts[order][1:] == ts[order][:-1])
             duplicate[order[1:][same]] = True
         return duplicate
 
@@ -794,8 +842,6 @@ def _arrivals(messages: Sequence[RawMessage], now_ms: int) -> NDArray[np.int64]:
 _TOPIC = attrgetter("topic")
 _PAYLOAD = attrgetter("payload")
 _RECEIVED = attrgetter("received_ms")
-_DEVICE_ID = attrgetter("device_id")
-_POSITION = attrgetter("position")
 
 
 def _concatenate(rows: _Rows, n_measures: int) -> _Chunk:

@@ -105,6 +105,8 @@ class Episode:
     last_ms: int = -1
     readings: int = 0
     rejected: int = 0
+    lead_in: bool = False
+    """The first reading is genuine and not part of the fault (a stuck sensor's last true value)."""
 
 
 class KindInjector:
@@ -204,7 +206,8 @@ class KindInjector:
         name = fault.name
         if name in EPISODE_SPAN_MS:
             low, high = EPISODE_SPAN_MS[name]
-            shortest = (fault.min_intervals + 1) * interval
+            # One interval of slack for jitter, and one more where a genuine reading leads in.
+            shortest = (fault.min_intervals + 1 + (name == "stuck")) * interval
             if self.run_ms is not None:
                 # A short run still gets whole episodes: at most a third of it, never below the minimum.
                 high = max(shortest, min(high, self.run_ms // 3))
@@ -283,8 +286,16 @@ class KindInjector:
             if (sign > 0 and up < total) or (sign < 0 and down < total):
                 sign = 1.0 if up >= down else -1.0
             episode.params["total"] = float(sign * total)
+            # The sensor's noise here and now (the spread noise bursts and spikes use): the
+            # evaluation measures how fast a drift is seen from when the offset exceeds it.
+            episode.params["noise"] = float(
+                self.model.variation_abs[f] + self.model.variation_rel[f] * abs(v)
+            )
         elif name == "stuck" and f is not None:
+            # The sensor freezes at the value it has just read: that reading is still true,
+            # so the fault (and its label) starts with the first repeat of it.
             episode.params["value"] = self._rounded(float(values[row, f]), f)
+            episode.lead_in = True
         elif name == "noise_burst":
             episode.params["factor"] = float(rng.uniform(6.0, 10.0))
         elif name == "clock_skew":
@@ -302,6 +313,11 @@ class KindInjector:
         name = episode.fault.name
         f = episode.field
         now = int(true_ms[row])
+        if episode.lead_in:
+            episode.lead_in = False
+            if f is not None:
+                values[row, f] = episode.params["value"]
+            return
         marks.marked[row] = True
         if name == "dropout":
             marks.keep[row] = False

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ingest.allocator import keep_freed_memory
 from ingest.cli_common import (
     ConfigOption,
     UserError,
@@ -50,6 +51,7 @@ def demo(
 
     settings = settings_from(config)
     setup_logging("WARNING" if as_json else settings.log_level)
+    keep_freed_memory(settings.malloc_keep_mb)
     options = DemoOptions(
         devices=devices,
         duration_s=duration_option(duration, "--duration"),

@@ -7,7 +7,7 @@ import io
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated
@@ -170,7 +170,7 @@ def _score(
     scorer: SeriesScorer | None = None
     rows_done = alarms = unreadable = 0
     problems: list[int] = []
-    last_progress = time.monotonic()
+    shown = _Progress()
     line = 2  # the header is line 1
     try:
         for chunk in _chunks(reader, CHUNK_ROWS):
@@ -185,7 +185,7 @@ def _score(
             scores = np.zeros(len(chunk), dtype=np.float32)
             readable = np.flatnonzero(good)
             if readable.size:
-                scores[readable] = scorer.score(ts[readable], values[readable])
+                scores[readable] = scorer.score(ts[readable], values[readable], shown.within(rows_done))
             for i in np.flatnonzero(~good).tolist():
                 if len(problems) < SHOWN_PROBLEMS:
                     problems.append(line + i)
@@ -195,9 +195,7 @@ def _score(
                 writer.writerow([*row, f"{score:.4f}"])
             rows_done += len(chunk)
             line += len(chunk)
-            if time.monotonic() - last_progress >= 2.0:
-                err.print(f"  {rows_done:,} rows scored ...", highlight=False)
-                last_progress = time.monotonic()
+            shown(rows_done)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -213,6 +211,24 @@ def _score(
     if scorer is not None:
         summary.update(scorer.describe())
     return summary
+
+
+class _Progress:
+    """Rows scored so far, on stderr every couple of seconds: a long series takes a while."""
+
+    EVERY_S = 2.0
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def __call__(self, rows: int) -> None:
+        if time.monotonic() - self._last >= self.EVERY_S:
+            err.print(f"  {rows:,} rows scored ...", highlight=False)
+            self._last = time.monotonic()
+
+    def within(self, before: int) -> Callable[[int], None]:
+        """Progress inside a chunk whose first row comes after ``before`` rows."""
+        return lambda rows: self(before + rows)
 
 
 def _open_output(path: str) -> IO[str]:

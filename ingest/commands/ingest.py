@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ingest.allocator import keep_freed_memory
 from ingest.cli_common import (
     ConfigOption,
     UserError,
@@ -49,6 +50,7 @@ def ingest(
 
     settings = settings_from(config, mqtt_url=mqtt_url, registry=registry, sink=sink, sqlite_path=sqlite_path)
     setup_logging(settings.log_level)
+    keep_freed_memory(settings.malloc_keep_mb)
     try:
         service = IngestService(settings, serve_metrics=True)
     except RegistryError as bad:

@@ -7,6 +7,7 @@ fields (columns).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,10 @@ DAY_MS = 86_400_000
 
 def z_score(z: FloatArray, z_alarm: float) -> FloatArray:
     """Map a robust z statistic to [0, 1] so that ``z_alarm`` lands on 0.5 and ``2 z_alarm`` on 1."""
-    score: FloatArray = np.minimum(np.maximum(np.abs(z) / (2.0 * z_alarm), 0.0), 1.0)
+    score: FloatArray = np.asarray(np.abs(z))
+    score /= 2.0 * z_alarm
+    np.maximum(score, 0.0, out=score)
+    np.minimum(score, 1.0, out=score)
     return score
 
 
@@ -69,14 +73,23 @@ class Transform:
 
     def __call__(self, x: FloatArray) -> NDArray[np.float32]:
         """The transformed readings, in float32 (ample for noise measured in per cent)."""
-        x32 = x.astype(np.float32)
-        y = x32.copy()
-        columns = np.arange(x.shape[1])
+        y = x.astype(np.float32)
         for mode, function in ((self.LOG, self._log), (self.COUNT, self._count)):
-            chosen = columns[self.mode == mode]
+            chosen, every = self._columns[mode]
+            if every:  # one mode for all columns: no column gathering and scattering
+                return function(y, chosen)
             if chosen.size:
-                y[:, chosen] = function(x32[:, chosen], chosen)
+                y[:, chosen] = function(y[:, chosen], chosen)  # reads a copy of the columns first
         return y
+
+    @cached_property
+    def _columns(self) -> dict[int, tuple[NDArray[np.intp], bool]]:
+        """The columns of each mode, and whether they are all of them."""
+        found: dict[int, tuple[NDArray[np.intp], bool]] = {}
+        for mode in (self.LOG, self.COUNT):
+            chosen = np.flatnonzero(self.mode == mode)
+            found[mode] = (chosen, chosen.size == self.mode.size > 0)
+        return found
 
     def _log(self, x: NDArray[np.float32], columns: NDArray[np.intp]) -> NDArray[np.float32]:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -154,7 +167,12 @@ class Profile:
         i0, i1, w = time_of_day_bins(ts_ms, self.bins)
         p0, p1 = binned.get(name, pair(i0, i1))
         weight = w[:, None].astype(np.float32)
-        value = np.where(np.isnan(p0), p1, np.where(np.isnan(p1), p0, p0 + (p1 - p0) * weight))
+        # p0 + (p1 - p0) * weight, or the one bin known, computed in place.
+        value = p1 - p0
+        value *= weight
+        value += p0
+        np.copyto(value, p0, where=np.isnan(p1))
+        np.copyto(value, p1, where=np.isnan(p0))
         return value, (i0, i1, weight, p0, p1)
 
     def learn(
@@ -162,7 +180,7 @@ class Profile:
         binned: Binned,
         name: str,
         where: tuple[object, ...],
-        target: FloatArray,
+        target: NDArray[np.floating[Any]],
         mask: NDArray[np.bool_],
         interval_ms: FloatArray,
     ) -> None:
@@ -175,13 +193,29 @@ class Profile:
         assert isinstance(i1, np.ndarray)
         if not mask.any():
             return
-        readings_per_bin_day = DAY_MS / self.bins / interval_ms[:, None]
-        gamma = np.minimum(1.0 / (self.days * readings_per_bin_day), 0.5).astype(np.float32)
+        gamma = self.gamma(interval_ms)
         # Both bins in one pass: the same arithmetic as bin by bin, in fewer, larger calls.
         p = pair(p0, p1)
         share = pair(1.0 - weight, weight)
-        seeded = np.where(np.isnan(p), target, p + gamma * share * (target - p))
-        binned.set(name, pair(i0, i1), np.where(mask, seeded, p))
+        # p + gamma * share * (target - p) where known, target where not, p where not masked;
+        # in place, in the dtype numpy would give the expression.
+        moved = target - p
+        moved *= gamma * share
+        moved += p
+        unknown = np.isnan(p)
+        if unknown.any():
+            np.copyto(moved, target, where=unknown)
+        if not mask.all():
+            np.copyto(moved, p, where=~mask)
+        binned.set(name, pair(i0, i1), moved)
+
+    def gamma(self, interval_ms: FloatArray) -> NDArray[np.float32]:
+        """Each row's learning rate, shape (rows, 1): a bin remembers ``days`` days of its hour."""
+        readings_per_bin_day = DAY_MS / self.bins / interval_ms[:, None]
+        gamma: NDArray[np.float32] = np.minimum(1.0 / (self.days * readings_per_bin_day), 0.5).astype(
+            np.float32
+        )
+        return gamma
 
 
 def pair(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
@@ -192,16 +226,30 @@ def pair(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
 
 def nan_to_zero(x: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
     """``np.nan_to_num`` of a float array (NaN to 0, infinities to the largest finite), in three ufuncs."""
-    big = np.finfo(x.dtype).max
-    cleaned: NDArray[np.floating[Any]] = np.minimum(np.maximum(np.where(np.isnan(x), 0, x), -big), big)
+    big = _LARGEST.get(x.dtype)
+    if big is None:
+        big = _LARGEST[x.dtype] = np.finfo(x.dtype).max
+    cleaned: NDArray[np.floating[Any]] = np.where(np.isnan(x), 0, x)
+    np.maximum(cleaned, -big, out=cleaned)
+    np.minimum(cleaned, big, out=cleaned)
     return cleaned
+
+
+_LARGEST: dict[np.dtype[Any], Any] = {}
+"""The largest finite value of each float dtype (``np.finfo`` is slow to ask at every call)."""
 
 
 def median3(
     a: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]], c: NDArray[np.floating[Any]]
 ) -> NDArray[np.floating[Any]]:
     """Element-wise median of three arrays (NaN if any is NaN), without sorting."""
-    result: NDArray[np.floating[Any]] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    if not (a.dtype == b.dtype == c.dtype):
+        mixed: NDArray[np.floating[Any]] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+        return mixed
+    low = np.minimum(a, b)
+    high = np.maximum(a, b)
+    np.minimum(high, c, out=high)
+    result: NDArray[np.floating[Any]] = np.maximum(low, high, out=low)
     return result
 
 

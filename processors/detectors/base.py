@@ -302,7 +302,10 @@ class Detector(ABC):
             sorted_rows = by_round[bounds[r] : bounds[r + 1]]
             rows = order[sorted_rows]
             g = group[sorted_rows]
-            whole = r == 0 and g.size == unique.size
+            # A round in which every device of the batch reads (all of them, in device
+            # order) works on the staged rows themselves, not on a copy written back:
+            # one long series is one device in thousands of rounds.
+            whole = g.size == unique.size
             sub = local if whole else {name: value[g] for name, value in local.items()}
             devices = dev[sorted_rows]
             rnd = Round(
@@ -442,9 +445,12 @@ class Detector(ABC):
         np.minimum(clean, 1.0, out=clean)
         active = sub["_active"]
         high = clean >= self.threshold
-        onset = high & ~active & judged
-        still = active & (clean >= REARM * self.threshold)
-        sub["_active"] = np.where(judged, high | still, active)
+        onset = high & ~active
+        onset &= judged
+        still = clean >= REARM * self.threshold
+        still &= active
+        still |= high
+        sub["_active"] = np.where(judged, still, active)
         return clean.astype(np.float32), onset
 
     def commit(self, scored: Scored) -> None:

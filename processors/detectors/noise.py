@@ -73,6 +73,7 @@ class NoiseDetector(Detector):
         self.transform = Transform.for_fields(self.kind, self.fields)
         self._lo, self._hi = at_bounds(self.kind, self.fields)
         self._floor32 = self.transform.floor.astype(np.float32)
+        self._below = -self.transform.floor
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         f = (len(self.fields),)
@@ -91,56 +92,85 @@ class NoiseDetector(Detector):
         return {"hourly": spec(np.float32, (HOURLY.bins, len(self.fields)), np.nan)}
 
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
+        # Written for few passes over (devices, fields) and few temporaries: at thousands of
+        # devices, each full-size array allocated and freed costs page faults as well as time.
         y = self.transform(r.x)  # float32 already
-        have = ~np.isnan(y)
+        missing = np.isnan(y)
         fresh = (r.ts_ms > state["last_ts"])[:, None]
-        use = have & fresh
-        last = state["last"].astype(np.float32, copy=False)
+        use = ~missing & fresh
+        last = state["last"]
         pinned = (r.x <= self._lo) | (r.x >= self._hi)
         # A change from or to a physical limit is censored: no measure of the noise.
-        step = np.where(pinned | state["pinned"], np.nan, y - last)
-        steps = state["steps"].astype(np.float32, copy=False)
+        step = y - last
+        np.copyto(step, np.nan, where=pinned | state["pinned"])
+        steps = state["steps"]
         s0, s1, s2 = steps[:, :, 0], steps[:, :, 1], steps[:, :, 2]
-        trend = nan_to_zero(median3(s0, s1, s2))
-        signed = step - trend
+        signed = step - nan_to_zero(median3(s0, s1, s2))
         change = np.abs(signed)
-        d1 = state["d1"].astype(np.float32, copy=False)
-        d2 = state["d2"].astype(np.float32, copy=False)
-        floor = self.transform.floor
-        sign = [np.where(np.abs(v) > floor, np.sign(v), 0.0) for v in (signed, d1, d2)]
-        one_way = (sign[0] == sign[1]) & (sign[1] == sign[2])
+        d1, d2 = state["d1"], state["d2"]
+        # Three corrected changes beyond the floor, all up or all down: a trend bending, not jitter.
+        floor, below = self.transform.floor, self._below
+        up1, down1 = d1 > floor, d1 < below
+        one_way = (signed > floor) == up1
+        one_way &= (signed < below) == down1
+        one_way &= (d2 > floor) == up1
+        one_way &= (d2 < below) == down1
         assert r.binned is not None
         hourly, where = HOURLY.at(r.binned, "hourly", r.ts_ms)
-        typical = np.fmax(np.fmax(state["typical"].astype(np.float32, copy=False), hourly), self._floor32)
+        typical = np.fmax(np.fmax(state["typical"], hourly), self._floor32)
         n = state["n"]
-        median = median3(np.abs(signed), np.abs(d1), np.abs(d2))  # NaN if any is missing
-        ratio = np.where(use & (n >= WARMUP) & ~one_way & ~np.isnan(median), median / typical, 0.0)
-        scores = np.minimum(np.maximum(ratio / (2.0 * RATIO_ALARM), 0.0), 1.0)
+        warm = n >= WARMUP
+        median = median3(change, np.abs(d1), np.abs(d2))  # NaN if any is missing
+        judged = use & warm
+        judged &= ~one_way
+        judged &= ~np.isnan(median)
+        scores = np.zeros_like(median)
+        np.divide(median, typical, out=scores, where=judged)
+        # Scores are ratio / 10 capped at 1; the ratio is never negative, so no floor at 0.
+        np.divide(scores, 2.0 * RATIO_ALARM, out=scores)
+        np.minimum(scores, 1.0, out=scores)
 
         measured = use & ~np.isnan(change)
-        jumped = measured & (change > JUMP * typical) & (n >= WARMUP)
-        scores = np.where(jumped, 0.0, scores)
-        learn = measured & (scores < self.threshold) & ~jumped
-        alpha = np.maximum(
-            rate(r.interval_ms, SCALE_TAU_MS, 0.01), 1.0 / (n.astype(np.float32, copy=False) + 1.0)
-        )
-        observed = np.minimum(nan_to_zero(change), CLIP * typical)
-        old = state["typical"].astype(np.float32, copy=False)
-        new_typical = np.where(np.isnan(old), observed, old + alpha * (observed - old))
-        state["typical"] = np.where(jumped, np.nan, np.where(learn, new_typical, old)).astype(np.float32)
-        HOURLY.learn(r.binned, "hourly", where, observed, learn & (n >= WARMUP), r.interval_ms)
-        state["d2"] = np.where(jumped, np.nan, np.where(use, d1, d2)).astype(np.float32)
-        state["d1"] = np.where(jumped, np.nan, np.where(use, signed, d1)).astype(np.float32)
-        shifted = np.concatenate([step[:, :, None], steps[:, :, :2]], axis=2)
-        state["steps"] = np.where(
-            (use & ~jumped)[:, :, None], shifted, np.where(jumped[:, :, None], np.nan, steps)
-        )
-        state["last"] = np.where(use, y, last).astype(np.float32)
+        jumped = measured & (change > JUMP * typical)
+        jumped &= warm
+        any_jump = bool(jumped.any())
+        if any_jump:
+            np.copyto(scores, 0.0, where=jumped)
+        learn = measured & (scores < self.threshold)
+        if any_jump:
+            learn &= ~jumped
+        alpha = np.maximum(rate(r.interval_ms, SCALE_TAU_MS, 0.01), 1.0 / (n.astype(np.float32) + 1.0))
+        observed = nan_to_zero(change)
+        np.minimum(observed, CLIP * typical, out=observed)
+        old = state["typical"]
+        moved = observed - old  # old + alpha * (observed - old), in place
+        moved *= alpha
+        moved += old
+        np.copyto(moved, observed, where=np.isnan(old))
+        new_typical = np.where(learn, moved, old)
+        HOURLY.learn(r.binned, "hourly", where, observed, learn & warm, r.interval_ms)
+        new_d2 = np.where(use, d1, d2)
+        new_d1 = np.where(use, signed, d1)
+        new_steps = steps.copy()
+        np.copyto(new_steps[:, :, 0], step, where=use)
+        np.copyto(new_steps[:, :, 1], s0, where=use)
+        np.copyto(new_steps[:, :, 2], s1, where=use)
+        counted = n + (learn & (n < np.iinfo(np.uint16).max))
+        if any_jump:
+            for array in (new_typical, new_d1, new_d2):
+                np.copyto(array, np.nan, where=jumped)
+            np.copyto(new_steps, np.nan, where=jumped[:, :, None])
+            np.copyto(counted, 0, where=jumped)
+        state["typical"] = new_typical
+        state["d2"] = new_d2
+        state["d1"] = new_d1
+        state["steps"] = new_steps
+        state["last"] = np.where(use, y, last)
         state["pinned"] = np.where(use, pinned, state["pinned"])
-        counted = np.where(learn, np.minimum(n.astype(np.int64) + 1, 65535), n)
-        state["n"] = np.where(jumped, 0, counted).astype(np.uint16)
+        state["n"] = counted
         state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)
-        return np.where(have, scores, np.nan)
+        np.copyto(scores, np.nan, where=missing)
+        return scores
 
 
 DETECTOR = NoiseDetector

@@ -1,7 +1,7 @@
 """Water mains bursting: pressure collapsing while flow surges, at the same node.
 
 Each node's pressure and flow have a short baseline (exponential smoothing over
-about a quarter of an hour, learned only from calm readings) that follows the
+about a quarter of an hour, learned only from calm readings: :mod:`._calm`) that follows the
 day's demand, morning peak included. A burst shows as both at once and suddenly:
 pressure well below its baseline and flow well above, which demand never does
 from one reading to the next (it moves both by a few percent).
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import rate
-from processors.detectors.base import Category, Detector, Round, State, spec
+from processors.detectors._calm import calm_spec, learn_calm, warm
+from processors.detectors.base import Category, Detector, Round, State
 from processors.kinds import SensorKind
 
 DROP = 0.25
@@ -58,7 +58,7 @@ class PipeBurstDetector(Detector):
         return ("pressure",)
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
-        return {"baseline": spec(np.float32, (2,), np.nan), "n": spec(np.uint16, (), 0)}
+        return calm_spec()
 
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
         base = state["baseline"].astype(np.float64)
@@ -66,17 +66,8 @@ class PipeBurstDetector(Detector):
         drop = (base[:, 0] - pressure) / base[:, 0]
         surge = (flow - base[:, 1]) / np.maximum(base[:, 1], 1e-6)
         evidence = np.minimum(drop / DROP, surge / SURGE) / 2.0
-        warm = state["n"] >= WARMUP
-        score = np.where(warm & ~np.isnan(evidence), np.clip(evidence, 0.0, 1.0), 0.0)
-        have = ~np.isnan(r.x)
-        learn = have & (score < self.threshold)[:, None]
-        alpha = rate(r.interval_ms, TAU_MS, 0.3)
-        alpha = np.maximum(alpha, 1.0 / (state["n"].astype(np.float64)[:, None] + 1.0))
-        updated = np.where(np.isnan(base), r.x, base + alpha * (r.x - base))
-        state["baseline"] = np.where(learn, updated, base).astype(np.float32)
-        state["n"] = np.where(
-            learn.all(axis=1), np.minimum(state["n"].astype(np.int64) + 1, 65535), state["n"]
-        ).astype(np.uint16)
+        score = np.where(warm(state, WARMUP) & ~np.isnan(evidence), np.clip(evidence, 0.0, 1.0), 0.0)
+        have = learn_calm(state, r, score, self.threshold, TAU_MS, 0.3)
         judged = have.all(axis=1)
         return np.where(judged, score, np.nan)[:, None]
 

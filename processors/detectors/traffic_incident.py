@@ -4,7 +4,7 @@ A crash or a blocked lane pushes a road onto the congested branch within
 minutes: mean speed falls to a fraction of what it just was while the detector
 is occupied far more. Rush-hour congestion builds over half an hour or more, so
 the baselines (exponential smoothing over 30 minutes, learned only from calm
-readings) move with it and it does not score.
+readings: :mod:`._calm`) move with it and it does not score.
 
 A road at capacity can also break down within minutes by itself: the Monday rush
 tips a busy junction onto the congested branch as abruptly as a crash does. That
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import rate
+from processors.detectors._calm import calm_spec, learn_calm, warm
 from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
 
@@ -80,7 +80,7 @@ class TrafficIncidentDetector(Detector):
         return ("mean_speed",)
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
-        return {"baseline": spec(np.float32, (2,), np.nan), "n": spec(np.uint16, (), 0)}
+        return calm_spec()
 
     def binned_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         # Per hour of the day: the mean occupancy of ordinary readings and how many taught it.
@@ -103,22 +103,14 @@ class TrafficIncidentDetector(Detector):
         hour, cell, usual = self._usual(r)
         crowding = occupancy - np.fmax(base[:, 1], usual)
         evidence = np.minimum(slowdown / SLOWDOWN, crowding / CROWDING) / 2.0
-        warm = state["n"] >= WARMUP
-        score = np.where(warm & ~np.isnan(evidence), np.clip(evidence, 0.0, 1.0), 0.0)
-        have = ~np.isnan(r.x)
-        learn = have & (score < self.threshold)[:, None]
-        alpha = rate(r.interval_ms, TAU_MS, 0.02)
-        alpha = np.maximum(alpha, 1.0 / (state["n"].astype(np.float64)[:, None] + 1.0))
-        updated = np.where(np.isnan(base), r.x, base + alpha * (r.x - base))
-        state["baseline"] = np.where(learn, updated, base).astype(np.float32)
-        ordinary = have[:, 1] & warm
+        ready = warm(state, WARMUP)
+        score = np.where(ready & ~np.isnan(evidence), np.clip(evidence, 0.0, 1.0), 0.0)
+        have = learn_calm(state, r, score, self.threshold, TAU_MS, 0.02)
+        ordinary = have[:, 1] & ready
         count = np.minimum(cell[:, 1] + 1.0, USUAL_DAYS * HOUR_MS / r.interval_ms)
         mean = cell[:, 0] + (np.nan_to_num(occupancy) - cell[:, 0]) / count
         assert r.binned is not None
         r.binned.set("usual", hour, np.where(ordinary[:, None], np.stack([mean, count], axis=1), cell))
-        state["n"] = np.where(
-            learn.all(axis=1), np.minimum(state["n"].astype(np.int64) + 1, 65535), state["n"]
-        ).astype(np.uint16)
         return np.where(have.all(axis=1), score, np.nan)[:, None]
 
 

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from processors.batch import ReadingBatch, series_batch
 from processors.detectors import DETECTORS, Category, Detector, StaleScores
+from processors.detectors.shift import NEVER, SINCE_MS, TOGETHER_MS, corroborated
 from processors.kinds import KINDS, SensorKind
 from tests.processors import synthetic
 
@@ -236,6 +237,67 @@ def test_shift_does_not_blame_devices_for_a_city_wide_step() -> None:
     f = synthetic.fleet(KINDS["water"], devices=12, days=2.5, seed=10)
     f.values[:, 330:, 0] -= 30 * synthetic.spread(f, 0)
     assert onsets_by_step(f, "shift").sum() == 0
+
+
+def test_shift_excuses_measures_that_move_together_but_not_one_probe_alone() -> None:
+    """Rain reaching one water node moves its pH and conductivity together (the water changed);
+    the same move of conductivity alone at another node is a probe failing, and alarms."""
+    kind = KINDS["water"]
+    f = synthetic.fleet(kind, devices=12, days=2.5, seed=13)
+    ph, conductivity = kind.index_of("ph"), kind.index_of("conductivity")
+    ramp = np.minimum(np.arange(45) / 6.0, 1.0)  # builds up over half an hour, lasts almost four hours
+    f.values[3, 330:375, ph] -= 40 * synthetic.spread(f, ph) * ramp
+    f.values[3, 330:375, conductivity] -= 40 * synthetic.spread(f, conductivity) * ramp
+    f.values[7, 500:545, conductivity] -= 40 * synthetic.spread(f, conductivity) * ramp
+    onsets = onsets_by_step(f, "shift")
+    assert onsets[3].sum() == 0
+    assert onsets[7, 500:510].sum() == 1
+    onsets[7] = 0
+    assert onsets.sum() == 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    off=st.lists(st.booleans(), min_size=2, max_size=7),
+    ago_min=st.lists(st.one_of(st.none(), st.integers(min_value=0, max_value=120)), min_size=7, max_size=7),
+)
+def test_only_measures_off_with_another_measure_of_their_device_are_excused(
+    off: list[bool], ago_min: list[int | None]
+) -> None:
+    """Whatever the history: a measure is excused only if it is off now and another measure of the
+    same device is off now or was within the last half hour, and every measure off now is remembered."""
+    n = len(off)
+    now_ms = synthetic.START_MS
+    now_s = (now_ms - SINCE_MS) // 1000
+    last = [NEVER if a is None else now_s - a * 60 for a in ago_min[:n]]
+    excused, off_s = corroborated(
+        np.array([last], dtype=np.int32), np.array([off], dtype=np.bool_), np.array([now_ms], dtype=np.int64)
+    )
+    recent = [
+        o or (a is not None and a * 60_000 <= TOGETHER_MS) for o, a in zip(off, ago_min[:n], strict=True)
+    ]
+    for j in range(n):
+        others = any(recent[k] for k in range(n) if k != j)
+        assert bool(excused[0, j]) == (off[j] and others)
+    assert off_s[0].tolist() == [now_s if o else t for o, t in zip(off, last, strict=True)]
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_shift_catches_a_drift_well_before_it_ends(seed: int) -> None:
+    """A drift to 80 % of the band over 60 readings exceeds the noise after about one reading; it is
+    caught within 35 readings of that (while the offset is still under half its final size) and
+    nothing else alarms."""
+    kind = KINDS["water"]
+    f = synthetic.fleet(kind, devices=12, days=2.5, seed=seed)
+    synthetic.drift(f, device=4, field=0, first=420, steps=60, share_of_band=0.8)
+    m = kind.measures[0]
+    exceeds = 420 + synthetic.spread(f, 0) / (0.8 * (m.normal[1] - m.normal[0])) * 59
+    found = alarms_by_step(f, "shift")
+    first = 420 + int(np.argmax(found[4, 420:]))
+    assert found[4, 420:].any()
+    assert first - exceeds <= 35
+    found[4, 420:490] = False
+    assert not found.any()
 
 
 def test_rate_excuses_a_change_the_whole_fleet_makes_but_not_one_device_alone() -> None:

@@ -139,3 +139,37 @@ def test_a_replay_finds_every_injected_fault_and_little_else() -> None:
     assert report.faults["spike"].median_delay == 1.0
     assert report.faults["dropout"].median_delay <= 2.0
     assert report.false_alarms_per_device_day < 0.5
+
+
+def drift_label(device: str, start: int, end: int, **detail: float) -> Label:
+    return Label("drift", "signal", device, "air", "pm25", start, end, detail=detail)
+
+
+def test_a_drift_is_also_timed_from_when_its_offset_exceeds_the_noise() -> None:
+    """Offset 0 at the start, 60 at the end (100 intervals later), noise 6: it exceeds the noise
+    a tenth of the way in, at interval 10. An alarm at interval 25 is 25 from the start, 15 from there."""
+    start = START + DAY_MS + 3600_000
+    end = start + 100 * MINUTE
+    result = result_with([("air-1", "shift", "pm25", start + 25 * MINUTE, True)])
+    report = evaluate([drift_label("air-1", start, end, total=-60.0, noise=6.0)], result, fleet_registry())
+    drift = report.faults["drift"]
+    assert drift.median_delay == 25.0
+    assert drift.median_delay_from_noise == 15.0
+    assert drift.as_dict()["median_delay_from_noise_intervals"] == 15.0
+
+
+def test_an_alarm_before_the_offset_exceeds_the_noise_counts_as_no_delay() -> None:
+    start = START + DAY_MS + 3600_000
+    result = result_with([("air-1", "shift", "pm25", start + 2 * MINUTE, True)])
+    label = drift_label("air-1", start, start + 100 * MINUTE, total=60.0, noise=6.0)
+    assert evaluate([label], result, fleet_registry()).faults["drift"].noise_delays == [0.0]
+
+
+def test_labels_without_a_noise_scale_get_only_the_delay_from_the_start() -> None:
+    start = START + DAY_MS + 3600_000
+    result = result_with([("air-1", "shift", "pm25", start + 25 * MINUTE, True)])
+    report = evaluate(
+        [drift_label("air-1", start, start + 100 * MINUTE, total=60.0)], result, fleet_registry()
+    )
+    assert report.faults["drift"].median_delay == 25.0
+    assert "median_delay_from_noise_intervals" not in report.faults["drift"].as_dict()

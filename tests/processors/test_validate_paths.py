@@ -314,3 +314,47 @@ def test_readings_keep_arrival_order(registry: Registry) -> None:
     messages.insert(1, RawMessage(topic("air-1"), b"[{}]"))  # goes the reference way
     result = fast.validate(messages, NOW)
     assert result.batches["air"].ts_ms.tolist() == [parse_timestamp(s) for s in stamps]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    items=st.lists(
+        st.one_of(
+            st.fixed_dictionaries(
+                {"device": st.sampled_from(["air-0", "air-1", [1], {"id": 1}, None]), "ts": TIMESTAMPS}
+            ),
+            st.sampled_from([5, "air-0", None, [{"device": "air-0"}]]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    singles=st.integers(0, 3),
+)
+def test_odd_gateway_items_and_mixed_cycles_agree(
+    registry: Registry, items: list[object], singles: int
+) -> None:
+    """Items that are not objects, or name a device with something unhashable, leave the quick way."""
+    cycle = [RawMessage("citypulse/v1/batches/air/gw-1", json.dumps(items).encode(), NOW)]
+    cycle += [
+        RawMessage(topic("air-2"), b'{"ts": %d, "pm25": %d}' % (SEC - i, i), NOW) for i in range(singles)
+    ]
+    fast = Validator(registry)
+    warm(fast, registry)
+    same(fast.validate(cycle, NOW), Validator(registry, column_path=False).validate(cycle, NOW))
+
+
+def test_duplicates_are_found_however_far_apart_the_timestamps(registry: Registry) -> None:
+    """Within a cycle (one sort key per reading) and across any span (a sort on both columns)."""
+    validator = Validator(registry)
+    device = np.array([2, 0, 2, 1, 0, 2], dtype=np.intp)
+    for ts in (
+        np.array([5, 5, 5, 7, 6, 9], dtype=np.int64),
+        np.array([2**61, 5, 2**61, -(2**61), 6, 9], dtype=np.int64),  # too far apart for one key
+    ):
+        found = validator._duplicates("air", device, ts)
+        seen: set[tuple[int, int]] = set()
+        expected = []
+        for d, t in zip(device.tolist(), ts.tolist(), strict=True):
+            expected.append((d, t) in seen)
+            seen.add((d, t))
+        assert found.tolist() == expected == [False, False, True, False, False, False]

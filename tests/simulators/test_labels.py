@@ -140,11 +140,18 @@ def _check(
             assert len(rows) >= 8
             assert len(set(got.tolist())) == 1
             assert len(set(was.tolist())) > 1, "the field would have changed meanwhile"
+            # The sensor froze at the value it had just read: the reading before the label, still true.
+            earlier = [i for i in faulty.by_device[device] if i < rows[0] and faulty.readings[i] is not None]
+            lead_in = faulty.readings[earlier[-1]]
+            assert lead_in is not None
+            assert float(lead_in[field]) == got[0], "the first repeat starts the label"
         elif fault == "drift":
             assert measure is not None
             assert len(rows) >= 12
             offset = got - was
             total = label["detail"]["total"]
+            noise = label["detail"]["noise"]
+            assert noise == pytest.approx(_spread(models, kind, field, float(was[0])), rel=0.05, abs=0.01)
             assert abs(total) >= 0.5 * (measure.normal[1] - measure.normal[0])
             clipped = np.isin(got, [measure.lo, measure.hi])
             assert np.all(np.sign(offset[~clipped & (np.abs(offset) > 0.02)]) == np.sign(total))
