@@ -84,6 +84,9 @@ def _run(
             "topic_prefix": DEMO_PREFIX,
             "sink": "sqlite",
             "sqlite_path": options.sqlite_path,
+            "detector_state": _fresh(
+                options.sqlite_path.with_name(options.sqlite_path.stem + "-detectors.npz")
+            ),
         }
     )
     registry = make_registry(options.devices, list(KINDS), options.seed)
@@ -180,3 +183,16 @@ def _wait_for_ingest(
             service.stats.snapshot().messages,
             published,
         )
+
+
+def _fresh(state: Path) -> Path:
+    """The demo's own detector state, started anew each run.
+
+    Each run replays the last ``duration x speed`` of simulated time up to now, so
+    a second run soon after the first goes back over time the first one covered:
+    baselines kept from it would call every device's first reading late. And a
+    demo must never touch the state of a real ``citypulse ingest`` in the same
+    directory, so it keeps its own file.
+    """
+    state.unlink(missing_ok=True)
+    return state

@@ -41,3 +41,21 @@ def test_demo_uses_an_existing_broker_when_given_one(tmp_path: Path, mosquitto: 
             "the demo's readings on the external broker",
         )
         assert not watcher.payloads("citypulse/v1/"), "nothing on the production prefix"
+
+
+def test_a_second_demo_starts_afresh_and_leaves_the_services_state_alone(tmp_path: Path) -> None:
+    # Each demo replays the last minutes up to now; a second run goes back over time the first covered.
+    runs = [run_citypulse("demo", "--duration", "5", "--json", timeout=120) for _ in range(2)]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "citypulse-detectors.npz").exists(), (
+        "the service's own state file is not the demo's"
+    )
+    assert (tmp_path / "citypulse-demo-detectors.npz").exists()
+    injected = sum(last_json_line(done.stdout)["simulator"]["faults"].get("out_of_order", 0) for done in runs)
+    db = sqlite3.connect(tmp_path / last_json_line(runs[1].stdout)["store"])
+    late = db.execute(
+        "SELECT count(*) FROM events"
+        " WHERE measurement = 'anomalies' AND json_extract(tags, '$.detector') = 'late'"
+    ).fetchone()[0]
+    assert late <= injected, f"{late} late readings for {injected} delivered out of order"
