@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import Profile, Transform, at_bounds, median3, nan_to_zero, rate
-from processors.detectors.base import Category, Detector, Round, State, spec
-from processors.kinds import SensorKind
+from processors.detectors._robust import Profile, median3, nan_to_zero, rate
+from processors.detectors._scaled import ContinuousDetector
+from processors.detectors.base import Category, Round, State, spec
 
 WARMUP = 12
 RATIO_ALARM = 5.0
@@ -34,7 +34,7 @@ JUMP = 50.0
 """A change this many typical changes big is a new regime (a lamp switching on): relearn."""
 
 
-class NoiseDetector(Detector):
+class NoiseDetector(ContinuousDetector):
     """Variance bursts on one measure.
 
     Score: (median of the last 3 trend-corrected changes) / (typical one) / 10,
@@ -60,18 +60,8 @@ class NoiseDetector(Detector):
     targets = ("noise_burst",)
     description = "reading-to-reading jitter several times the device's usual"
 
-    @classmethod
-    def applies_to(cls, kind: SensorKind) -> bool:
-        return any(not m.switching for m in kind.measures)
-
-    def select_fields(self, kind: SensorKind) -> tuple[int, ...]:
-        """Measures whose jitter means something (not those that switch between levels)."""
-        return tuple(i for i, m in enumerate(kind.measures) if not m.switching)
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.transform = Transform.for_fields(self.kind, self.fields)
-        self._lo, self._hi = at_bounds(self.kind, self.fields)
         self._floor32 = self.transform.floor.astype(np.float32)
         self._below = -self.transform.floor
 

@@ -32,14 +32,12 @@ from processors.detectors._robust import (
     DAY_MS,
     MAD_TO_SIGMA,
     Profile,
-    Transform,
-    at_bounds,
     nan_to_zero,
     rate,
     z_score,
 )
-from processors.detectors.base import Binned, Category, Detector, Round, State, spec
-from processors.kinds import SensorKind
+from processors.detectors._scaled import ContinuousDetector
+from processors.detectors.base import Binned, Category, Round, State, spec
 
 BINS = 24
 PROFILE = Profile(BINS, days=3.0)
@@ -81,7 +79,7 @@ NEVER = np.iinfo(np.int32).min
 """``off_s`` of a measure never off."""
 
 
-class ShiftDetector(Detector):
+class ShiftDetector(ContinuousDetector):
     """Level shifts and slow drifts against a seasonal, fleet-corrected baseline.
 
     Score: the larger of the fast and slow smoothed residual, each over its own
@@ -109,18 +107,8 @@ class ShiftDetector(Detector):
     targets = ("drift",)
     description = "a level shift or drift away from this device's usual level for the time of day"
 
-    @classmethod
-    def applies_to(cls, kind: SensorKind) -> bool:
-        return any(not m.switching for m in kind.measures)
-
-    def select_fields(self, kind: SensorKind) -> tuple[int, ...]:
-        """Measures a daily profile can describe (not the ones that switch between levels)."""
-        return tuple(i for i, m in enumerate(kind.measures) if not m.switching)
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.transform = Transform.for_fields(self.kind, self.fields)
-        self._lo, self._hi = at_bounds(self.kind, self.fields)
         self._sd0 = np.sqrt(FAST / (2.0 - FAST))
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:

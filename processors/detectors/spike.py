@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import MAD_TO_SIGMA, Transform, at_bounds, rate, z_score
-from processors.detectors.base import Category, Detector, Round, State, spec
+from processors.detectors._robust import MAD_TO_SIGMA, rate, z_score
+from processors.detectors._scaled import ScaledDetector
+from processors.detectors.base import Category, Round, State, spec
 
 WARMUP = 12
 """Readings of a device and measure before its scores count."""
@@ -45,7 +46,7 @@ RETURN = 0.5
 CLIP = 3.0
 
 
-class SpikeDetector(Detector):
+class SpikeDetector(ScaledDetector):
     """Isolated outliers, confirmed by the next reading.
 
     Score: the smaller of the jump away and the jump back, in robust scales of
@@ -67,11 +68,6 @@ class SpikeDetector(Detector):
     category = Category.STATISTICAL
     targets = ("spike",)
     description = "a single reading far off its short-term course, taken back by the next one"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.transform = Transform.for_fields(self.kind, self.fields)
-        self._lo, self._hi = at_bounds(self.kind, self.fields)
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         f = (len(self.fields),)
