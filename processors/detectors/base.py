@@ -269,17 +269,7 @@ class Detector(ABC):
         scores = np.zeros((n, c), dtype=np.float32)
         onsets = np.zeros((n, c), dtype=np.bool_)
         if n == 0:
-            return Scored(
-                self,
-                batch.table,
-                batch.device,
-                batch.ts_ms,
-                scores,
-                onsets,
-                np.arange(0),
-                None,
-                self._generation,
-            )
+            return self._scored(batch, scores, onsets)
         single = self._one_round(batch.device)
         if single is not None:
             return self._score_one_round(batch, *single)
@@ -322,18 +312,7 @@ class Detector(ABC):
             if not whole:
                 for name, value in sub.items():
                     local[name][g] = value
-        return Scored(
-            self,
-            batch.table,
-            batch.device,
-            batch.ts_ms,
-            scores,
-            onsets,
-            np.arange(n),
-            (unique, local, shared),
-            self._generation,
-            undo,
-        )
+        return self._scored(batch, scores, onsets, (unique, local, shared), undo)
 
     @staticmethod
     def _one_round(device: NDArray[np.intp]) -> _Visit | None:
@@ -415,6 +394,17 @@ class Detector(ABC):
             scores, onsets = clean, onset
         else:
             scores, onsets = clean.take(back, axis=0), onset.take(back, axis=0)
+        return self._scored(batch, scores, onsets, (devices, local, shared), undo)
+
+    def _scored(
+        self,
+        batch: ReadingBatch,
+        scores: NDArray[np.float32],
+        onsets: NDArray[np.bool_],
+        staged: tuple[NDArray[np.intp], State, State] | None = None,
+        undo: Undo | None = None,
+    ) -> Scored:
+        """The scores of every row of ``batch``, tied to the state generation they were computed from."""
         return Scored(
             self,
             batch.table,
@@ -422,8 +412,8 @@ class Detector(ABC):
             batch.ts_ms,
             scores,
             onsets,
-            np.arange(n),
-            (devices, local, shared),
+            np.arange(len(batch)),
+            staged,
             self._generation,
             undo,
         )

@@ -66,7 +66,7 @@ class LateDetector(Detector):
         scores = np.zeros((n, 1), dtype=np.float32)
         onsets = np.zeros((n, 1), dtype=np.bool_)
         if n == 0:
-            return Scored(self, batch.table, batch.device, batch.ts_ms, scores, onsets, np.arange(0))
+            return self._scored(batch, scores, onsets)
         self._grow(int(unique.max()) + 1, batch.table)
         newest = self._state["newest"][unique]
         active = self._state["_active"][unique]
@@ -90,17 +90,7 @@ class LateDetector(Detector):
             newest[g] = local["newest"]
             active[g] = local["_active"]
         staged: tuple[NDArray[np.intp], State, State] = (unique, {"newest": newest, "_active": active}, {})
-        return Scored(
-            self,
-            batch.table,
-            batch.device,
-            batch.ts_ms,
-            scores,
-            onsets,
-            np.arange(n),
-            staged,
-            self._generation,
-        )
+        return self._scored(batch, scores, onsets, staged)
 
 
 DETECTOR = LateDetector
