@@ -8,6 +8,7 @@ a time, and snapshot/restore that resumes where it stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from processors.batch import ReadingBatch, series_batch
-from processors.detectors import DETECTORS, Category, Detector, StaleScores
+from processors.detectors import DETECTORS, Category, Detector, Scored, StaleScores
 from processors.detectors.shift import NEVER, SINCE_MS, TOGETHER_MS, corroborated
 from processors.kinds import KINDS, SensorKind
 from tests.processors import synthetic
@@ -158,16 +159,24 @@ def test_a_large_spike_always_alarms(
     assert scores[at + 1] >= 0.5, "the spike is confirmed by the reading after it"
 
 
-def alarms_by_step(f: synthetic.Fleet, name: str) -> NDArray[np.bool_]:
-    """Whether each (device, step) raised an alarm of detector ``name``."""
+def marks_by_step(
+    f: synthetic.Fleet, name: str, marked: Callable[[Scored], NDArray[np.bool_]]
+) -> NDArray[np.int64]:
+    """Readings of each (device, step) where ``marked`` holds in any column, scoring a step at a time."""
     detector = DETECTORS[name](f.kind)
-    found = np.zeros(f.present.shape, dtype=np.bool_)
+    found = np.zeros(f.present.shape, dtype=np.int64)
     step_of = {(int(d), int(t)): s for d in range(f.ts_ms.shape[0]) for s, t in enumerate(f.ts_ms[d])}
     for batch in f.batches(per_cycle=1):
         scored = detector.score(batch)
         detector.commit(scored)
-        for row in np.flatnonzero(scored.alarms().any(axis=1)).tolist():
-            found[int(batch.device[row]), step_of[(int(batch.device[row]), int(batch.ts_ms[row]))]] = True
+        for row in np.flatnonzero(marked(scored).any(axis=1)).tolist():
+            found[int(batch.device[row]), step_of[(int(batch.device[row]), int(batch.ts_ms[row]))]] += 1
+    return found
+
+
+def alarms_by_step(f: synthetic.Fleet, name: str) -> NDArray[np.bool_]:
+    """Whether each (device, step) raised an alarm of detector ``name``."""
+    found: NDArray[np.bool_] = marks_by_step(f, name, Scored.alarms) > 0
     return found
 
 
@@ -208,15 +217,7 @@ def test_stuck_is_caught_but_natural_repeats_are_not() -> None:
 
 def onsets_by_step(f: synthetic.Fleet, name: str) -> NDArray[np.int64]:
     """How many alarms of detector ``name`` started at each (device, step)."""
-    detector = DETECTORS[name](f.kind)
-    found = np.zeros(f.present.shape, dtype=np.int64)
-    step_of = {(int(d), int(t)): s for d in range(f.ts_ms.shape[0]) for s, t in enumerate(f.ts_ms[d])}
-    for batch in f.batches(per_cycle=1):
-        scored = detector.score(batch)
-        detector.commit(scored)
-        for row in np.flatnonzero(scored.onsets.any(axis=1)).tolist():
-            found[int(batch.device[row]), step_of[(int(batch.device[row]), int(batch.ts_ms[row]))]] += 1
-    return found
+    return marks_by_step(f, name, lambda scored: scored.onsets)
 
 
 def test_shift_raises_one_alarm_for_an_excursion_and_none_once_it_is_over() -> None:
