@@ -24,7 +24,7 @@ import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import repeat
@@ -247,6 +247,23 @@ class _Pending:
         """Each item's place in its message's array."""
         self.messages: list[RawMessage] = []
 
+    def add(
+        self,
+        message: RawMessage,
+        seqs: Iterable[int],
+        positions: Iterable[int],
+        device_ids: Iterable[str],
+        items: Iterable[object],
+        numbers: Sequence[int],
+    ) -> None:
+        """Items of one message, each column given whole (the lists extend in C)."""
+        self.seqs.extend(seqs)
+        self.positions.extend(positions)
+        self.device_ids.extend(device_ids)
+        self.items.extend(items)
+        self.numbers.extend(numbers)
+        self.messages.extend([message] * len(numbers))
+
 
 @dataclass(frozen=True, slots=True)
 class _Source:
@@ -406,19 +423,18 @@ class Validator:
                     self._item(message, kind, topic.form, topic.source_id, reference, first + number, cycle)
                 else:
                     taken.append(number)
-            waiting.seqs.extend(first + number for number in taken)
-            waiting.positions.extend(cast(int, positions[number]) for number in taken)
-            waiting.device_ids.extend(device_ids[number] for number in taken)
-            waiting.items.extend(items[number] for number in taken)
-            waiting.numbers.extend(taken)
-            waiting.messages.extend([message] * len(taken))
+            waiting.add(
+                message,
+                (first + number for number in taken),
+                (cast(int, positions[number]) for number in taken),
+                (device_ids[number] for number in taken),
+                (items[number] for number in taken),
+                taken,
+            )
             return
-        waiting.seqs.extend(range(first, first + count))
-        waiting.positions.extend(cast(list[int], positions))
-        waiting.device_ids.extend(device_ids)
-        waiting.items.extend(items)
-        waiting.numbers.extend(range(count))
-        waiting.messages.extend([message] * count)
+        waiting.add(
+            message, range(first, first + count), cast(list[int], positions), device_ids, items, range(count)
+        )
 
     @staticmethod
     def _item_positions(
