@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from processors.batch import Event, ReadingBatch
-from processors.detectors import DETECTORS, Category, Detector, DetectorConfig, Scored, detectors_for
+from processors.detectors import DETECTORS, Category, Detector, DetectorConfig, Scored, Visit, detectors_for
 from processors.kinds import KINDS
 from processors.registry import Registry
 
@@ -167,8 +167,9 @@ class DetectionEngine:
         for kind_name, batch in batches.items():
             if len(batch) == 0:
                 continue
+            visit = Visit.of(batch.device)
             for detector in self.detectors.get(kind_name, ()):
-                detection.scored.append((kind_name, detector.score(batch), batch))
+                detection.scored.append((kind_name, detector.score(batch, visit), batch))
         if now_ms is not None:
             for kind_name, detectors in self.detectors.items():
                 for detector in detectors:

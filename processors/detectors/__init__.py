@@ -18,6 +18,7 @@ from processors.detectors.base import (
     Round,
     Scored,
     StaleScores,
+    Visit,
 )
 from processors.plugins import discover
 
@@ -30,6 +31,7 @@ __all__ = [
     "Round",
     "Scored",
     "StaleScores",
+    "Visit",
     "detectors_for",
 ]
 

@@ -191,6 +191,43 @@ class Scored:
         return alarms
 
 
+@dataclass(frozen=True, eq=False)
+class Visit:
+    """How a batch's rows are visited, worked out once per batch for every detector that scores it.
+
+    A pipeline cycle has at most one reading per device, so it is scored in one
+    round, in device order: ``order`` sorts the rows by device (``None`` if they
+    already are), ``back`` undoes that, and ``span`` is the slice of state rows the
+    batch covers when its devices are consecutive (one contiguous copy instead of
+    a gather). A batch with several readings of some device (``one_round`` false:
+    a gateway's backlog, a recorded series) is taken in rounds instead, and each
+    detector orders those itself (by timestamp, or by arrival for late deliveries).
+    """
+
+    one_round: bool
+    order: NDArray[np.intp] | None = None
+    span: slice | None = None
+    back: NDArray[np.intp] | None = None
+
+    @classmethod
+    def of(cls, device: NDArray[np.intp]) -> Visit:
+        n = device.size
+        order: NDArray[np.intp] | None = None
+        ordered = device
+        if n > 1 and not bool((device[1:] > device[:-1]).all()):
+            order = np.argsort(device)
+            ordered = device[order]
+            if not bool((ordered[1:] != ordered[:-1]).all()):
+                return cls(one_round=False)
+        first = int(ordered[0]) if n else 0
+        span = slice(first, first + n) if n and int(ordered[-1]) - first == n - 1 else None
+        back: NDArray[np.intp] | None = None
+        if order is not None:
+            back = np.empty_like(order)
+            back[order] = np.arange(n)
+        return cls(one_round=True, order=order, span=span, back=back)
+
+
 class StaleScores(RuntimeError):  # noqa: N818 - a state, not a failure of the caller's input
     """Scores computed against a state that has changed since: score the batch again."""
 
@@ -203,6 +240,9 @@ class Detector(ABC):
     targets: ClassVar[tuple[str, ...]] = ()
     """Faults and incidents this detector is built to catch (the evaluation attributes alarms by it)."""
     description: ClassVar[str] = ""
+    in_arrival_order: ClassVar[bool] = False
+    """Take a device's several readings in a batch in the order they arrived, not by timestamp
+    (a detector of late deliveries judges the order itself)."""
 
     def __init__(self, kind: SensorKind, config: DetectorConfig | None = None) -> None:
         self.kind = kind
@@ -261,8 +301,12 @@ class Detector(ABC):
         """
 
     # --- scoring ---------------------------------------------------------------------------------
-    def score(self, batch: ReadingBatch) -> Scored:
-        """Scores for every reading of ``batch``; the state is only staged (see :meth:`commit`)."""
+    def score(self, batch: ReadingBatch, visit: Visit | None = None) -> Scored:
+        """Scores for every reading of ``batch``; the state is only staged (see :meth:`commit`).
+
+        ``visit`` is the batch's :class:`Visit`, when the caller scores one batch with
+        several detectors and works it out once; otherwise it is worked out here.
+        """
         self._rollback()
         n = len(batch)
         c = len(self.columns)
@@ -270,10 +314,14 @@ class Detector(ABC):
         onsets = np.zeros((n, c), dtype=np.bool_)
         if n == 0:
             return self._scored(batch, scores, onsets)
-        single = self._one_round(batch.device)
-        if single is not None:
-            return self._score_one_round(batch, *single)
-        order = np.lexsort((batch.ts_ms, batch.device))
+        if visit is None:
+            visit = Visit.of(batch.device)
+        if visit.one_round:
+            return self._score_one_round(batch, visit)
+        if self.in_arrival_order:
+            order = np.argsort(batch.device, kind="stable")
+        else:
+            order = np.lexsort((batch.ts_ms, batch.device))
         dev = batch.device[order]
         starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
         counts = np.diff(np.r_[starts, n])
@@ -314,49 +362,9 @@ class Detector(ABC):
                     local[name][g] = value
         return self._scored(batch, scores, onsets, (unique, local, shared), undo)
 
-    @staticmethod
-    def _one_round(device: NDArray[np.intp]) -> _Visit | None:
-        """For a batch with at most one reading per device (the usual cycle): how to visit it in device order.
-
-        Returns (order, span, back): ``order`` sorts the rows by device (``None`` if
-        they already are) and ``back`` undoes it, ``span`` is the slice of the state
-        rows the batch covers when its devices are consecutive. ``None`` when some
-        device has several readings.
-        """
-        last = _LAST_ROUND[0]
-        # The engine scores one batch with several detectors: work the order out once.
-        if last is not None and last[0].shape == device.shape and bool((last[0] == device).all()):
-            return last[1]
-        found = Detector._visit_once(device)
-        _LAST_ROUND[0] = (device.copy(), found)
-        return found
-
-    @staticmethod
-    def _visit_once(device: NDArray[np.intp]) -> _Visit | None:
-        n = device.size
-        order: NDArray[np.intp] | None = None
-        ordered = device
-        if n > 1 and not bool((device[1:] > device[:-1]).all()):
-            order = np.argsort(device)
-            ordered = device[order]
-            if not bool((ordered[1:] != ordered[:-1]).all()):
-                return None
-        first = int(ordered[0])
-        span = slice(first, first + n) if int(ordered[-1]) - first == n - 1 else None
-        back: NDArray[np.intp] | None = None
-        if order is not None:
-            back = np.empty_like(order)
-            back[order] = np.arange(n)
-        return order, span, back
-
-    def _score_one_round(
-        self,
-        batch: ReadingBatch,
-        order: NDArray[np.intp] | None,
-        span: slice | None,
-        back: NDArray[np.intp] | None,
-    ) -> Scored:
+    def _score_one_round(self, batch: ReadingBatch, visit: Visit) -> Scored:
         """:meth:`score` of a batch in one round: no grouping, and contiguous copies where it can."""
+        order, span, back = visit.order, visit.span, visit.back
         n = len(batch)
         devices = batch.device if order is None else batch.device.take(order)
         self._grow(int(devices[-1]) + 1, batch.table)
@@ -546,12 +554,6 @@ class Detector(ABC):
 
     def bytes_per_device_field(self) -> float:
         return self.bytes_per_device() / max(len(self.columns), 1)
-
-
-_Visit = tuple[NDArray[np.intp] | None, slice | None, NDArray[np.intp] | None]
-"""How to visit a batch in one round: see :meth:`Detector._one_round`."""
-_LAST_ROUND: list[tuple[NDArray[np.intp], _Visit | None] | None] = [None]
-"""A copy of the last batch's device column, and how to visit it."""
 
 
 def spec(

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.batch import ReadingBatch
-from processors.detectors.base import DEVICE_COLUMN, Category, Detector, Round, Scored, State, spec
+from processors.detectors.base import DEVICE_COLUMN, Category, Detector, Round, State, spec
 
 NEVER = np.iinfo(np.int64).min
 
@@ -38,6 +37,7 @@ class LateDetector(Detector):
     category = Category.HEALTH
     targets = ("out_of_order",)
     description = "a reading delivered after a newer one of the same device"
+    in_arrival_order = True
 
     def select_fields(self, kind: Any) -> tuple[int, ...]:
         return ()
@@ -54,43 +54,6 @@ class LateDetector(Detector):
         state["newest"] = np.maximum(state["newest"], r.ts_ms)
         score = np.where(late, 0.5 + 0.25 * np.minimum(behind / r.interval_ms, 2.0), 0.0)
         return score[:, None]
-
-    def score(self, batch: ReadingBatch) -> Scored:
-        """Rounds in arrival order (the row order), not in timestamp order as the base class does."""
-        n = len(batch)
-        order = np.argsort(batch.device, kind="stable")
-        dev = batch.device[order]
-        starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]]) if n else np.zeros(0, dtype=np.intp)
-        counts = np.diff(np.r_[starts, n])
-        unique = dev[starts]
-        scores = np.zeros((n, 1), dtype=np.float32)
-        onsets = np.zeros((n, 1), dtype=np.bool_)
-        if n == 0:
-            return self._scored(batch, scores, onsets)
-        self._grow(int(unique.max()) + 1, batch.table)
-        newest = self._state["newest"][unique]
-        active = self._state["_active"][unique]
-        group = np.repeat(np.arange(unique.size), counts)
-        rank = np.arange(n) - np.repeat(starts, counts)
-        for r in range(int(counts.max())):
-            sel = np.flatnonzero(rank == r)
-            rows = order[sel]
-            g = group[sel]
-            local: State = {"newest": newest[g], "_active": active[g]}
-            rnd = Round(
-                dev[sel],
-                batch.ts_ms[rows],
-                None,
-                np.zeros((sel.size, 0)),
-                self._intervals[dev[sel]],
-                batch.table,
-            )
-            raw = self.step(local, {}, rnd)
-            scores[rows], onsets[rows] = self._alarm_state(local, raw)
-            newest[g] = local["newest"]
-            active[g] = local["_active"]
-        staged: tuple[NDArray[np.intp], State, State] = (unique, {"newest": newest, "_active": active}, {})
-        return self._scored(batch, scores, onsets, staged)
 
 
 DETECTOR = LateDetector
