@@ -279,7 +279,9 @@ class ShiftDetector(ContinuousDetector):
         state["n"] = np.where(use, np.minimum(n.astype(np.int64) + 1, 2**32 - 1), n).astype(np.uint32)
         state["first_ts"] = np.where(restart.any(axis=1), r.ts_ms, first_ts)
         state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)
-        return np.where(have, np.where(fresh & ~pinned, reported, 0.0), np.nan)
+        # A reading pinned at the sensor's limit says nothing of the level (a quiet road reads 0 %
+        # occupancy for a while at night): not judged, so an alarm running neither ends nor restarts.
+        return np.where(have & ~pinned, np.where(fresh, reported, 0.0), np.nan)
 
     def _fleet_spread(
         self, shared: State, r: Round, fast_stat: NDArray[np.floating[Any]], contributing: NDArray[np.bool_]

@@ -233,6 +233,21 @@ def test_shift_raises_one_alarm_for_an_excursion_and_none_once_it_is_over() -> N
     assert onsets.sum() == 0
 
 
+def test_a_reading_at_the_sensors_limit_neither_ends_nor_restarts_a_shift_alarm() -> None:
+    """A measure far off its usual level, read now and then as the sensor's limit (as a quiet road's
+    occupancy sits at 0 % at night; a reading pinned there says nothing of the level): one alarm,
+    not one per run of readings between the pinned ones."""
+    f = synthetic.fleet(KINDS["water"], devices=12, days=2.5, seed=9)
+    first = 320
+    f.values[3, first : first + 45, 0] += 40 * synthetic.spread(f, 0)
+    f.values[3, first + 6 : first + 45 : 4, 0] = KINDS["water"].measures[0].hi
+    onsets = onsets_by_step(f, "shift")
+    assert onsets[3, first + 2] == 1
+    assert onsets[3, first + 3 :].sum() == 0
+    onsets[3] = 0
+    assert onsets.sum() == 0
+
+
 def test_shift_does_not_blame_devices_for_a_city_wide_step() -> None:
     """The whole fleet cools by many noise sizes at once (a shower): the fleet median follows at once."""
     f = synthetic.fleet(KINDS["water"], devices=12, days=2.5, seed=10)
