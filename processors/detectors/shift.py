@@ -125,6 +125,7 @@ class ShiftDetector(ContinuousDetector):
             "off_s": spec(np.int32, f, NEVER),
             "first_ts": spec(np.int64, (), np.iinfo(np.int64).max),
             "last_ts": spec(np.int64, (), np.iinfo(np.int64).min),
+            "last_x": spec(np.float32, f, np.nan),
         }
 
     def binned_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
@@ -234,7 +235,15 @@ class ShiftDetector(ContinuousDetector):
         zc = np.minimum(np.maximum(z, -CLIP), CLIP)
         # Unknown hours are seeded with what the device reads; known ones move by clipped residuals.
         target = np.where(known, seasonal + zc * scale, y)
-        PROFILE.learn(binned, "profile", where, target, (judged & ~flagged) | (use & ~known), r.interval_ms)
+        # A reading equal to the device's last one (to the digit it reports) may be a frozen
+        # sensor, and teaches the profile nothing: a stuck probe's hours must not become
+        # tomorrow's usual level there (a day later they alarm the other way). Real readings
+        # repeat now and then; those hours still learn from the readings that differ.
+        x = r.x.astype(np.float32)
+        repeated = x == state["last_x"]
+        state["last_x"] = np.where(use, x, state["last_x"])
+        teach = ((judged & ~flagged) | (use & ~known)) & ~repeated
+        PROFILE.learn(binned, "profile", where, target, teach, r.interval_ms)
 
         n_float = n.astype(np.float32, copy=False)
         scale_alpha = np.maximum(rate(r.interval_ms, SCALE_TAU_MS, 0.0), 1.0 / (n_float + 1.0))

@@ -248,6 +248,16 @@ def test_a_reading_at_the_sensors_limit_neither_ends_nor_restarts_a_shift_alarm(
     assert onsets.sum() == 0
 
 
+def test_a_stuck_sensor_does_not_teach_shift_its_hours() -> None:
+    """A probe frozen for six hours of its first day, while the profile is seeded: the next day,
+    reading true again, it is not off its profile (had the frozen hours been learned, it would be)."""
+    f = synthetic.fleet(KINDS["water"], devices=12, days=3.5, seed=11)
+    first = 145  # readings are 5 minutes apart: day 1, 12:05, the cycle falling from its peak
+    synthetic.stuck(f, device=3, field=0, first=first, steps=72)
+    onsets = onsets_by_step(f, "shift")
+    assert onsets.sum() == 0
+
+
 def test_shift_does_not_blame_devices_for_a_city_wide_step() -> None:
     """The whole fleet cools by many noise sizes at once (a shower): the fleet median follows at once."""
     f = synthetic.fleet(KINDS["water"], devices=12, days=2.5, seed=10)
