@@ -19,6 +19,11 @@ profile needs one.
 A measure that is off while another measure of the same device is off too is
 not alarmed: a probe that fails spoils one measure, while rain reaching a water
 node, a jam or smoke moves several of them together (:func:`corroborated`).
+
+What the profile must not learn: a reading pinned at the sensor's limit (it says
+nothing of the level, and is not judged either), and a reading equal to the
+device's last one (a frozen probe's hours would otherwise become the next day's
+usual level there, and alarm the other way once it reads true again).
 """
 
 from __future__ import annotations
