@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import MAD_TO_SIGMA, rate, z_score
+from processors.detectors._robust import MAD_TO_SIGMA, nan_to_zero, rate, z_score
 from processors.detectors._scaled import ScaledDetector
 from processors.detectors.base import Category, Round, State, spec
 
@@ -112,12 +112,12 @@ class SpikeDetector(ScaledDetector):
         spike_z = np.where(pending & returned, np.minimum(np.abs(candidate), np.abs(came_back)) / scale, 0.0)
         scores = np.where(have, z_score(np.nan_to_num(spike_z), Z_ALARM), np.nan)
 
-        big = usable & warm & (np.abs(np.nan_to_num(z)) >= Z_CANDIDATE) & ~state["pinned"]
+        big = usable & warm & (np.abs(nan_to_zero(z)) >= Z_CANDIDATE) & ~state["pinned"]
         moved = big & pending & (np.sign(resid) == np.sign(candidate)) & ~(scores >= self.threshold)
         new_candidate = big & ~moved
         learn = usable & ~big
 
-        clipped = np.clip(np.nan_to_num(z), -CLIP, CLIP) * scale
+        clipped = np.clip(nan_to_zero(z), -CLIP, CLIP) * scale
         new_level = np.where(learn, predicted + ALPHA * clipped, level)
         new_trend = np.where(learn, trend + BETA * ALPHA * clipped / gap, trend)
         # A level that moved for good: start again from where the readings now are, and
@@ -129,7 +129,7 @@ class SpikeDetector(ScaledDetector):
         new_level = np.where(begin, y, new_level)
 
         alpha = np.maximum(rate(r.interval_ms, SCALE_TAU_MS, 0.02), 1.0 / (n.astype(np.float64) + 1.0))
-        observed = np.minimum(np.abs(np.nan_to_num(resid)), CLIP * scale) * MAD_TO_SIGMA
+        observed = np.minimum(np.abs(nan_to_zero(resid)), CLIP * scale) * MAD_TO_SIGMA
         old_scale = state["scale"].astype(np.float64)
         seed_scale = np.isnan(old_scale) & learn
         teach = learn & ~pinned & ~state["pinned"]
