@@ -29,6 +29,8 @@ from processors.kinds import Reading, SensorKind
 from processors.timestamps import parse_timestamp, parse_utc_strings
 
 _RESERVED = ("device", "ts")
+_ABSENT = object()
+"""What an item that does not name its device claims."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,36 +61,28 @@ class ColumnPlan:
 
     def check(
         self,
-        items: list[object],
+        dicts: list[dict[str, Any]],
         device_ids: list[str],
         min_ts: int,
         max_ts: int,
         reject_unknown: bool,
-        *,
-        all_objects: bool = False,
     ) -> Checked:
-        """Check ``items`` (parsed JSON; anything not an object is left to the model).
+        """Check ``dicts`` (parsed JSON objects: the caller leaves anything else to the model).
 
         ``device_ids[i]`` is the registered device the item belongs to (the caller
         has resolved the topic, or a gateway item's ``device``); an item that names
         another device, or names it with something other than a string, is left to
-        the model. ``all_objects`` says the caller knows every item is a dict.
+        the model.
         """
-        n = len(items)
-        if all_objects:
-            ok = np.ones(n, dtype=np.bool_)
-        else:
-            ok = np.fromiter(map(is_, map(type, items), repeat(dict)), dtype=np.bool_, count=n)
-        dicts: list[dict[str, Any]]
-        if ok.all():
-            dicts = items  # type: ignore[assignment]
-        else:
-            dicts = [item if good else {} for item, good in zip(items, ok.tolist(), strict=True)]  # type: ignore[misc]
+        n = len(dicts)
+        ok = np.ones(n, dtype=np.bool_)
 
-        # An item that does not name its device is taken as the caller's (``get`` returns
-        # the caller's id then); one that names another, or null, goes to the model.
-        claimed = map(dict.get, dicts, repeat("device"), device_ids)
-        ok &= np.fromiter(map(eq, claimed, device_ids), dtype=np.bool_, count=n)
+        # An item that does not name its device is taken as the caller's; one that names
+        # another, or null, goes to the model.
+        claimed = list(map(dict.get, dicts, repeat("device"), repeat(_ABSENT)))
+        if claimed != device_ids:  # one C-level comparison says so for the usual cycle
+            absent = np.fromiter(map(is_, claimed, repeat(_ABSENT)), dtype=np.bool_, count=n)
+            ok &= absent | np.fromiter(map(eq, claimed, device_ids), dtype=np.bool_, count=n)
 
         ts_ms, ts_ok = _timestamps(list(map(dict.get, dicts, repeat("ts"))))
         ok &= ts_ok & (ts_ms >= min_ts) & (ts_ms <= max_ts)
@@ -104,7 +98,7 @@ class ColumnPlan:
         extra_names: list[str] = []
         keep = ok.tolist()
         keys = sum(compress(map(len, dicts), keep))
-        named = sum(compress(map(dict.__contains__, dicts, repeat("device")), keep))
+        named = keep.count(True) - list(compress(claimed, keep)).count(_ABSENT)
         if keys == int(present[ok].sum()) + keep.count(True) + named:
             return Checked(ok, ts_ms, values, extra_names)
         sizes = np.fromiter(map(len, dicts), dtype=np.int64, count=n)

@@ -213,14 +213,18 @@ class _Cycle:
     def keep_reference(self, message: RawMessage, items: Any) -> None:
         self._reference[id(message)] = items
 
-    def reference_item(self, message: RawMessage, number: int) -> object:
-        """Item ``number`` of an array payload as the reference parser reads it.
+    def reference_item(self, message: RawMessage, number: int, item: object) -> object:
+        """Item ``number`` of an array payload as the reference parser reads it; ``item`` is orjson's.
 
         orjson turns integers beyond 64 bits into floats where pydantic keeps them
         exact; whatever the reference path judges must be what it would have parsed.
+        Any other JSON both read to the same values, so the payload is parsed again
+        only when the item holds a float that may have been such an integer.
         """
         parsed = self._reference.get(id(message))
         if parsed is None:
+            if _no_huge_floats(item):
+                return item
             parsed = self._reference[id(message)] = pydantic_core.from_json(
                 message.payload.lstrip(), allow_inf_nan=True
             )
@@ -234,7 +238,7 @@ class _Cycle:
 
 
 class _Pending:
-    """Parsed items of array payloads waiting for the column path, one kind's, as parallel lists."""
+    """Parsed objects of array payloads waiting for the column path, one kind's, as parallel lists."""
 
     __slots__ = ("device_ids", "items", "messages", "numbers", "positions", "seqs")
 
@@ -242,7 +246,7 @@ class _Pending:
         self.seqs: list[int] = []
         self.positions: list[int] = []
         self.device_ids: list[str] = []
-        self.items: list[object] = []
+        self.items: list[dict[str, Any]] = []
         self.numbers: list[int] = []
         """Each item's place in its message's array."""
         self.messages: list[RawMessage] = []
@@ -253,7 +257,7 @@ class _Pending:
         seqs: Iterable[int],
         positions: Iterable[int],
         device_ids: Iterable[str],
-        items: Iterable[object],
+        items: Iterable[dict[str, Any]],
         numbers: Sequence[int],
     ) -> None:
         """Items of one message, each column given whole (the lists extend in C)."""
@@ -276,7 +280,7 @@ class _Source:
     seqs: NDArray[np.int64]
     messages: Sequence[RawMessage]
     index: NDArray[np.intp]
-    items: list[object] | None
+    items: Sequence[object] | None
 
 
 class Validator:
@@ -396,6 +400,11 @@ class Validator:
                 items = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 items = None  # NaN literals, huge numbers...: the reference parser reads it
+            if payload.count(b"[") + payload.count(b"{") > REFERENCE_DEPTH:
+                # orjson reads nesting five times deeper than the reference parser: only
+                # a payload with this many brackets can nest too deep, and the reference
+                # parser says whether it does (a gateway's batch of hundreds, now and then).
+                items = None
         if not isinstance(items, list):
             try:
                 items = pydantic_core.from_json(payload, allow_inf_nan=True)
@@ -419,7 +428,7 @@ class Validator:
             taken = []
             for number, position in enumerate(positions):
                 if position is None:
-                    reference = cycle.reference_item(message, number)
+                    reference = cycle.reference_item(message, number, items[number])
                     self._item(message, kind, topic.form, topic.source_id, reference, first + number, cycle)
                 else:
                     taken.append(number)
@@ -618,26 +627,24 @@ class Validator:
         routes = self._routes
         numbers = np.fromiter(map(routes.number.get, map(_TOPIC, messages), repeat(-1)), np.intp, count=n)
         payloads: list[bytes] = list(map(_PAYLOAD, messages))
-        limit = self.policy.max_payload_bytes
-        if max(map(len, payloads)) <= limit:  # the usual cycle: no array needed to say so
-            fits = np.ones(n, dtype=np.bool_)
-        else:
-            fits = np.fromiter(map(len, payloads), dtype=np.int64, count=n) <= limit
+        sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
         # Kind code per message, -1 where the general way must decide: an unknown topic
         # (gateway batches among them), a payload too large, or one that is not a JSON
         # object (arrays, scalars, what orjson cannot read). Sorting by it groups the kinds
         # and keeps arrival order. Only what may stay here is parsed: the general way parses
         # the rest itself, and a gateway's array must not be parsed twice.
         codes = np.where(numbers >= 0, routes.code[numbers], -1)
-        parse = fits & (codes >= 0)
+        parse = (sizes <= self.policy.max_payload_bytes) & (codes >= 0)
         if parse.all():
-            items = _parse(payloads)
+            items, objects = _parse(payloads, sizes)
         else:
             items = [None] * n
-            chosen = np.flatnonzero(parse).tolist()
-            for i, item in zip(chosen, _parse([payloads[i] for i in chosen]), strict=True):
+            objects = np.zeros(n, dtype=np.bool_)
+            chosen = np.flatnonzero(parse)
+            parsed, objects[chosen] = _parse(pick(payloads, chosen.tolist()), sizes[chosen])
+            for i, item in zip(chosen.tolist(), parsed, strict=True):
                 items[i] = item
-        codes[~(parse & np.fromiter(map(is_, map(type, items), repeat(dict)), dtype=np.bool_, count=n))] = -1
+        codes[~objects] = -1
         if codes.min() == codes.max():
             order = None
             bounds = [0, n]
@@ -678,7 +685,7 @@ class Validator:
         """Accept what the column path proves valid of one kind's messages; the rest go to the model."""
         n = len(items)
         seqs = (index.astype(np.int64) << self._shift) + 1
-        checked = self._check(kind, items, device_ids, cycle, all_objects=True)
+        checked = self._check(kind, cast(list[dict[str, Any]], items), device_ids, cycle)
         rest = list(range(n))
         if checked is not None:
             ok = checked.ok
@@ -693,12 +700,7 @@ class Validator:
             self._single(messages[int(index[i])], kind, device_ids[i], int(seqs[i]), cycle)
 
     def _check(
-        self,
-        kind: SensorKind,
-        items: list[object],
-        device_ids: list[str],
-        cycle: _Cycle,
-        all_objects: bool = False,
+        self, kind: SensorKind, items: list[dict[str, Any]], device_ids: list[str], cycle: _Cycle
     ) -> Checked | None:
         """The column plan's verdict (unknown fields counted), or ``None`` for a kind without a plan."""
         plan = self._plans[kind.name]
@@ -710,7 +712,6 @@ class Validator:
             cycle.now_ms - self.policy.max_age_ms,
             cycle.now_ms + self.policy.max_future_ms,
             self.policy.unknown_fields is UnknownFieldPolicy.REJECT,
-            all_objects=all_objects,
         )
         if checked.extra_names and checked.ok.any():
             self._count_ignored(cycle, checked.extra_names)
@@ -738,7 +739,7 @@ class Validator:
         cycle.result.received[kind.name] += int(np.count_nonzero(ok))
         for i in np.flatnonzero(~ok).tolist():
             topic = self.topics.parse(messages[i].topic)
-            reference = cycle.reference_item(messages[i], waiting.numbers[i])
+            reference = cycle.reference_item(messages[i], waiting.numbers[i], waiting.items[i])
             self._item(messages[i], kind, topic.form, topic.source_id, reference, int(seqs[i]), cycle)
 
     # --- assembling the batches ----------------------------------------------------------------
@@ -826,8 +827,73 @@ class Validator:
         return payload[: self.policy.deadletter_payload_bytes]
 
 
-def _parse(payloads: list[bytes]) -> list[object]:
-    """Each payload parsed by orjson, or ``None`` where it cannot read it (the model will say why).
+def _parse(payloads: list[bytes], sizes: NDArray[np.int64]) -> tuple[list[object], NDArray[np.bool_]]:
+    """Each payload (``sizes`` bytes) as orjson reads it, ``None`` where it cannot, and which are objects.
+
+    A call per payload would cost a fifth of the parsing, so the payloads are read a
+    run at a time, each run as one JSON array, joined by a comma and a line break.
+    Its items are exactly the run's payloads, each as it alone would be read, when
+    each payload starts with ``{`` and ends with ``}``, none holds ``[`` or ``]``,
+    and there are as many items as payloads: a raw line break cannot be inside a JSON
+    string, so no string spans a join; a comma inside an object is followed by a key,
+    never by ``{``, and there are no arrays inside, so every join separates two items
+    of the outer array; each payload then holds at least one item, and with as many
+    items as payloads, exactly one (an object, as it starts with ``{``). The other
+    payloads (cut short, NaN or Infinity literals, arrays) are read one at a time
+    between the runs, and so is each payload of a run that cannot be read as an array.
+    """
+    n = len(payloads)
+    if n < _FEW_PAYLOADS:
+        return _each(payloads)
+    # Joins before the first payload and after the last too, so that every run's
+    # brackets can be written over the line break before it and the comma after it
+    # (and an empty payload's first and last bytes are those of the joins around it).
+    body = bytearray(_JOIN).join([b"", *payloads, b""])
+    codes = np.frombuffer(body, dtype=np.uint8)
+    ends = np.cumsum(sizes + len(_JOIN))
+    starts = ends - sizes
+    alone = (codes[starts] != ord("{")) | (codes[ends - 1] != ord("}"))
+    for literal in (b"[", b"]", b"NaN", b"Inf"):
+        if literal[:1] in body:  # one memchr: most cycles hold none of them
+            alone[np.searchsorted(ends, _find_all(codes, literal), "right")] = True
+    apart = np.flatnonzero(alone).tolist()
+    parsed: list[object] = []
+    objects = ~alone
+    view = memoryview(body)
+    for a, b in zip([0, *(i + 1 for i in apart)], [*apart, n], strict=True):
+        if a < b:  # the run of payloads [a, b)
+            begin, end = int(starts[a]) - 1, int(ends[b - 1])
+            body[begin], body[end] = ord("["), ord("]")
+            try:
+                run = orjson.loads(view[begin : end + 1])
+            except orjson.JSONDecodeError:
+                run = None
+            if run is None or len(run) != b - a:
+                run, objects[a:b] = _each(payloads[a:b])
+            parsed.extend(run)
+        if b < n:  # payload b, read alone (only if it may be an object: a failed parse is slow)
+            text = payloads[b].strip()
+            item = _orjson_or_none(payloads[b]) if text[:1] == b"{" and text[-1:] == b"}" else None
+            parsed.append(item)
+            objects[b] = type(item) is dict
+    return parsed, objects
+
+
+def _find_all(codes: NDArray[np.uint8], literal: bytes) -> NDArray[np.intp]:
+    """Where ``literal`` starts in ``codes`` (``bytes.find`` is slow for some needles, this never is)."""
+    hits = np.flatnonzero(codes[: codes.size - len(literal) + 1] == literal[0])
+    for k, code in enumerate(literal[1:], start=1):
+        hits = hits[codes[hits + k] == code]
+    return hits
+
+
+_JOIN = b",\n"
+_FEW_PAYLOADS = 32
+"""Below this many payloads, the fixed cost of joining them is more than it saves."""
+
+
+def _each(payloads: list[bytes]) -> tuple[list[object], NDArray[np.bool_]]:
+    """Each payload parsed by orjson on its own, ``None`` where it cannot read it, and which are objects.
 
     One C-level call per payload: ``list.extend`` keeps what it took before an error,
     so only a payload that fails costs a turn of the Python loop.
@@ -841,7 +907,39 @@ def _parse(payloads: list[bytes]) -> list[object]:
         except orjson.JSONDecodeError:
             parsed.append(None)
     assert len(parsed) == len(payloads)
-    return parsed
+    objects = np.fromiter(map(is_, map(type, parsed), repeat(dict)), dtype=np.bool_, count=len(parsed))
+    return parsed, objects
+
+
+def _orjson_or_none(payload: bytes) -> object:
+    """``payload`` parsed by orjson, or ``None`` where it cannot read it."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _no_huge_floats(item: object) -> bool:
+    """Whether ``item`` holds no float of 2**63 or more in size (which an integer beyond 64 bits becomes)."""
+    stack = [item]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is float:
+            if not -_HUGE < cast(float, value) < _HUGE:
+                return False
+        elif kind is dict:
+            stack.extend(cast(dict[str, object], value).values())
+        elif kind is list:
+            stack.extend(cast(list[object], value))
+    return True
+
+
+_HUGE = 2.0**63
+
+
+REFERENCE_DEPTH = 200
+"""How deep pydantic's JSON parser, the reference, nests (orjson reads 1,024 levels)."""
 
 
 def _arrivals(messages: Sequence[RawMessage], now_ms: int) -> NDArray[np.int64]:

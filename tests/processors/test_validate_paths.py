@@ -358,3 +358,77 @@ def test_duplicates_are_found_however_far_apart_the_timestamps(registry: Registr
             expected.append((d, t) in seen)
             seen.add((d, t))
         assert found.tolist() == expected == [False, False, True, False, False, False]
+
+
+PIECES = [
+    b'{"ts": %d, "pm25": 12.5}' % SEC,
+    b'{"device": "air-1", "ts": %d, "pm10": 40}' % SEC,
+    b' {"ts": %d, "no2": 3}\n' % SEC,
+    b'{"ts": %d, "pm25": NaN}' % SEC,
+    b'{"ts": %d, "pm25": -Infinity}' % SEC,
+    b'{"ts": %d, "pm25": 1, "x": "}' % SEC,  # with the next one, one object if joined by a bare comma
+    b'{","y": 2}',
+    b'{"ts": %d, "pm25": 1, "a": {"b": {}' % SEC,  # with the next one, one object
+    b"{}}}",
+    b'{"ts": %d, "pm25": 1, "a": [{}' % SEC,  # with the next one, one object
+    b"{}]}",
+    b"{},{}",  # two items: a join must not miss a payload that lost one
+    b'{"ts": %d, "pm25": 2, "tags": ["a"]}' % SEC,
+    b'{"ts": %d, "pm25": 3' % SEC,
+    b"\x0b{}",
+    b"",
+    b"[]",
+    b'"text"',
+    b"{}",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.integers(0, len(PIECES) - 1), min_size=32, max_size=80))
+def test_a_cycle_parsed_in_one_go_reads_each_payload_as_alone(registry: Registry, picks: list[int]) -> None:
+    """Cycles large enough to be parsed as one array, with payloads that would run into each other."""
+    cycle = [RawMessage(topic(f"air-{i % 3}"), PIECES[p], NOW) for i, p in enumerate(picks)]
+    fast = Validator(registry)
+    warm(fast, registry)
+    same(fast.validate(cycle, NOW), Validator(registry, column_path=False).validate(cycle, NOW))
+
+
+@pytest.mark.parametrize("pair", [(5, 6), (7, 8), (9, 10)])
+def test_payloads_that_would_run_into_each_other_are_still_read_alone(
+    registry: Registry, pair: tuple[int, int]
+) -> None:
+    """Two payloads that make one object when joined, and one that makes two, in one run of a cycle."""
+    picks = [0, 1, 2] * 10 + [*pair, 11, 0, 1]
+    cycle = [RawMessage(topic(f"air-{i % 3}"), PIECES[p], NOW) for i, p in enumerate(picks)]
+    fast = Validator(registry)
+    warm(fast, registry)
+    same(fast.validate(cycle, NOW), Validator(registry, column_path=False).validate(cycle, NOW))
+
+
+@pytest.mark.parametrize("opening", [b"[", b'{"x":'])
+@pytest.mark.parametrize("readings", [1, 300])
+def test_a_gateway_batch_nested_deeper_than_the_reference_parser_reads_is_malformed_on_both_paths(
+    registry: Registry, opening: bytes, readings: int
+) -> None:
+    """orjson reads 1,024 levels, pydantic's parser (the reference) 200: a batch nested deeper is
+    malformed JSON either way, whether its items are otherwise good or not. A large batch of
+    ordinary items (hundreds of brackets, none deep) is still read."""
+    closing = b"]" if opening == b"[" else b"}"
+    deep = opening * 300 + b"1" + closing * 300
+    good = b'{"device": "air-1", "ts": %d, "pm25": 1}'
+    items = [good % (SEC - i) for i in range(readings)]
+    batches = [
+        b"[" + b",".join([*items, b'{"device": "air-1", "ts": %d, "pm25": 1, "x": %s}' % (SEC, deep)]) + b"]",
+        b"[" + b",".join([*items, b'{"device": "air-1", "pm25": 1, "x": %s}' % deep]) + b"]",
+        b"[" + b",".join(items) + b"]",
+    ]
+    for payload in batches:
+        cycle = [RawMessage("citypulse/v1/batches/air/gw-1", payload, NOW)]
+        fast = Validator(registry)
+        warm(fast, registry)
+        result = fast.validate(cycle, NOW)
+        same(result, Validator(registry, column_path=False).validate(cycle, NOW))
+        if payload is batches[-1]:
+            assert result.valid == readings
+        else:
+            assert [r.reason for r in result.rejects] == [Reason.MALFORMED_JSON]
