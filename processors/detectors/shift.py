@@ -51,7 +51,7 @@ SCALES = Profile(BINS, days=3.0)
 """The usual size of the residual at each hour."""
 WARMUP_MS = DAY_MS
 WARMUP_READINGS = 30
-Z_ALARM = 7.0
+Z_ALARM = 6.5
 FAST = 0.3
 SLOW_TAU_MS = 2 * 3_600_000
 SCALE_TAU_MS = DAY_MS
@@ -88,10 +88,10 @@ class ShiftDetector(ContinuousDetector):
     """Level shifts and slow drifts against a seasonal, fleet-corrected baseline.
 
     Score: the larger of the fast and slow smoothed residual, each over its own
-    typical size (in standard deviations), divided by 14 (7 score 0.5), capped at 1. Seven, not
-    the textbook three to five: residuals against a learned profile wander with the weather and
-    the traffic for hours, and at five this detector raised about one false alarm per ten
-    device-days on the evaluation fleet.
+    typical size (in standard deviations), divided by 13 (6.5 score 0.5), capped at 1. Six and a
+    half, not the textbook three to five: residuals against a learned profile wander with the
+    weather and the traffic for hours, and at five this detector raised about one false alarm per
+    ten device-days on the evaluation fleet.
 
     >>> import numpy as np
     >>> from processors.batch import series_batch
@@ -258,15 +258,14 @@ class ShiftDetector(ContinuousDetector):
         # What is usual at each hour is learned from calm readings, and from alarming ones
         # that recur at the same hour day after day: a lamp that switches at dusk every
         # evening makes dusk a noisy hour, while a one-off drift teaches it nothing.
-        # During the first day nothing is judged yet, so every residual, however large,
-        # teaches its hour what is usual (the profile is still settling around it).
+        # Clipped from the first day on: a fault or a storm in a device's first day must not
+        # make its hours look noisy for days (unclipped, they hid the next day's drifts).
         recurring = self._recurring(binned, scale_where, r.ts_ms, flagged)
-        unclipped = np.abs(nan_to_zero(resid)) * MAD_TO_SIGMA
         SCALES.learn(
             binned,
             "hourly_scale",
             scale_where,
-            np.where(warm, observed, unclipped),
+            observed,
             learn | recurring,
             r.interval_ms,
         )
