@@ -395,16 +395,12 @@ class Validator:
             self._single(message, kind, topic.source_id, cycle.next_seq(), cycle)
             return
         items: Any = None
-        if self.column_path:
-            try:
-                items = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                items = None  # NaN literals, huge numbers...: the reference parser reads it
-            if payload.count(b"[") + payload.count(b"{") > REFERENCE_DEPTH:
-                # orjson reads nesting five times deeper than the reference parser: only
-                # a payload with this many brackets can nest too deep, and the reference
-                # parser says whether it does (a gateway's batch of hundreds, now and then).
-                items = None
+        # orjson reads nesting five times deeper than the reference parser: only a payload
+        # with this many brackets can nest too deep, so the reference parser reads it and
+        # says whether it does (a gateway's batch of hundreds, now and then). What orjson
+        # cannot read (NaN literals, huge numbers...) the reference parser reads too.
+        if self.column_path and payload.count(b"[") + payload.count(b"{") <= REFERENCE_DEPTH:
+            items = _orjson_or_none(payload)
         if not isinstance(items, list):
             try:
                 items = pydantic_core.from_json(payload, allow_inf_nan=True)
@@ -864,11 +860,8 @@ def _parse(payloads: list[bytes], sizes: NDArray[np.int64]) -> tuple[list[object
         if a < b:  # the run of payloads [a, b)
             begin, end = int(starts[a]) - 1, int(ends[b - 1])
             body[begin], body[end] = ord("["), ord("]")
-            try:
-                run = orjson.loads(view[begin : end + 1])
-            except orjson.JSONDecodeError:
-                run = None
-            if run is None or len(run) != b - a:
+            run = _orjson_or_none(view[begin : end + 1])
+            if not isinstance(run, list) or len(run) != b - a:
                 run, objects[a:b] = _each(payloads[a:b])
             parsed.extend(run)
         if b < n:  # payload b, read alone (only if it may be an object: a failed parse is slow)
@@ -911,7 +904,7 @@ def _each(payloads: list[bytes]) -> tuple[list[object], NDArray[np.bool_]]:
     return parsed, objects
 
 
-def _orjson_or_none(payload: bytes) -> object:
+def _orjson_or_none(payload: bytes | memoryview) -> object:
     """``payload`` parsed by orjson, or ``None`` where it cannot read it."""
     try:
         return orjson.loads(payload)
