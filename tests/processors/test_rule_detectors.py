@@ -75,6 +75,71 @@ class TestTrafficIncident:
         assert scores[41:43].max() >= 0.5
 
 
+class TestTrafficConsistency:
+    """Flow = density x speed: the city's rhythms keep it, one drifting sensor breaks it."""
+
+    @staticmethod
+    def road(
+        days: float, seed: int, free_speed: float = 50.0, rain: tuple[int, int] | None = None
+    ) -> dict[str, NDArray[np.float64]]:
+        """A road on Greenshields' diagram, minute by minute: a quiet night, two rush hours that
+        congest it on some days and not others, and (optionally) rain that cuts its free speed by
+        15 % for a while. Speed, occupancy and the Poisson count always agree, as on a real road."""
+        rng = np.random.default_rng(seed)
+        minutes = int(days * 24 * 60)
+        local_hour = ((np.arange(minutes) + 7 * 60) % (24 * 60)) / 60.0
+        peak = rng.uniform(0.6, 1.2, int(days) + 1)[np.arange(minutes) // (24 * 60)]
+        demand = 0.05 + peak * (np.exp(-((local_hour - 8.0) ** 2)) + np.exp(-((local_hour - 17.5) ** 2)))
+        density = np.clip(0.5 * demand, 0.0, 0.9)
+        vf = np.full(minutes, free_speed)
+        if rain is not None:
+            vf[rain[0] : rain[1]] *= 0.85
+        speed = vf * (1.0 - density) * (1.0 + 0.03 * rng.standard_normal(minutes))
+        occupancy = np.maximum(90.0 * density * (1.0 + 0.05 * rng.standard_normal(minutes)), 0.0)
+        count = rng.poisson(0.9 * density * vf * (1.0 - density)).astype(np.float64)
+        return {"vehicle_count": count, "mean_speed": speed, "occupancy": occupancy}
+
+    @staticmethod
+    def alarms(values: dict[str, NDArray[np.float64]]) -> dict[str, NDArray[np.bool_]]:
+        detector = DETECTORS["traffic_consistency"](KINDS["traffic"])
+        scores = detector.update(series_batch(KINDS["traffic"], values))
+        return {column: scores[:, j] >= 0.5 for j, column in enumerate(detector.columns)}
+
+    def test_rush_hours_congestion_and_rain_keep_the_identity(self) -> None:
+        for seed in (1, 2, 3):
+            road = self.road(days=3, seed=seed, rain=(36 * 60, 40 * 60))
+            found = self.alarms(road)
+            assert not any(a.any() for a in found.values()), seed
+
+    def test_a_drifting_occupancy_is_blamed_on_occupancy(self) -> None:
+        for seed, total in ((4, 20.0), (5, -15.0)):
+            road = self.road(days=2, seed=seed)
+            start = 24 * 60 + 2 * 60  # day 2, 09:00 local: the morning rush
+            road["occupancy"][start : start + 360] += np.linspace(0.0, total, 360)
+            road["occupancy"] = np.maximum(road["occupancy"], 0.0)
+            found = self.alarms(road)
+            assert found["occupancy"][start : start + 360].any(), seed
+            assert not found["occupancy"][:start].any(), seed
+            assert not found["mean_speed"].any(), seed
+
+    def test_a_drifting_speed_is_blamed_on_speed(self) -> None:
+        for seed, total in ((6, 30.0), (7, -25.0)):
+            road = self.road(days=2, seed=seed)
+            start = 24 * 60 + 5 * 60  # day 2, 12:00 local
+            road["mean_speed"][start : start + 360] += np.linspace(0.0, total, 360)
+            road["mean_speed"] = np.maximum(road["mean_speed"], 1.0)
+            found = self.alarms(road)
+            assert found["mean_speed"][start : start + 360].any(), seed
+            assert not found["mean_speed"][:start].any(), seed
+            assert not found["occupancy"].any(), seed
+
+    def test_nothing_is_judged_before_the_road_is_learned(self) -> None:
+        road = self.road(days=0.5, seed=8)
+        road["occupancy"][30:] += 25.0  # wrong from its first hour: nothing to compare with yet
+        found = self.alarms(road)
+        assert not found["occupancy"][:120].any()
+
+
 class TestBinFire:
     def test_a_bin_warming_in_the_afternoon_sun_is_not_a_fire(self) -> None:
         # Fifteen-minute readings: 27 °C at dawn to 46 °C in the mid-afternoon sun, and back.
