@@ -14,6 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
+import numpy as np
+from numpy.typing import NDArray
+
 from processors.kinds import KINDS, SensorKind
 from processors.kinds.base import DEVICE_ID_PATTERN
 
@@ -109,6 +112,9 @@ class DeviceTable:
     kind: SensorKind
     devices: list[Device] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
+    _coordinates: tuple[NDArray[np.float64], NDArray[np.float64]] = field(
+        default_factory=lambda: (np.zeros(0), np.zeros(0)), init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.devices)
@@ -123,6 +129,19 @@ class DeviceTable:
         """The device's reporting interval, falling back to its kind's."""
         own = self.devices[position].interval_s
         return own if own is not None else self.kind.interval_s
+
+    def coordinates(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Every device's latitude and longitude, as arrays indexed like the table.
+
+        Built once per size: devices are only ever appended, and detectors that need
+        where a device is (the sun over a lamp, a road's local day) read it every round.
+        """
+        if self._coordinates[0].size != len(self.devices):
+            self._coordinates = (
+                np.array([d.lat for d in self.devices], dtype=np.float64),
+                np.array([d.lon for d in self.devices], dtype=np.float64),
+            )
+        return self._coordinates
 
 
 class Registry:

@@ -12,6 +12,25 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+
+def solar_time_ms(ts_ms: NDArray[np.int64], lon_deg: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Local mean solar time at a longitude, as epoch milliseconds: UTC plus four minutes per degree east.
+
+    The registry knows where a device is, not its civil time zone; the day a road
+    lives by (its rush hours, its weekend) follows the sun to within the hour that
+    zones stray from it (Hanoi, at 105.85 E, is 7 h 3 min ahead of UTC by the sun
+    and 7 h by the clock).
+
+    >>> # 2026-11-20 17:00 UTC is already Saturday 00:03 in Hanoi by the sun
+    >>> local = solar_time_ms(np.array([1795194000000]), np.array([105.85]))
+    >>> int((local[0] // DAY_MS + 3) % 7)  # 0 = Monday
+    5
+    """
+    offset: NDArray[np.int64] = np.round(lon_deg / 15.0 * HOUR_MS).astype(np.int64)
+    local: NDArray[np.int64] = ts_ms + offset
+    return local
 
 
 def elevation_deg(ts_ms: ArrayLike, lat_deg: ArrayLike, lon_deg: ArrayLike) -> NDArray[np.float64]:

@@ -22,7 +22,6 @@ from numpy.typing import NDArray
 
 from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
-from processors.registry import DeviceTable
 from processors.solar import elevation_deg
 
 DAY_DEG = 6.0
@@ -73,11 +72,6 @@ class LightingDetector(Detector):
     def column_names(self) -> tuple[str, ...]:
         return ("state", "power", "lux")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lat = np.zeros(0)
-        self._lon = np.zeros(0)
-
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         return {
             "standby": spec(np.float32, (), np.nan),
@@ -85,15 +79,9 @@ class LightingDetector(Detector):
             "n": spec(np.uint16, (), 0),
         }
 
-    def _where(self, table: DeviceTable, device: NDArray[np.intp]) -> tuple[NDArray[np.float64], ...]:
-        if self._lat.size < len(table):
-            self._lat = np.array([d.lat for d in table.devices])
-            self._lon = np.array([d.lon for d in table.devices])
-        return self._lat[device], self._lon[device]
-
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
         on, power, lux, dimming = (r.x[:, j] for j in range(4))
-        lat, lon = self._where(r.table, r.device)
+        lat, lon = (where[r.device] for where in r.table.coordinates())
         sun = elevation_deg(r.ts_ms, lat, lon)
         day, night = sun > DAY_DEG, sun < NIGHT_DEG
         wrong_state = np.where((day & (on > 0.5)) | (night & (on < 0.5)), 1.0, 0.0)

@@ -9,14 +9,17 @@ readings: :mod:`._calm`) move with it and it does not score.
 A road at capacity can also break down within minutes by itself: the Monday rush
 tips a busy junction onto the congested branch as abruptly as a crash does. That
 breakdown recurs at the same time of day, so each road also remembers its usual
-occupancy at each hour of the day (a mean over about a week of all its readings,
-so Monday still knows last Friday's rush), and occupancy counts as crowding only
-above the larger of the recent baseline and the usual level within an hour of now
-(traffic management centres compare with the historical profile for the same
-reason). A crash at a quiet hour is far above both; one in a road's own rush hour
-must push it past its usual jam. The mean learns from alarming readings too: a
-breakdown alarms from start to end the first time it is seen, and would otherwise
-never become usual. The price: a crash enters its hour's mean like any day's
+occupancy at each hour of a working day and of a weekend day, apart (a mean over
+about a week of that hour's readings on days of that type, so Monday still knows
+last Friday's rush, and a quiet Sunday morning does not water it down), and
+occupancy counts as crowding only above the larger of the recent baseline and the
+usual level within an hour of now (traffic management centres compare with the
+historical profile of the same day type for the same reason). Hours and days are
+the road's own, by the sun at its longitude (:func:`~processors.solar.solar_time_ms`).
+A crash at a quiet hour is far above both; one in a road's own rush hour must push
+it past its usual jam. The mean learns from alarming readings too: a breakdown
+alarms from start to end the first time it is seen, and would otherwise never
+become usual. The price: a crash enters its hour's mean like any day's
 traffic, so in a road's first days a second crash at the same hour must rise
 further above it to be seen.
 """
@@ -31,6 +34,7 @@ from numpy.typing import NDArray
 from processors.detectors._calm import calm_spec, learn_calm, warm
 from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
+from processors.solar import DAY_MS, solar_time_ms
 
 SLOWDOWN = 0.5
 """Speed down by half its baseline scores 0.5, if occupancy also rose."""
@@ -83,14 +87,19 @@ class TrafficIncidentDetector(Detector):
         return calm_spec()
 
     def binned_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
-        # Per hour of the day: the mean occupancy of ordinary readings and how many taught it.
-        return {"usual": spec(np.float32, (HOURS, 2), 0.0)}
+        # Per hour of a working day, then of a weekend day: the mean occupancy of ordinary
+        # readings and how many taught it.
+        return {"usual": spec(np.float32, (2 * HOURS, 2), 0.0)}
 
     def _usual(self, r: Round) -> tuple[NDArray[np.intp], NDArray[np.float32], NDArray[np.float64]]:
-        """The reading's hour, that hour's (mean, count), and the highest known mean within an hour."""
+        """The reading's hour bin (of its day type), its (mean, count), and the highest usual mean near it."""
         assert r.binned is not None
-        hour = (r.ts_ms // HOUR_MS % HOURS).astype(np.intp)
-        around = np.stack([(hour + HOURS - 1) % HOURS, hour, (hour + 1) % HOURS])
+        local = solar_time_ms(r.ts_ms, r.table.coordinates()[1][r.device])
+        hour = (local // HOUR_MS % HOURS).astype(np.intp)
+        weekend = (local // DAY_MS + 3) % 7 >= 5  # 1970-01-01 was a Thursday; 0 = Monday
+        day_type = np.where(weekend, HOURS, 0)
+        around = np.stack([(hour + HOURS - 1) % HOURS, hour, (hour + 1) % HOURS]) + day_type
+        hour = hour + day_type
         cells = r.binned.get("usual", around)
         known = cells[:, :, 1] >= USUAL_MIN
         usual = np.where(known, cells[:, :, 0], -np.inf).max(axis=0)

@@ -363,3 +363,29 @@ def test_traffic_incident_knows_a_road_that_breaks_down_every_rush_hour() -> Non
     day = onsets // (24 * 60)
     assert day.min() == 0, "the first rush breakdown is new to the detector and alarms"
     assert onsets[day > 0].tolist() == [crash], "later rush hours do not; the night crash does"
+
+
+def test_traffic_incident_keeps_the_weekday_rush_apart_from_the_quiet_weekend() -> None:
+    """Thursday to Monday: the junction breaks down at 07:10 on working days only.
+
+    With one profile for every day, Saturday's and Sunday's quiet mornings watered the
+    07:00 usual level down to half a jam, and Monday's ordinary breakdown alarmed as a
+    crash. Working days and weekends have profiles of their own: Monday knows Friday's.
+    """
+    kind = KINDS["traffic"]
+    thursday = 1_795_021_200_000  # 2026-11-19 00:00 in Hanoi (18 Nov 17:00 UTC)
+    minutes = 5 * 24 * 60
+    rng = np.random.default_rng(9)
+    ts = thursday + 60_000 * np.arange(minutes)
+    day, minute = np.arange(minutes) // (24 * 60), np.arange(minutes) % (24 * 60)
+    speed = 45.0 + rng.normal(0.0, 1.0, minutes)
+    occupancy = 12.0 + rng.normal(0.0, 1.0, minutes)
+    rush = (minute >= 7 * 60 + 10) & (minute < 8 * 60 + 30) & ~np.isin(day, [2, 3])  # not Sat, Sun
+    speed[rush] = 12.0 + rng.normal(0.0, 1.0, int(rush.sum()))
+    occupancy[rush] = 62.0 + rng.normal(0.0, 2.0, int(rush.sum()))
+    detector = DETECTORS["traffic_incident"](kind)
+    alarms = (
+        detector.update(series_batch(kind, {"mean_speed": speed, "occupancy": occupancy}, ts))[:, 0] >= 0.5
+    )
+    onset_days = sorted(set((np.flatnonzero(alarms & ~np.r_[False, alarms[:-1]]) // (24 * 60)).tolist()))
+    assert onset_days == [0], "Thursday's breakdown is new; Friday's and Monday's are usual"
