@@ -37,6 +37,8 @@ from processors.detectors._robust import (
     DAY_MS,
     MAD_TO_SIGMA,
     Profile,
+    column_medians,
+    column_quantile,
     nan_to_zero,
     rate,
     z_score,
@@ -173,7 +175,7 @@ class ShiftDetector(ContinuousDetector):
             contributing = judged & warm
             counts = contributing.sum(axis=0)
             if counts.any():
-                median = _column_medians(resid, contributing)
+                median = column_medians(resid, contributing)
                 # The round's median is noisy when few devices report, so small moves are
                 # smoothed; a move beyond three of its standard errors (the city cooled by
                 # four degrees in a shower) is real and followed at once, or every device
@@ -315,7 +317,7 @@ class ShiftDetector(ContinuousDetector):
             return np.ones(len(self.fields), dtype=np.float32)
         counts = contributing.sum(axis=0)
         if counts.any():
-            top = _column_quantile(fast_stat, contributing, SPREAD_QUANTILE)
+            top = column_quantile(fast_stat, contributing, SPREAD_QUANTILE)
             weight = counts / (counts + len(r.table) / 8.0)
             spread = np.where(counts > 0, spread + weight * (top - spread), spread).astype(np.float32)
             spread = np.where(np.isnan(spread) & (counts > 0), top, spread).astype(np.float32)
@@ -371,49 +373,6 @@ def corroborated(
     updated = off_s.copy()
     updated[rows] = np.where(now, seconds, off_s[rows])
     return together, updated
-
-
-def _thinned(
-    values: NDArray[np.floating[Any]], mask: NDArray[np.bool_]
-) -> tuple[NDArray[np.floating[Any]], NDArray[np.bool_]]:
-    """A large round thinned to :data:`SAMPLE` evenly spaced rows, for fleet statistics that need no more."""
-    rows = values.shape[0]
-    if rows <= SAMPLE:
-        return values, mask
-    keep = np.linspace(0, rows - 1, SAMPLE).astype(np.intp)
-    return values[keep], mask[keep]
-
-
-def _column_medians(values: NDArray[np.floating[Any]], mask: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Median of each column over its masked rows; a large round is thinned to 257 evenly spaced rows.
-
-    The fleet's shared movement only needs a robust centre, not an exact one, and
-    a median of a few hundred devices is as robust as one of a hundred thousand.
-    """
-    values, mask = _thinned(values, mask)
-    if mask.all():
-        median: NDArray[np.float64] = np.median(values, axis=0).astype(np.float64)
-        return median
-    out = np.zeros(values.shape[1])
-    for j in np.flatnonzero(mask.any(axis=0)).tolist():
-        out[j] = np.median(values[mask[:, j], j])
-    return out
-
-
-def _column_quantile(
-    values: NDArray[np.floating[Any]], mask: NDArray[np.bool_], q: float
-) -> NDArray[np.float64]:
-    """The ``q`` quantile (nearest rank) of each column over its masked rows, thinned as above."""
-    values, mask = _thinned(values, mask)
-    ordered = np.sort(np.where(mask, values, np.inf), axis=0)
-    counts = mask.sum(axis=0)
-    rank = np.clip(np.round(q * (counts - 1)).astype(np.intp), 0, max(values.shape[0] - 1, 0))
-    picked = np.take_along_axis(ordered, rank[None, :], axis=0)[0].astype(np.float64)
-    result: NDArray[np.float64] = np.where(counts > 0, picked, np.nan)
-    return result
-
-
-SAMPLE = 257
 
 
 DETECTOR = ShiftDetector

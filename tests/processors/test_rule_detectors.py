@@ -140,6 +140,61 @@ class TestTrafficConsistency:
         assert not found["occupancy"][:120].any()
 
 
+class TestAirConsistency:
+    """CO and NO2 come out of the same exhausts: the air moves them together, a sensor does not."""
+
+    @staticmethod
+    def monitor(days: float, seed: int) -> dict[str, NDArray[np.float64]]:
+        """A street monitor, minute by minute: two rush hours (the gases' main source, and a
+        share of PM2.5's), a still night that traps everything, and the day-to-day weather
+        diluting all three pollutants alike."""
+        rng = np.random.default_rng(seed)
+        minutes = int(days * 24 * 60)
+        local_hour = ((np.arange(minutes) + 7 * 60) % (24 * 60)) / 60.0
+        rush = np.exp(-((local_hour - 8.0) ** 2) / 2.0) + np.exp(-((local_hour - 18.0) ** 2) / 2.0)
+        night = 1.0 + 0.6 * np.exp(-((local_hour - 3.0) ** 2) / 8.0)
+        weather = np.exp(np.cumsum(rng.normal(0.0, 0.01, minutes)))
+        source = (1.0 + 0.8 * rush) * night * weather
+        noise = 1.0 + 0.05 * rng.standard_normal((3, minutes))
+        return {
+            "pm25": 40.0 * (1.0 + 0.4 * rush) * night * weather * noise[0],
+            "no2": 30.0 * source * noise[1],
+            "co": 0.8 * source * noise[2],
+        }
+
+    @staticmethod
+    def alarms(values: dict[str, NDArray[np.float64]]) -> dict[str, NDArray[np.bool_]]:
+        detector = DETECTORS["air_consistency"](KINDS["air"])
+        scores = detector.update(series_batch(KINDS["air"], values))
+        return {column: scores[:, j] >= 0.5 for j, column in enumerate(detector.columns)}
+
+    def test_rush_hours_and_still_nights_move_both_gases_and_raise_nothing(self) -> None:
+        for seed in (1, 2):
+            found = self.alarms(self.monitor(days=3, seed=seed))
+            assert not any(a.any() for a in found.values()), seed
+
+    def test_a_drifting_gas_sensor_is_blamed_and_the_other_is_not(self) -> None:
+        start = 36 * 60
+        for seed, gas, other, total in (
+            (3, "co", "no2", 1.2),
+            (4, "no2", "co", 35.0),
+            (5, "co", "no2", -0.5),
+        ):
+            air = self.monitor(days=2, seed=seed)
+            air[gas][start : start + 360] += np.linspace(0.0, total, 360)
+            air[gas] = np.maximum(air[gas], 0.0)
+            found = self.alarms(air)
+            assert found[gas][start : start + 360].any(), (seed, gas)
+            assert not found[gas][:start].any(), (seed, gas)
+            assert not found[other].any(), (seed, gas)
+
+    def test_dust_raising_pm25_alone_blames_no_gas(self) -> None:
+        air = self.monitor(days=2, seed=6)
+        air["pm25"][36 * 60 : 40 * 60] *= 3.0  # a dust storm: particles, no exhaust
+        found = self.alarms(air)
+        assert not any(a.any() for a in found.values())
+
+
 class TestBinFire:
     def test_a_bin_warming_in_the_afternoon_sun_is_not_a_fire(self) -> None:
         # Fifteen-minute readings: 27 °C at dawn to 46 °C in the mid-afternoon sun, and back.
