@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import DAY_MS, column_medians, rate, z_score
-from processors.detectors.base import REARM, Category, Detector, Round, State, spec
+from processors.detectors._consistency import TAU_MS, Window, blamed_scores, held_blame, settle, window_spec
+from processors.detectors._robust import DAY_MS, column_medians, z_score
+from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
 
-TAU_MS = 1_800_000
-"""The window each ratio is judged on (an exponential one): half an hour."""
 WARMUP_MS = DAY_MS
 WARMUP_READINGS = 60
 Z_ALARM = 6.0
@@ -42,10 +41,6 @@ EVIDENCE = 8.0
 WARNING = 0.5
 """Readings past this share of the alarm level teach nothing."""
 CLIP = 2.5
-UNBLAMED = 0.9
-"""Share of the threshold an unattributed score is capped at: evidence shown, no alarm raised."""
-RE_ACCEPT_MS = DAY_MS
-"""A monitor out of line this long has changed (a new sensor, a recalibration): it learns again."""
 OFFSETS = (2.0, 2.0, 0.1)
 """Added to PM2.5 (µg/m³), NO2 (µg/m³) and CO (mg/m³) means before the log: noise at clean-air levels."""
 NO2, CO = 1, 2
@@ -101,21 +96,15 @@ class AirConsistencyDetector(Detector):
             "short": spec(np.float32, (4,), 0.0),
             "usual": spec(np.float32, (3,), np.nan),
             "spread": spec(np.float32, (3,), np.nan),
-            "n": spec(np.uint32, (), 0),
-            "off_ms": spec(np.float32, (), 0.0),
-            "blamed": spec(np.int8, (), 0),
-            "first_ts": spec(np.int64, (), np.iinfo(np.int64).max),
-            "last_ts": spec(np.int64, (), np.iinfo(np.int64).min),
+            **window_spec(),
         }
 
     def shared_spec(self) -> State:
         return {"common": np.zeros(3, dtype=np.float32)}
 
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
-        use = ~np.isnan(r.x).any(axis=1) & (r.ts_ms > state["last_ts"])
-        first = state["last_ts"] == np.iinfo(np.int64).min
-        gap = np.where(first, 0.0, (r.ts_ms - state["last_ts"]).astype(np.float64))
-        keep = np.exp(-np.maximum(gap, 0.0) / TAU_MS)[:, None]
+        window = Window.of(state, r)
+        use, keep, first_ts = window.use, window.keep, window.first_ts
         # Exponential sums of PM2.5, NO2, CO and the weight: means over the last half hour.
         reading = np.concatenate([np.nan_to_num(r.x), np.ones((r.x.shape[0], 1))], axis=1)
         short = state["short"].astype(np.float64)
@@ -124,7 +113,6 @@ class AirConsistencyDetector(Detector):
         logs = np.log(np.maximum(means, 1e-9))
         ratios = np.stack([logs[:, 2] - logs[:, 1], logs[:, 2] - logs[:, 0], logs[:, 1] - logs[:, 0]], axis=1)
 
-        first_ts = np.where(use, np.minimum(state["first_ts"], r.ts_ms), state["first_ts"])
         n = state["n"]
         usual = state["usual"].astype(np.float64)
         spread = state["spread"].astype(np.float64)
@@ -149,8 +137,7 @@ class AirConsistencyDetector(Detector):
         z = np.where(warm[:, None], np.nan_to_num(deviation / np.sqrt(np.fmax(spread, 1e-6))), 0.0)
         score = np.where(warm, z_score(z[:, _CN], Z_ALARM), 0.0)
 
-        blamed = np.where(warm & (score >= REARM * self.threshold), state["blamed"], 0).astype(np.int8)
-        deciding = (blamed == 0) & (score >= self.threshold)
+        blamed, deciding = held_blame(state, warm, score, self.threshold)
         # Either gas alone explains the judged ratio's move: if CO moved, NO2 still agrees with
         # PM2.5 and CO/PM2.5 moved by the whole amount; if NO2 moved, the other way round. The
         # log-likelihood ratio of the two (Gaussian deviations, each of its learned spread) is
@@ -166,9 +153,7 @@ class AirConsistencyDetector(Detector):
 
         wary = warm & (score >= WARNING * self.threshold)
         learn = use & ~wary
-        alpha = np.maximum(rate(r.interval_ms, DAY_MS, 0.0)[:, 0], 1.0 / (n.astype(np.float64) + 1.0))[
-            :, None
-        ]
+        alpha = window.learning_rate(state, r)[:, None]
         seeded = np.isnan(usual)
         usual = np.where(learn[:, None], np.where(seeded, ratios, usual + alpha * deviation), usual)
         bound = CLIP * CLIP * np.where(np.isnan(spread), np.inf, spread)
@@ -178,23 +163,11 @@ class AirConsistencyDetector(Detector):
             spread_learn, np.where(np.isnan(spread), observed, spread + alpha * (observed - spread)), spread
         )
 
-        off = np.where(wary, state["off_ms"] + r.interval_ms, np.where(learn, 0.0, state["off_ms"]))
-        restart = off >= RE_ACCEPT_MS
+        restart = settle(state, r, window, wary, blamed)
         state["short"] = short.astype(np.float32)
         state["usual"] = np.where(restart[:, None], np.nan, usual).astype(np.float32)
         state["spread"] = np.where(restart[:, None], np.nan, spread).astype(np.float32)
-        state["n"] = np.where(restart, 0, np.where(learn, np.minimum(n.astype(np.int64) + 1, 2**32 - 1), n))
-        state["n"] = state["n"].astype(np.uint32)
-        state["off_ms"] = np.where(restart, 0.0, off).astype(np.float32)
-        state["blamed"] = np.where(restart, 0, blamed).astype(np.int8)
-        state["first_ts"] = np.where(restart, r.ts_ms, first_ts)
-        state["last_ts"] = np.where(use, r.ts_ms, state["last_ts"])
-
-        capped = np.minimum(score, UNBLAMED * self.threshold)
-        scores = np.stack(
-            [np.where(blamed == NO2, score, capped), np.where(blamed == CO, score, capped)], axis=1
-        )
-        return np.where(use[:, None], scores, np.nan)
+        return blamed_scores(score, blamed, (NO2, CO), self.threshold, use)
 
 
 DETECTOR = AirConsistencyDetector

@@ -34,12 +34,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import DAY_MS, rate, z_score
-from processors.detectors.base import REARM, Category, Detector, Round, State, spec
+from processors.detectors._consistency import Window, blamed_scores, held_blame, settle, window_spec
+from processors.detectors._robust import z_score
+from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
 
-TAU_MS = 1_800_000
-"""The window the identity is judged on (an exponential one): half an hour."""
 WARMUP_MS = 2 * 3_600_000
 WARMUP_READINGS = 60
 Z_ALARM = 6.0
@@ -52,10 +51,6 @@ AMBIGUITY = 1.5
 MARGIN = 2.0
 """A measure is blamed when the other's fit to the line is off by more than :data:`AMBIGUITY` times
 its own plus :data:`MARGIN` times the line's scatter."""
-UNBLAMED = 0.9
-"""Share of the threshold an unattributed score is capped at: evidence shown, no alarm raised."""
-RE_ACCEPT_MS = DAY_MS
-"""A device inconsistent this long has been changed (recalibrated, re-cut loop): it learns ``K`` again."""
 
 SPEED, OCCUPANCY = 1, 2
 """``blamed`` values (0: nothing blamed); also the score columns, less one."""
@@ -112,19 +107,13 @@ class TrafficConsistencyDetector(Detector):
             "short": spec(np.float32, (6,), 0.0),
             "long": spec(np.float32, (7,), 0.0),
             "excess": spec(np.float32, (), 0.0),
-            "n": spec(np.uint32, (), 0),
-            "off_ms": spec(np.float32, (), 0.0),
-            "blamed": spec(np.int8, (), 0),
-            "first_ts": spec(np.int64, (), np.iinfo(np.int64).max),
-            "last_ts": spec(np.int64, (), np.iinfo(np.int64).min),
+            **window_spec(),
         }
 
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
         count, speed, occupancy = r.x[:, 0], r.x[:, 1], r.x[:, 2]
-        use = ~np.isnan(r.x).any(axis=1) & (r.ts_ms > state["last_ts"])
-        first = state["last_ts"] == np.iinfo(np.int64).min
-        gap = np.where(first, 0.0, (r.ts_ms - state["last_ts"]).astype(np.float64))
-        keep = np.exp(-np.maximum(gap, 0.0) / TAU_MS)[:, None]
+        window = Window.of(state, r)
+        use, keep, first_ts = window.use, window.keep, window.first_ts
         reading = np.stack(
             [count, occupancy * speed, occupancy, speed, np.ones_like(count), np.ones_like(count)], axis=1
         )
@@ -133,7 +122,6 @@ class TrafficConsistencyDetector(Detector):
         decayed[:, _W2] *= keep[:, 0]
         short = np.where(use[:, None], decayed + np.nan_to_num(reading), short)
 
-        first_ts = np.where(use, np.minimum(state["first_ts"], r.ts_ms), state["first_ts"])
         long = state["long"].astype(np.float64)
         n = state["n"]
         warm = use & ((r.ts_ms - first_ts) >= WARMUP_MS) & (n >= WARMUP_READINGS) & (long[:, _LOS] > 0)
@@ -150,14 +138,13 @@ class TrafficConsistencyDetector(Detector):
         z = np.where(warm, np.nan_to_num(stat / se), 0.0)
         score = np.where(warm, z_score(z, Z_ALARM), 0.0)
 
-        blamed = np.where(warm & (score >= REARM * self.threshold), state["blamed"], 0).astype(np.int8)
-        deciding = (blamed == 0) & (score >= self.threshold)
+        blamed, deciding = held_blame(state, warm, score, self.threshold)
         if deciding.any():
             blamed = np.where(deciding, self._blame(long, short, k), blamed).astype(np.int8)
 
         wary = warm & (score >= WARNING * self.threshold)
         learn = use & ~wary
-        alpha = np.maximum(rate(r.interval_ms, DAY_MS, 0.0)[:, 0], 1.0 / (n.astype(np.float64) + 1.0))
+        alpha = window.learning_rate(state, r)
         moments = np.stack(
             [
                 np.ones_like(count),
@@ -174,23 +161,11 @@ class TrafficConsistencyDetector(Detector):
         observed = np.minimum(np.maximum(stat * stat - poisson, 0.0), (CLIP * CLIP) * (poisson + excess))
         excess = np.where(learn & warm, excess + alpha * (np.nan_to_num(observed) - excess), excess)
 
-        off = np.where(wary, state["off_ms"] + r.interval_ms, np.where(learn, 0.0, state["off_ms"]))
-        restart = off >= RE_ACCEPT_MS
+        restart = settle(state, r, window, wary, blamed)
         state["short"] = short.astype(np.float32)
         state["long"] = np.where(restart[:, None], 0.0, long).astype(np.float32)
         state["excess"] = np.where(restart, 0.0, excess).astype(np.float32)
-        state["n"] = np.where(restart, 0, np.where(learn, np.minimum(n.astype(np.int64) + 1, 2**32 - 1), n))
-        state["n"] = state["n"].astype(np.uint32)
-        state["off_ms"] = np.where(restart, 0.0, off).astype(np.float32)
-        state["blamed"] = np.where(restart, 0, blamed).astype(np.int8)
-        state["first_ts"] = np.where(restart, r.ts_ms, first_ts)
-        state["last_ts"] = np.where(use, r.ts_ms, state["last_ts"])
-
-        capped = np.minimum(score, UNBLAMED * self.threshold)
-        scores = np.stack(
-            [np.where(blamed == SPEED, score, capped), np.where(blamed == OCCUPANCY, score, capped)], axis=1
-        )
-        return np.where(use[:, None], scores, np.nan)
+        return blamed_scores(score, blamed, (SPEED, OCCUPANCY), self.threshold, use)
 
     @staticmethod
     def _blame(
