@@ -12,6 +12,11 @@ valid, and the caller sends every other one through the model, which gives the
 reason code and detail. A kind whose model does something this module does not
 understand (its own model validators, a redefined ``ts``) gets no plan at all and
 always takes the reference path.
+
+The two fields every kind shares, ``device`` and ``ts``, are checked by
+:func:`check_claims`, once for a whole cycle of mixed kinds: converting timestamps costs
+mostly per call, and a cycle holds a few kinds. Each kind's plan then checks only
+its own measures.
 """
 
 from __future__ import annotations
@@ -45,8 +50,46 @@ class Checked:
     """Unknown field names of the accepted items, one entry per occurrence."""
 
 
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What items say of themselves (the device they name, when they were taken), checked.
+
+    The fields are the base model's for every kind with a plan (:func:`plan_for` makes
+    sure), so one cycle's items of all kinds are checked at once and sliced by kind.
+    """
+
+    ok: NDArray[np.bool_]
+    """Items that name no other device and carry a readable timestamp within the window."""
+    ts_ms: NDArray[np.int64]
+    claimed: list[Any]
+    """Each item's ``device``, or a marker where it names none."""
+
+    def __getitem__(self, part: slice) -> Claims:
+        return Claims(self.ok[part], self.ts_ms[part], self.claimed[part])
+
+
+def check_claims(dicts: list[dict[str, Any]], device_ids: list[str], min_ts: int, max_ts: int) -> Claims:
+    """Check ``device`` and ``ts`` of ``dicts`` (parsed JSON objects, of any kinds with a plan).
+
+    ``device_ids[i]`` is the registered device the item belongs to (the caller has
+    resolved the topic, or a gateway item's ``device``); an item that names another
+    device, or names it with something other than a string, is left to the model.
+    """
+    n = len(dicts)
+    ok = np.ones(n, dtype=np.bool_)
+    # An item that does not name its device is taken as the caller's; one that names
+    # another, or null, goes to the model.
+    claimed = list(map(dict.get, dicts, repeat("device"), repeat(_ABSENT)))
+    if claimed != device_ids:  # one C-level comparison says so for the usual cycle
+        absent = np.fromiter(map(is_, claimed, repeat(_ABSENT)), dtype=np.bool_, count=n)
+        ok &= absent | np.fromiter(map(eq, claimed, device_ids), dtype=np.bool_, count=n)
+    ts_ms, ts_ok = _timestamps(list(map(dict.get, dicts, repeat("ts"))))
+    ok &= ts_ok & (ts_ms >= min_ts) & (ts_ms <= max_ts)
+    return Claims(ok, ts_ms, claimed)
+
+
 class ColumnPlan:
-    """How to check one kind's readings a column at a time."""
+    """How to check one kind's measures a column at a time."""
 
     def __init__(
         self, kind: SensorKind, field_schemas: dict[str, core_schema.CoreSchema], config: Any
@@ -59,34 +102,13 @@ class ColumnPlan:
             for name in self.names
         ]
 
-    def check(
-        self,
-        dicts: list[dict[str, Any]],
-        device_ids: list[str],
-        min_ts: int,
-        max_ts: int,
-        reject_unknown: bool,
-    ) -> Checked:
-        """Check ``dicts`` (parsed JSON objects: the caller leaves anything else to the model).
+    def check(self, dicts: list[dict[str, Any]], claims: Claims, reject_unknown: bool) -> Checked:
+        """Check the measures of ``dicts``, whose :func:`check_claims` are ``claims``.
 
-        ``device_ids[i]`` is the registered device the item belongs to (the caller
-        has resolved the topic, or a gateway item's ``device``); an item that names
-        another device, or names it with something other than a string, is left to
-        the model.
+        Pure: the caller counts the unknown fields of what it keeps.
         """
         n = len(dicts)
-        ok = np.ones(n, dtype=np.bool_)
-
-        # An item that does not name its device is taken as the caller's; one that names
-        # another, or null, goes to the model.
-        claimed = list(map(dict.get, dicts, repeat("device"), repeat(_ABSENT)))
-        if claimed != device_ids:  # one C-level comparison says so for the usual cycle
-            absent = np.fromiter(map(is_, claimed, repeat(_ABSENT)), dtype=np.bool_, count=n)
-            ok &= absent | np.fromiter(map(eq, claimed, device_ids), dtype=np.bool_, count=n)
-
-        ts_ms, ts_ok = _timestamps(list(map(dict.get, dicts, repeat("ts"))))
-        ok &= ts_ok & (ts_ms >= min_ts) & (ts_ms <= max_ts)
-
+        ok = claims.ok.copy()
         values = self._by_columns(dicts, ok)
         present = np.count_nonzero(~np.isnan(values), axis=1)
         ok &= present > 0
@@ -98,9 +120,9 @@ class ColumnPlan:
         extra_names: list[str] = []
         keep = ok.tolist()
         keys = sum(compress(map(len, dicts), keep))
-        named = keep.count(True) - list(compress(claimed, keep)).count(_ABSENT)
+        named = keep.count(True) - list(compress(claims.claimed, keep)).count(_ABSENT)
         if keys == int(present[ok].sum()) + keep.count(True) + named:
-            return Checked(ok, ts_ms, values, extra_names)
+            return Checked(ok, claims.ts_ms, values, extra_names)
         sizes = np.fromiter(map(len, dicts), dtype=np.int64, count=n)
         has_device = np.fromiter(map(dict.__contains__, dicts, repeat("device")), dtype=np.bool_, count=n)
         for i in np.flatnonzero(ok & (sizes > present + 1 + has_device)).tolist():
@@ -109,7 +131,7 @@ class ColumnPlan:
                 ok[i] = False
             else:
                 extra_names.extend(extra)
-        return Checked(ok, ts_ms, values, extra_names)
+        return Checked(ok, claims.ts_ms, values, extra_names)
 
     def _by_columns(self, dicts: list[dict[str, Any]], ok: NDArray[np.bool_]) -> NDArray[np.float64]:
         """Every measure of every item, a measure at a time; items with an invalid value are not ``ok``."""

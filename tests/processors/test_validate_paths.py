@@ -15,6 +15,7 @@ from processors.reasons import Reason
 from processors.registry import Device, Registry
 from processors.timestamps import parse_timestamp, parse_utc_strings
 from processors.validate import (
+    _CHUNK,
     MAX_FIELD_NAMES,
     RawMessage,
     UnknownFieldPolicy,
@@ -432,3 +433,39 @@ def test_a_gateway_batch_nested_deeper_than_the_reference_parser_reads_is_malfor
             assert result.valid == readings
         else:
             assert [r.reason for r in result.rejects] == [Reason.MALFORMED_JSON]
+
+
+@pytest.mark.parametrize("reject_unknown", [False, True])
+def test_gateway_cycles_of_several_chunks_agree_with_the_reference_path(
+    registry: Registry, reject_unknown: bool
+) -> None:
+    """Batch items are checked a chunk at a time as they arrive, and the result assembled at the end:
+    repeats across chunks, unknown fields, items the column path declines, and a readings topic's
+    backlog between the batches still come out as the reference path has them."""
+    items: list[dict[str, object]] = []
+    for i in range(2 * _CHUNK + 700):
+        item: dict[str, object] = {"device": f"air-{i % 3}", "ts": SEC - i // 3, "pm25": i % 500}
+        if i % 101 == 0:
+            item["firmware"] = f"v{i % 7}"
+        if i % 211 == 0:
+            del item["ts"]
+        if i % 307 == 0:
+            item["pm25"] = "12"
+        if i % 401 == 400:
+            item = dict(items[i // 2])  # the same reading again, often from an earlier chunk
+        items.append(item)
+    cycle = [
+        RawMessage("citypulse/v1/batches/air/gw-1", json.dumps(items[i : i + 100]).encode(), NOW - i)
+        for i in range(0, len(items), 100)
+    ]
+    backlog = [{"ts": SEC - 10_000 - k, "pm25": k} for k in range(50)]
+    cycle.insert(40, RawMessage(topic("air-1"), json.dumps(backlog).encode(), NOW))
+    policy = ValidationPolicy(
+        unknown_fields=UnknownFieldPolicy.REJECT if reject_unknown else UnknownFieldPolicy.IGNORE
+    )
+    result = Validator(registry, policy).validate(cycle, NOW)
+    same(result, Validator(registry, policy, column_path=False).validate(cycle, NOW))
+    reasons = {r.reason for r in result.rejects}
+    assert {Reason.DUPLICATE, Reason.MISSING_TIMESTAMP, Reason.WRONG_TYPE} <= reasons
+    assert (Reason.UNKNOWN_FIELD in reasons) == reject_unknown
+    assert result.valid > 2 * _CHUNK
