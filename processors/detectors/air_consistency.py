@@ -134,8 +134,8 @@ class AirConsistencyDetector(Detector):
                 common = common + weight * (median - common)
                 shared["common"] = common.astype(np.float32)
         deviation = ratios - usual - common
-        z = np.where(warm[:, None], np.nan_to_num(deviation / np.sqrt(np.fmax(spread, 1e-6))), 0.0)
-        score = np.where(warm, z_score(z[:, _CN], Z_ALARM), 0.0)
+        z = np.where(warm, np.nan_to_num(deviation[:, _CN] / np.sqrt(np.fmax(spread[:, _CN], 1e-6))), 0.0)
+        score = np.where(warm, z_score(z, Z_ALARM), 0.0)
 
         blamed, deciding = held_blame(state, warm, score, self.threshold)
         # Either gas alone explains the judged ratio's move: if CO moved, NO2 still agrees with

@@ -34,13 +34,12 @@ from numpy.typing import NDArray
 from processors.detectors._calm import calm_spec, learn_calm, warm
 from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
-from processors.solar import DAY_MS, solar_time_ms
+from processors.solar import DAY_MS, HOUR_MS, solar_time_ms
 
 SLOWDOWN = 0.5
 """Speed down by half its baseline scores 0.5, if occupancy also rose."""
 CROWDING = 20.0
 """Occupancy up by 20 points scores 0.5, if speed also fell."""
-HOUR_MS = 3_600_000
 TAU_MS = 1_800_000
 WARMUP = 10
 HOURS = 24
