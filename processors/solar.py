@@ -28,9 +28,14 @@ def solar_time_ms(ts_ms: NDArray[np.int64], lon_deg: NDArray[np.float64]) -> NDA
     >>> int((local[0] // DAY_MS + 3) % 7)  # 0 = Monday
     5
     """
-    offset: NDArray[np.int64] = np.round(lon_deg / 15.0 * HOUR_MS).astype(np.int64)
-    local: NDArray[np.int64] = ts_ms + offset
+    local: NDArray[np.int64] = ts_ms + solar_offset_ms(lon_deg)
     return local
+
+
+def solar_offset_ms(lon_deg: NDArray[np.float64]) -> NDArray[np.int64]:
+    """What :func:`solar_time_ms` adds to UTC at each longitude (work it out once per device)."""
+    offset: NDArray[np.int64] = np.round(lon_deg / 15.0 * HOUR_MS).astype(np.int64)
+    return offset
 
 
 def elevation_deg(ts_ms: ArrayLike, lat_deg: ArrayLike, lon_deg: ArrayLike) -> NDArray[np.float64]:

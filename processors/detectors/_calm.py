@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import rate
+from processors.detectors._robust import all_columns, and_rows, rate, uniform_column
 from processors.detectors.base import Round, State, spec
 
 
@@ -42,12 +42,13 @@ def learn_calm(
     """
     base = state["baseline"].astype(np.float64)
     have = ~np.isnan(r.x)
-    learn = have & (score < threshold)[:, None]
-    alpha = rate(r.interval_ms, tau_ms, floor)
-    alpha = np.maximum(alpha, 1.0 / (state["n"].astype(np.float64)[:, None] + 1.0))
+    learn = and_rows(have, score < threshold)
+    alpha = rate(r.interval_col, tau_ms, floor)[:, 0]
+    # One rate for all rows once every device has learned long enough: a scalar broadcasts faster.
+    alpha = uniform_column(np.maximum(alpha, 1.0 / (state["n"].astype(np.float64) + 1.0)))
     updated = np.where(np.isnan(base), r.x, base + alpha * (r.x - base))
     state["baseline"] = np.where(learn, updated, base).astype(np.float32)
     state["n"] = np.where(
-        learn.all(axis=1), np.minimum(state["n"].astype(np.int64) + 1, 65535), state["n"]
+        all_columns(learn), np.minimum(state["n"].astype(np.int64) + 1, 65535), state["n"]
     ).astype(np.uint16)
     return have

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import DAY_MS, rate
+from processors.detectors._robust import DAY_MS, any_column, rate, uniform_column
 from processors.detectors.base import REARM, Round, State, spec
 
 TAU_MS = 1_800_000
@@ -48,15 +48,16 @@ class Window:
     use: NDArray[np.bool_]
     """Readings with every measure present and newer than the device's last."""
     keep: NDArray[np.float64]
-    """Share of the sums that survives the gap since the device's last reading, shape (m, 1)."""
+    """Share of the sums that survives the gap since the device's last reading, shape (m, 1), or
+    (1, 1) when it is the same for every row (devices reporting in step)."""
     first_ts: NDArray[np.int64]
     """When each device's learning started."""
 
     @classmethod
     def of(cls, state: State, r: Round) -> Window:
-        use = ~np.isnan(r.x).any(axis=1) & (r.ts_ms > state["last_ts"])
+        use = ~any_column(np.isnan(r.x)) & (r.ts_ms > state["last_ts"])
         gap = np.where(state["last_ts"] == NEVER, 0.0, (r.ts_ms - state["last_ts"]).astype(np.float64))
-        keep = np.exp(-np.maximum(gap, 0.0) / TAU_MS)[:, None]
+        keep = uniform_column(np.exp(-np.maximum(gap, 0.0) / TAU_MS))
         first_ts = np.where(use, np.minimum(state["first_ts"], r.ts_ms), state["first_ts"])
         return cls(use, keep, first_ts)
 
@@ -111,6 +112,10 @@ def blamed_scores(
     """One score column per blamable measure (``codes``, in column order): the score where that
     measure is blamed, capped under the threshold elsewhere; NaN for readings not judged."""
     capped = np.minimum(score, UNBLAMED * threshold)
-    scores = np.stack([np.where(blamed == code, score, capped) for code in codes], axis=1)
+    scores: NDArray[np.float64] = np.stack(
+        [np.where(blamed == code, score, capped) for code in codes], axis=1
+    )
+    if use.all():
+        return scores
     judged: NDArray[np.float64] = np.where(use[:, None], scores, np.nan)
     return judged

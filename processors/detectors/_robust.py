@@ -7,7 +7,7 @@ fields (columns).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -26,16 +26,60 @@ DAY_MS = 86_400_000
 def z_score(z: FloatArray, z_alarm: float) -> FloatArray:
     """Map a robust z statistic to [0, 1] so that ``z_alarm`` lands on 0.5 and ``2 z_alarm`` on 1."""
     score: FloatArray = np.asarray(np.abs(z))
-    score /= 2.0 * z_alarm
-    np.maximum(score, 0.0, out=score)
+    score /= 2.0 * z_alarm  # never negative: only the cap at 1 is needed
     np.minimum(score, 1.0, out=score)
     return score
 
 
 def rate(interval_ms: FloatArray, tau_ms: float, floor: float = 0.0) -> FloatArray:
-    """Per-reading learning rate for a time constant ``tau_ms``, so memory is in time, not readings."""
-    alpha: FloatArray = np.minimum(np.maximum(interval_ms[:, None] / tau_ms, floor), 1.0).astype(np.float32)
+    """Per-reading learning rate for a time constant ``tau_ms``, so memory is in time, not readings.
+
+    ``interval_ms``: each row's reporting interval, or :attr:`~.base.Round.interval_col`;
+    the rates are a column either way.
+    """
+    column = interval_ms[:, None] if interval_ms.ndim == 1 else interval_ms
+    alpha: FloatArray = np.minimum(np.maximum(column / tau_ms, floor), 1.0).astype(np.float32)
     return alpha
+
+
+def uniform_column(values: NDArray[Any]) -> NDArray[Any]:
+    """``values[:, None]``, or its first row alone (shape (1, 1)) when every row holds the same value.
+
+    A column broadcast over a round's few fields goes a few elements at a time; one value
+    goes as a scalar, several times faster, with the same results.
+    """
+    if values.size > 1 and values.min() == values.max():
+        return values[:1, None]
+    return values[:, None]
+
+
+def and_rows(mask: NDArray[np.bool_], rows: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask & rows[:, None]`` as a new array: quicker when every row is set (the usual round) or none is."""
+    if rows.all():
+        return mask.copy()
+    if not rows.any():
+        return np.zeros_like(mask)
+    found: NDArray[np.bool_] = mask & rows[:, None]
+    return found
+
+
+class Tiled:
+    """Per-field constants as (rows, fields) arrays, for elementwise work with a round's readings.
+
+    numpy broadcasts a (fields,) array over a narrow (rows, fields) one a few elements
+    at a time, several times slower than it combines two arrays of one shape; a round's
+    rows take a prefix of one tiled copy.
+    """
+
+    def __init__(self, values: NDArray[Any]) -> None:
+        self.values = values
+        self._tiled = np.empty((0, values.size), dtype=values.dtype)
+
+    def __call__(self, rows: int) -> NDArray[Any]:
+        if self._tiled.shape[0] < rows:
+            self._tiled = np.tile(self.values, (max(rows, 2 * self._tiled.shape[0]), 1))
+            self._tiled.flags.writeable = False
+        return self._tiled[:rows]
 
 
 @dataclass(frozen=True)
@@ -78,7 +122,12 @@ class Transform:
             chosen, every = self._columns[mode]
             if every:  # one mode for all columns: no column gathering and scattering
                 return function(y, chosen)
-            if chosen.size:
+            if mode == self.COUNT and chosen.size == 1:
+                # One count column, in place of a gathered copy: its arithmetic is exact
+                # (a square root is correctly rounded), so it does not matter how numpy loops.
+                column = int(chosen[0])
+                y[:, column] = function(y[:, column], chosen)
+            elif chosen.size:
                 y[:, chosen] = function(y[:, chosen], chosen)  # reads a copy of the columns first
         return y
 
@@ -93,10 +142,15 @@ class Transform:
 
     def _log(self, x: NDArray[np.float32], columns: NDArray[np.intp]) -> NDArray[np.float32]:
         with np.errstate(invalid="ignore", divide="ignore"):
-            logged: NDArray[np.float32] = np.log(
-                np.maximum(x + self.offset[columns].astype(np.float32), 1e-12)
-            )
+            shifted = x + self._log_offset(x.shape[0])
+            logged: NDArray[np.float32] = np.log(np.maximum(shifted, 1e-12, out=shifted), out=shifted)
         return logged
+
+    @cached_property
+    def _log_offset(self) -> Tiled:
+        """The log columns' offsets in float32 (``_log`` is always given those columns), tiled."""
+        chosen, _ = self._columns[self.LOG]
+        return Tiled(self.offset[chosen].astype(np.float32))
 
     def _count(self, x: NDArray[np.float32], columns: NDArray[np.intp]) -> NDArray[np.float32]:
         with np.errstate(invalid="ignore"):
@@ -148,6 +202,27 @@ def at_bounds(kind: SensorKind, fields: tuple[int, ...]) -> tuple[FloatArray, Fl
     return lo, hi
 
 
+@dataclass(frozen=True, eq=False)
+class Bins:
+    """Where a round's readings fall in a time-of-day profile: the two bins around each and its weight."""
+
+    i0: NDArray[np.intp]
+    i1: NDArray[np.intp]
+    weight: NDArray[np.float32]
+    """The second bin's share, shape (rows, 1)."""
+    index: NDArray[np.intp]
+    """``pair(i0, i1)``: both bins, shape (2, rows), as :class:`Binned` reads them."""
+
+
+@dataclass(frozen=True, eq=False)
+class Where:
+    """The bins a profile's value came from, and their contents (for :meth:`Profile.learn`)."""
+
+    bins: Bins
+    cells: NDArray[Any]
+    """The two bins' contents as read, shape (2, rows, fields)."""
+
+
 class Profile:
     """A per-device, per-field time-of-day profile: ``bins`` values, linearly interpolated.
 
@@ -160,42 +235,51 @@ class Profile:
         self.bins = bins
         self.days = days
 
-    def at(
-        self, binned: Binned, name: str, ts_ms: NDArray[np.int64]
-    ) -> tuple[FloatArray, tuple[object, ...]]:
-        """The profile's value for each row and field, and where it came from (for :meth:`learn`)."""
+    def locate(self, ts_ms: NDArray[np.int64]) -> Bins:
+        """The bins around each timestamp (shared by the profiles of one round that have as many bins)."""
         i0, i1, w = time_of_day_bins(ts_ms, self.bins)
-        p0, p1 = binned.get(name, pair(i0, i1))
-        weight = w[:, None].astype(np.float32)
+        return Bins(i0, i1, w[:, None].astype(np.float32), pair(i0, i1))
+
+    def at(
+        self, binned: Binned, name: str, ts_ms: NDArray[np.int64], bins: Bins | None = None
+    ) -> tuple[FloatArray, Where]:
+        """The profile's value for each row and field, and where it came from (for :meth:`learn`).
+
+        ``bins``: the round's :meth:`locate`, when several profiles of ``self.bins`` bins read it.
+        """
+        if bins is None:
+            bins = self.locate(ts_ms)
+        assert bins.index.shape[1] == ts_ms.shape[0]
+        cells = binned.get(name, bins.index)
+        p0, p1 = cells[0], cells[1]
         # p0 + (p1 - p0) * weight, or the one bin known, computed in place.
         value = p1 - p0
-        value *= weight
+        value *= bins.weight
         value += p0
         np.copyto(value, p0, where=np.isnan(p1))
         np.copyto(value, p1, where=np.isnan(p0))
-        return value, (i0, i1, weight, p0, p1)
+        return value, Where(bins, cells)
 
     def learn(
         self,
         binned: Binned,
         name: str,
-        where: tuple[object, ...],
+        where: Where,
         target: NDArray[np.floating[Any]],
         mask: NDArray[np.bool_],
         interval_ms: FloatArray,
     ) -> None:
-        """Move the two bins around each row towards ``target``, where ``mask``."""
-        i0, i1, weight, p0, p1 = where
-        assert isinstance(weight, np.ndarray)
-        assert isinstance(p0, np.ndarray)
-        assert isinstance(p1, np.ndarray)
-        assert isinstance(i0, np.ndarray)
-        assert isinstance(i1, np.ndarray)
+        """Move the two bins around each row towards ``target``, where ``mask``.
+
+        The bins must not have been written since :meth:`at` read them (their old
+        contents go to the undo log as read).
+        """
         if not mask.any():
             return
         gamma = self.gamma(interval_ms)
+        weight = where.bins.weight
         # Both bins in one pass: the same arithmetic as bin by bin, in fewer, larger calls.
-        p = pair(p0, p1)
+        p = where.cells
         share = pair(1.0 - weight, weight)
         # p + gamma * share * (target - p) where known, target where not, p where not masked;
         # in place, in the dtype numpy would give the expression.
@@ -207,11 +291,13 @@ class Profile:
             np.copyto(moved, target, where=unknown)
         if not mask.all():
             np.copyto(moved, p, where=~mask)
-        binned.set(name, pair(i0, i1), moved)
+        binned.set(name, where.bins.index, moved, old=p)
 
     def gamma(self, interval_ms: FloatArray) -> NDArray[np.float32]:
-        """Each row's learning rate, shape (rows, 1): a bin remembers ``days`` days of its hour."""
-        readings_per_bin_day = DAY_MS / self.bins / interval_ms[:, None]
+        """Each row's learning rate, shape (rows, 1) (or (1, 1) given :attr:`~.base.Round.interval_col`
+        of one interval): a bin remembers ``days`` days of its hour."""
+        column = interval_ms[:, None] if interval_ms.ndim == 1 else interval_ms
+        readings_per_bin_day = DAY_MS / self.bins / column
         gamma: NDArray[np.float32] = np.minimum(1.0 / (self.days * readings_per_bin_day), 0.5).astype(
             np.float32
         )
@@ -225,14 +311,74 @@ def pair(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
 
 
 def nan_to_zero(x: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
-    """``np.nan_to_num`` of a float array (NaN to 0, infinities to the largest finite), in three ufuncs."""
-    big = _LARGEST.get(x.dtype)
-    if big is None:
-        big = _LARGEST[x.dtype] = np.finfo(x.dtype).max
-    cleaned: NDArray[np.floating[Any]] = np.where(np.isnan(x), 0, x)
-    np.maximum(cleaned, -big, out=cleaned)
-    np.minimum(cleaned, big, out=cleaned)
-    return cleaned
+    """``np.nan_to_num`` of a float array (NaN to 0, infinities to the largest finite), as a new array."""
+    return clean_in_place(x.copy())
+
+
+def clean_in_place(x: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+    """:func:`nan_to_zero` of an array the caller owns, written over it; returns it.
+
+    Usually every value is finite already, and one check finds that out.
+    """
+    finite = np.isfinite(x)
+    if finite.all():
+        return x
+    nan = np.isnan(x)
+    np.copyto(x, 0, where=nan)
+    finite |= nan
+    if not finite.all():
+        big = _LARGEST.get(x.dtype)
+        if big is None:
+            big = _LARGEST[x.dtype] = np.finfo(x.dtype).max
+        np.maximum(x, -big, out=x)
+        np.minimum(x, big, out=x)
+    return x
+
+
+def column_counts(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """``mask.sum(axis=0)`` of a (rows, columns) mask, a column at a time.
+
+    numpy reduces the first axis of a narrow array (three measures) one row at a
+    time, several times slower than counting each column in one call.
+    """
+    counts = np.empty(mask.shape[1], dtype=np.int64)
+    for j in range(mask.shape[1]):
+        counts[j] = np.count_nonzero(mask[:, j])
+    return counts
+
+
+def column_sums(values: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+    """``values.sum(axis=0)`` of a (rows, columns) array, with the same result to the bit.
+
+    numpy sums the first axis of a C-ordered array row after row, in the array's
+    dtype; a running sum along the transposed (contiguous) rows adds in that very
+    order, without the slow row-by-row reduction.
+    """
+    if values.shape[0] == 0:
+        empty: NDArray[np.floating[Any]] = values.sum(axis=0)
+        return empty
+    running: NDArray[np.floating[Any]] = np.cumsum(np.ascontiguousarray(values.T), axis=1)
+    return running[:, -1].copy()
+
+
+def any_column(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask.any(axis=1)`` of a (rows, columns) mask of a few columns, one column at a time (faster)."""
+    if mask.shape[1] == 0:
+        return np.zeros(mask.shape[0], dtype=np.bool_)
+    found: NDArray[np.bool_] = mask[:, 0].copy()
+    for j in range(1, mask.shape[1]):
+        found |= mask[:, j]
+    return found
+
+
+def all_columns(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask.all(axis=1)`` of a (rows, columns) mask of a few columns, one column at a time (faster)."""
+    if mask.shape[1] == 0:
+        return np.ones(mask.shape[0], dtype=np.bool_)
+    found: NDArray[np.bool_] = mask[:, 0].copy()
+    for j in range(1, mask.shape[1]):
+        found &= mask[:, j]
+    return found
 
 
 _LARGEST: dict[np.dtype[Any], Any] = {}
@@ -277,8 +423,16 @@ def _thinned(
     rows = values.shape[0]
     if rows <= SAMPLE:
         return values, mask
-    keep = np.linspace(0, rows - 1, SAMPLE).astype(np.intp)
-    return values[keep], mask[keep]
+    keep = _sample_rows(rows)
+    return values.take(keep, axis=0), mask.take(keep, axis=0)
+
+
+@lru_cache(maxsize=64)
+def _sample_rows(rows: int) -> NDArray[np.intp]:
+    """The :data:`SAMPLE` evenly spaced rows of a round of ``rows`` (a fleet's rounds repeat their size)."""
+    keep: NDArray[np.intp] = np.linspace(0, rows - 1, SAMPLE).astype(np.intp)
+    keep.flags.writeable = False
+    return keep
 
 
 def column_medians(values: NDArray[np.floating[Any]], mask: NDArray[np.bool_]) -> NDArray[np.float64]:
@@ -289,7 +443,18 @@ def column_medians(values: NDArray[np.floating[Any]], mask: NDArray[np.bool_]) -
     """
     values, mask = _thinned(values, mask)
     if mask.all():
-        median: NDArray[np.float64] = np.median(values, axis=0).astype(np.float64)
+        rows = values.shape[0]
+        if rows % 2 == 0:
+            median: NDArray[np.float64] = np.median(values, axis=0).astype(np.float64)
+            return median
+        # What np.median does for an odd count (a thinned round always is), without its
+        # overhead: the middle of a partition, or NaN where the column holds one.
+        part = np.partition(values, [rows // 2, -1], axis=0)
+        median = part[rows // 2].astype(np.float64)
+        last = part[-1]
+        nan = np.isnan(last)
+        if nan.any():
+            median[nan] = last[nan]
         return median
     out = np.zeros(values.shape[1])
     for j in np.flatnonzero(mask.any(axis=0)).tolist():
@@ -303,8 +468,8 @@ def column_quantile(
     """The ``q`` quantile (nearest rank) of each column over its masked rows, thinned as above."""
     values, mask = _thinned(values, mask)
     ordered = np.sort(np.where(mask, values, np.inf), axis=0)
-    counts = mask.sum(axis=0)
-    rank = np.clip(np.round(q * (counts - 1)).astype(np.intp), 0, max(values.shape[0] - 1, 0))
+    counts = column_counts(mask)
+    rank = np.minimum(np.maximum(np.round(q * (counts - 1)).astype(np.intp), 0), max(values.shape[0] - 1, 0))
     picked = np.take_along_axis(ordered, rank[None, :], axis=0)[0].astype(np.float64)
     result: NDArray[np.float64] = np.where(counts > 0, picked, np.nan)
     return result

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.detectors._robust import Transform, at_bounds
+import numpy as np
+from numpy.typing import NDArray
+
+from processors.detectors._robust import Tiled, Transform, at_bounds
 from processors.detectors.base import Detector
 from processors.kinds import SensorKind
 
@@ -23,6 +26,20 @@ class ScaledDetector(Detector):
         super().__init__(*args, **kwargs)
         self.transform = Transform.for_fields(self.kind, self.fields)
         self._lo, self._hi = at_bounds(self.kind, self.fields)
+        self._lo_rows, self._hi_rows = Tiled(self._lo), Tiled(self._hi)
+        self._floor_rows = Tiled(self.transform.floor)
+
+    def pinned(self, x: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Readings at a physical limit of their measure (``x`` in the detector's field order)."""
+        rows = x.shape[0]
+        found: NDArray[np.bool_] = x <= self._lo_rows(rows)
+        found |= x >= self._hi_rows(rows)
+        return found
+
+    def floor(self, rows: int) -> NDArray[np.float64]:
+        """The transform's noise floor of each field, for ``rows`` rows."""
+        floor: NDArray[np.float64] = self._floor_rows(rows)
+        return floor
 
 
 class ContinuousDetector(ScaledDetector):

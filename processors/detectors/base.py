@@ -91,12 +91,13 @@ class Binned:
     (device, bin) pairs.
     """
 
-    __slots__ = ("_arrays", "_undo", "device")
+    __slots__ = ("_arrays", "_flats", "_undo", "device")
 
     def __init__(self, arrays: State, device: NDArray[np.intp], undo: Undo) -> None:
         self._arrays = arrays
         self._undo = undo
         self.device = device
+        self._flats: dict[tuple[int, int], tuple[NDArray[np.intp], NDArray[np.intp]]] = {}
 
     def get(self, name: str, index: NDArray[np.intp]) -> NDArray[Any]:
         """``table[device[i], index[..., i]]`` for each row ``i`` of the round.
@@ -107,17 +108,35 @@ class Binned:
         found: NDArray[Any] = cells(table).take(self._flat(table, index), axis=0)
         return found.reshape(*index.shape, *table.shape[2:])
 
-    def set(self, name: str, index: NDArray[np.intp], values: NDArray[Any]) -> None:
-        """Write ``values`` where :meth:`get` reads; of repeated cells, the last write stays."""
+    def set(
+        self, name: str, index: NDArray[np.intp], values: NDArray[Any], old: NDArray[Any] | None = None
+    ) -> None:
+        """Write ``values`` where :meth:`get` reads; of repeated cells, the last write stays.
+
+        ``old``: the cells' contents as :meth:`get` returned them for this ``index``, when
+        the caller has them and nothing wrote them since (the undo log keeps them, read
+        again otherwise).
+        """
         table = self._arrays[name]
         rows = cells(table)
         flat = self._flat(table, index).reshape(-1)
-        self._undo.append((name, flat, rows.take(flat, axis=0)))
+        if old is None:
+            before = rows.take(flat, axis=0)
+        else:
+            before = np.asarray(old, dtype=table.dtype).reshape(flat.size, rows.shape[1])
+        self._undo.append((name, flat, before))
         shape = (*index.shape, *table.shape[2:])
         put_cells(rows, flat, np.broadcast_to(np.asarray(values, dtype=table.dtype), shape))
 
     def _flat(self, table: NDArray[Any], index: NDArray[np.intp]) -> NDArray[np.intp]:
+        """The cells of ``index`` in a table of ``table.shape[1]`` bins; worked out once per index array
+        (a round reads and writes the same bins of several tables: ``index`` is not changed in place)."""
+        key = (id(index), table.shape[1])
+        known = self._flats.get(key)
+        if known is not None and known[0] is index:
+            return known[1]
         flat: NDArray[np.intp] = self.device * table.shape[1] + index
+        self._flats[key] = (index, flat)
         return flat
 
 
@@ -159,6 +178,9 @@ class Round:
     """Values of the detector's fields, shape (m, len(fields)); NaN = not reported."""
     interval_ms: FloatArray
     """Each device's reporting interval."""
+    interval_col: FloatArray
+    """The same as a column to broadcast over fields: (rows, 1), or (1, 1) when all devices of the
+    kind report at one interval (it broadcasts as a scalar, several times faster)."""
     table: DeviceTable
     binned: Binned | None = None
 
@@ -264,6 +286,7 @@ class Detector(ABC):
         }
         self._undo: Undo | None = None
         self._intervals = np.zeros(0, dtype=np.float64)
+        self._one_interval: FloatArray | None = None
         self._generation = 0
 
     # --- what subclasses say ------------------------------------------------------------------
@@ -352,6 +375,7 @@ class Detector(ABC):
                 received_ms=None if batch.received_ms is None else batch.received_ms[rows],
                 x=values[rows],
                 interval_ms=self._intervals[devices],
+                interval_col=self._interval_col(devices),
                 table=batch.table,
                 binned=Binned(self._binned, devices, undo) if self._binned else None,
             )
@@ -393,6 +417,7 @@ class Detector(ABC):
             else (batch.received_ms.copy() if order is None else batch.received_ms.take(order)),
             x=values,
             interval_ms=self._intervals[span].copy() if span is not None else self._intervals.take(devices),
+            interval_col=self._interval_col(devices),
             table=batch.table,
             binned=Binned(self._binned, devices, undo) if self._binned else None,
         )
@@ -437,18 +462,20 @@ class Detector(ABC):
         self, sub: State, raw: NDArray[np.float64]
     ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
         """Turn raw scores into clean scores and alarm onsets, tracking each cell's alarm."""
-        judged = ~np.isnan(raw)
-        clean = np.where(judged, raw, 0.0)
-        np.maximum(clean, 0.0, out=clean)
+        unjudged = np.isnan(raw)
+        clean = np.fmax(raw, 0.0)  # NaN (nothing judged) to 0 as well
         np.minimum(clean, 1.0, out=clean)
         active = sub["_active"]
         high = clean >= self.threshold
         onset = high & ~active
-        onset &= judged
+        onset &= ~unjudged
         still = clean >= REARM * self.threshold
         still &= active
         still |= high
-        sub["_active"] = np.where(judged, still, active)
+        # Where nothing was judged, the alarm state stays as it was.
+        still &= ~unjudged
+        still |= active & unjudged
+        sub["_active"] = still
         return clean.astype(np.float32), onset
 
     def commit(self, scored: Scored) -> None:
@@ -485,12 +512,22 @@ class Detector(ABC):
     def hear(self, table: DeviceTable, device: NDArray[np.intp], at_ms: NDArray[np.int64]) -> None:  # noqa: B027
         """Devices that sent something this cycle that was rejected: alive, but with nothing to learn."""
 
+    def _interval_col(self, devices: NDArray[np.intp]) -> FloatArray:
+        """:attr:`Round.interval_col` of a round of ``devices``."""
+        one = self._one_interval
+        if one is not None:
+            return one
+        column: FloatArray = self._intervals[devices][:, None]
+        return column
+
     # --- state -------------------------------------------------------------------------------------
     def _grow(self, n: int, table: DeviceTable) -> None:
         have = self._intervals.shape[0]
         if n > have or len(table) != have:
             size = max(n, len(table))
             self._intervals = np.array([table.interval_s(i) * 1000.0 for i in range(size)], dtype=np.float64)
+            same = size > 0 and bool((self._intervals == self._intervals[0]).all())
+            self._one_interval = self._intervals[:1, None].copy() if same else None
         rows = next(iter(self._state.values())).shape[0]
         if n <= rows:
             return

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import Profile, median3, nan_to_zero, rate
+from processors.detectors._robust import Profile, Tiled, and_rows, clean_in_place, median3, rate
 from processors.detectors._scaled import ContinuousDetector
 from processors.detectors.base import Category, Round, State, spec
 
@@ -62,8 +62,8 @@ class NoiseDetector(ContinuousDetector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._floor32 = self.transform.floor.astype(np.float32)
-        self._below = -self.transform.floor
+        self._floor32 = Tiled(self.transform.floor.astype(np.float32))
+        self._below = Tiled(-self.transform.floor)
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         f = (len(self.fields),)
@@ -86,20 +86,20 @@ class NoiseDetector(ContinuousDetector):
         # devices, each full-size array allocated and freed costs page faults as well as time.
         y = self.transform(r.x)  # float32 already
         missing = np.isnan(y)
-        fresh = (r.ts_ms > state["last_ts"])[:, None]
-        use = ~missing & fresh
+        use = and_rows(~missing, r.ts_ms > state["last_ts"])
         last = state["last"]
-        pinned = (r.x <= self._lo) | (r.x >= self._hi)
+        pinned = self.pinned(r.x)
         # A change from or to a physical limit is censored: no measure of the noise.
         step = y - last
         np.copyto(step, np.nan, where=pinned | state["pinned"])
         steps = state["steps"]
         s0, s1, s2 = steps[:, :, 0], steps[:, :, 1], steps[:, :, 2]
-        signed = step - nan_to_zero(median3(s0, s1, s2))
+        signed = step - clean_in_place(median3(s0, s1, s2))
         change = np.abs(signed)
         d1, d2 = state["d1"], state["d2"]
         # Three corrected changes beyond the floor, all up or all down: a trend bending, not jitter.
-        floor, below = self.transform.floor, self._below
+        rows = len(y)
+        floor, below = self.floor(rows), self._below(rows)
         up1, down1 = d1 > floor, d1 < below
         one_way = (signed > floor) == up1
         one_way &= (signed < below) == down1
@@ -107,7 +107,7 @@ class NoiseDetector(ContinuousDetector):
         one_way &= (d2 < below) == down1
         assert r.binned is not None
         hourly, where = HOURLY.at(r.binned, "hourly", r.ts_ms)
-        typical = np.fmax(np.fmax(state["typical"], hourly), self._floor32)
+        typical = np.fmax(np.fmax(state["typical"], hourly), self._floor32(rows))
         n = state["n"]
         warm = n >= WARMUP
         median = median3(change, np.abs(d1), np.abs(d2))  # NaN if any is missing
@@ -129,8 +129,8 @@ class NoiseDetector(ContinuousDetector):
         learn = measured & (scores < self.threshold)
         if any_jump:
             learn &= ~jumped
-        alpha = np.maximum(rate(r.interval_ms, SCALE_TAU_MS, 0.01), 1.0 / (n.astype(np.float32) + 1.0))
-        observed = nan_to_zero(change)
+        alpha = np.maximum(rate(r.interval_col, SCALE_TAU_MS, 0.01), 1.0 / (n.astype(np.float32) + 1.0))
+        observed = clean_in_place(change)  # ``change`` is not read again
         np.minimum(observed, CLIP * typical, out=observed)
         old = state["typical"]
         moved = observed - old  # old + alpha * (observed - old), in place
@@ -138,7 +138,7 @@ class NoiseDetector(ContinuousDetector):
         moved += old
         np.copyto(moved, observed, where=np.isnan(old))
         new_typical = np.where(learn, moved, old)
-        HOURLY.learn(r.binned, "hourly", where, observed, learn & warm, r.interval_ms)
+        HOURLY.learn(r.binned, "hourly", where, observed, learn & warm, r.interval_col)
         new_d2 = np.where(use, d1, d2)
         new_d1 = np.where(use, signed, d1)
         new_steps = steps.copy()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from processors.detectors._robust import Tiled, and_rows, column_counts
 from processors.detectors.base import Category, Detector, Round, State, spec
 
 HOUR_MS = 3_600_000.0
@@ -57,6 +58,7 @@ class RateDetector(Detector):
         self._limit = np.array(
             [m.max_rate if m.max_rate else 2.0 * (m.normal[1] - m.normal[0]) / interval_h for m in measures]
         )
+        self._limit_rows = Tiled(self._limit)
 
     def shared_spec(self) -> State:
         f = len(self.fields)
@@ -75,13 +77,17 @@ class RateDetector(Detector):
     ) -> NDArray[np.float64]:
         """Scores without the changes that a good share of the fleet made the same way at once."""
         over = judged & (scores >= self.threshold)
-        for direction in (1.0, -1.0):
-            same = (over & (sign == direction)).sum(axis=0)
-            world = (same >= FLEET_MIN) & (same >= FLEET_SHARE * judged.sum(axis=0))
-            if world.any():
-                until = int(r.ts_ms.max()) + int(np.max(r.interval_ms))
-                shared["world_sign"] = np.where(world, direction, shared["world_sign"]).astype(np.float32)
-                shared["world_until"] = np.where(world, until, shared["world_until"])
+        if over.any():
+            judged_counts = column_counts(judged)
+            for direction in (1.0, -1.0):
+                same = column_counts(over & (sign == direction))
+                world = (same >= FLEET_MIN) & (same >= FLEET_SHARE * judged_counts)
+                if world.any():
+                    until = int(r.ts_ms.max()) + int(np.max(r.interval_ms))
+                    shared["world_sign"] = np.where(world, direction, shared["world_sign"]).astype(np.float32)
+                    shared["world_until"] = np.where(world, until, shared["world_until"])
+        if r.ts_ms.size and bool((shared["world_until"] < r.ts_ms.min()).all()):
+            return scores  # no reading falls in a world change: nothing is excused
         excused = (sign == shared["world_sign"]) & (r.ts_ms[:, None] <= shared["world_until"])
         result: NDArray[np.float64] = np.where(excused, 0.0, scores)
         return result
@@ -95,16 +101,21 @@ class RateDetector(Detector):
 
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
         have = ~np.isnan(r.x)
-        fresh = (r.ts_ms > state["last_ts"])[:, None]
-        use = have & fresh
+        use = and_rows(have, r.ts_ms > state["last_ts"])
         last = state["last"].astype(np.float64)
-        elapsed_ms = np.maximum(r.ts_ms[:, None] - state["last_at"], 0.5 * r.interval_ms[:, None])
-        per_hour = np.abs(r.x - last) / (elapsed_ms / HOUR_MS)
-        scores = np.where(use & ~np.isnan(last), np.clip(per_hour / self._limit / 2.0, 0.0, 1.0), 0.0)
+        rows, fields = r.x.shape
+        # The timestamps spread over the fields once: a column against a few fields is slow.
+        ts = np.repeat(r.ts_ms, fields).reshape(rows, fields)
+        elapsed_ms = np.maximum(ts - state["last_at"], 0.5 * r.interval_col)
+        change = r.x - last
+        per_hour = np.abs(change) / (elapsed_ms / HOUR_MS)
+        scores = np.where(
+            use & ~np.isnan(last), np.clip(per_hour / self._limit_rows(rows) / 2.0, 0.0, 1.0), 0.0
+        )
         if len(r.table) >= self.config.peer_devices:
-            scores = self._corroborated(shared, r, scores, np.sign(r.x - last), use & ~np.isnan(last))
+            scores = self._corroborated(shared, r, scores, np.sign(change), use & ~np.isnan(last))
         state["last"] = np.where(use, r.x, last).astype(np.float32)
-        state["last_at"] = np.where(use, r.ts_ms[:, None], state["last_at"])
+        state["last_at"] = np.where(use, ts, state["last_at"])
         state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)
         return np.where(have, scores, np.nan)
 

@@ -37,8 +37,14 @@ from processors.detectors._robust import (
     DAY_MS,
     MAD_TO_SIGMA,
     Profile,
+    Where,
+    and_rows,
+    any_column,
+    clean_in_place,
+    column_counts,
     column_medians,
     column_quantile,
+    column_sums,
     nan_to_zero,
     rate,
     z_score,
@@ -84,6 +90,7 @@ SINCE_MS = 1_577_836_800_000
 """2020-01-01 UTC: when the seconds of ``off_s`` count from (an int32 of them lasts until 2088)."""
 NEVER = np.iinfo(np.int32).min
 """``off_s`` of a measure never off."""
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ShiftDetector(ContinuousDetector):
@@ -153,34 +160,36 @@ class ShiftDetector(ContinuousDetector):
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
         y = self.transform(r.x)  # float32 already
         have = ~np.isnan(y)
-        fresh = (r.ts_ms > state["last_ts"])[:, None]
-        pinned = (r.x <= self._lo) | (r.x >= self._hi)
-        use = have & fresh & ~pinned
+        pinned = self.pinned(r.x)
+        fresh = r.ts_ms > state["last_ts"]
+        use = and_rows(have & ~pinned, fresh)
         binned = r.binned
         assert binned is not None
-        seasonal, where = PROFILE.at(binned, "profile", r.ts_ms)
+        bins = PROFILE.locate(r.ts_ms)  # SCALES has as many bins
+        seasonal, where = PROFILE.at(binned, "profile", r.ts_ms, bins)
         known = ~np.isnan(seasonal)
         resid = y - seasonal
         n = state["n"]
         first_ts = np.minimum(state["first_ts"], r.ts_ms)
-        warm = ((r.ts_ms - first_ts) >= WARMUP_MS)[:, None] & (n >= WARMUP_READINGS)
+        warm = and_rows(n >= WARMUP_READINGS, (r.ts_ms - first_ts) >= WARMUP_MS)
         judged = use & known
 
-        hourly_scale, scale_where = SCALES.at(binned, "hourly_scale", r.ts_ms)
+        hourly_scale, scale_where = SCALES.at(binned, "hourly_scale", r.ts_ms, bins)
         scale = np.fmax(
-            np.fmax(state["scale"].astype(np.float32, copy=False), hourly_scale), self.transform.floor
+            np.fmax(state["scale"].astype(np.float32, copy=False), hourly_scale), self.floor(len(y))
         )
         common = shared["common"]
-        if len(r.table) >= self.config.peer_devices:
-            contributing = judged & warm
-            counts = contributing.sum(axis=0)
+        peers = len(r.table) >= self.config.peer_devices
+        contributing = judged & warm
+        counts = column_counts(contributing) if peers else np.zeros(len(self.fields), dtype=np.int64)
+        if peers:
             if counts.any():
                 median = column_medians(resid, contributing)
                 # The round's median is noisy when few devices report, so small moves are
                 # smoothed; a move beyond three of its standard errors (the city cooled by
                 # four degrees in a shower) is real and followed at once, or every device
                 # would see it as its own shift.
-                typical = np.where(contributing, scale, 0.0).sum(axis=0) / np.maximum(counts, 1)
+                typical = column_sums(np.where(contributing, scale, 0.0)) / np.maximum(counts, 1)
                 error = COMMON_ERRORS * MAD_TO_SIGMA * typical / np.sqrt(np.maximum(counts, 1))
                 move = median - common
                 small = np.clip(move, -error, error)
@@ -190,8 +199,8 @@ class ShiftDetector(ContinuousDetector):
                 common = common.astype(np.float32)
                 shared["common"] = common
             resid = resid - common
-        z = np.where(judged, nan_to_zero(resid / scale), 0.0)
-        slow_alpha = rate(r.interval_ms, SLOW_TAU_MS, 0.002)
+        z = clean_in_place(np.where(judged, resid / scale, 0.0))
+        slow_alpha = rate(r.interval_col, SLOW_TAU_MS, 0.002)
         fast = state["fast"].astype(np.float32, copy=False)
         slow = state["slow"].astype(np.float32, copy=False)
         fast_sd = np.fmax(np.where(np.isnan(state["fast_sd"]), self._sd0, state["fast_sd"]), 1e-3)
@@ -210,21 +219,20 @@ class ShiftDetector(ContinuousDetector):
         fast_stat = np.abs(fast) / fast_sd
         same_way = np.sign(fast) == np.sign(slow)
         slow_stat = np.where(same_way, np.minimum(np.abs(slow), np.abs(fast) + fast_sd) / slow_sd, 0.0)
-        stat = (
-            np.maximum(fast_stat, slow_stat)
-            / MAD_TO_SIGMA
-            / self._fleet_spread(shared, r, fast_stat, judged & warm)
-        )
-        scores = np.where(judged & warm, z_score(stat, Z_ALARM), 0.0)
+        stat = np.maximum(fast_stat, slow_stat) / MAD_TO_SIGMA
+        spread = self._fleet_spread(shared, r, fast_stat, contributing, counts)
+        for j in range(stat.shape[1]):  # a field at a time: a (fields,) array broadcasts slowly
+            stat[:, j] /= spread[j]
+        scores = np.where(contributing, z_score(stat, Z_ALARM), 0.0)
         flagged = scores >= self.threshold
         # Warning zone (as in Gama et al.'s drift detection method): a reading on its way
         # to an alarm teaches no sizes (the scale, the statistics' own typical sizes), or a
         # slow drift would teach them that it is normal and never be seen. The profile
         # still learns from it, by clipped residuals as always: frozen, it would go stale
         # at the hours a device happened to be wary, and be off there the next day.
-        wary = judged & warm & (scores >= WARNING * self.threshold)
+        wary = contributing & (scores >= WARNING * self.threshold)
         held = state["hold_ms"].astype(np.float32, copy=False)
-        held = np.where(flagged, HOLD_MS, np.maximum(held - r.interval_ms[:, None], 0.0))
+        held = np.where(flagged, HOLD_MS, np.maximum(held - r.interval_col, 0.0))
         # An alarm is held (below the threshold, above the re-arm level) for a while after
         # its last alarming reading, so noise around the threshold extends one alarm
         # instead of starting a new one every few readings.
@@ -250,10 +258,11 @@ class ShiftDetector(ContinuousDetector):
         repeated = x == state["last_x"]
         state["last_x"] = np.where(use, x, state["last_x"])
         teach = ((judged & ~flagged) | (use & ~known)) & ~repeated
-        PROFILE.learn(binned, "profile", where, target, teach, r.interval_ms)
+        PROFILE.learn(binned, "profile", where, target, teach, r.interval_col)
 
         n_float = n.astype(np.float32, copy=False)
-        scale_alpha = np.maximum(rate(r.interval_ms, SCALE_TAU_MS, 0.0), 1.0 / (n_float + 1.0))
+        running_mean = 1.0 / (n_float + 1.0)
+        scale_alpha = np.maximum(rate(r.interval_col, SCALE_TAU_MS, 0.0), running_mean)
         observed = np.minimum(np.abs(nan_to_zero(resid)), CLIP * scale) * MAD_TO_SIGMA
         old_scale = state["scale"].astype(np.float32, copy=False)
         new_scale = np.where(np.isnan(old_scale), observed, old_scale + scale_alpha * (observed - old_scale))
@@ -269,37 +278,53 @@ class ShiftDetector(ContinuousDetector):
             scale_where,
             observed,
             learn | recurring,
-            r.interval_ms,
+            r.interval_col,
         )
-        sd_alpha = np.maximum(rate(r.interval_ms, SD_TAU_MS, 0.0), 1.0 / (n_float + 1.0))
+        if SD_TAU_MS == SCALE_TAU_MS:
+            sd_alpha = scale_alpha
+        else:
+            sd_alpha = np.maximum(rate(r.interval_col, SD_TAU_MS, 0.0), running_mean)
         new_fast_sd = fast_sd + sd_alpha * (np.minimum(np.abs(fast), CLIP * fast_sd) - fast_sd)
         new_slow_sd = slow_sd + sd_alpha * (np.minimum(np.abs(slow), CLIP * slow_sd) - slow_sd)
 
-        off = state["off_ms"].astype(np.float32, copy=False) + np.where(wary, r.interval_ms[:, None], 0.0)
+        off = state["off_ms"].astype(np.float32, copy=False) + np.where(wary, r.interval_col, 0.0)
         off = np.where(judged & ~wary, 0.0, off)
         restart = off >= RE_ACCEPT_MS
         # Off its baseline for a day: the device has changed for good; learn it again.
-        if restart.any():
+        restarting = bool(restart.any())
+        if restarting:
             for b in range(BINS):
                 index = np.full(r.device.size, b, dtype=np.intp)
                 binned.set("profile", index, np.where(restart, np.nan, binned.get("profile", index)))
+            fast = np.where(restart, 0.0, fast)
+            slow = np.where(restart, 0.0, slow)
+            off = np.where(restart, 0.0, off)
+            held = np.where(restart, 0.0, held)
+            first_ts = np.where(any_column(restart), r.ts_ms, first_ts)
 
         state["scale"] = np.where(learn, new_scale, old_scale).astype(np.float32)
-        state["fast"] = np.where(restart, 0.0, fast).astype(np.float32)
-        state["slow"] = np.where(restart, 0.0, slow).astype(np.float32)
+        state["fast"] = fast.astype(np.float32)
+        state["slow"] = slow.astype(np.float32)
         state["fast_sd"] = np.where(learn, new_fast_sd, fast_sd).astype(np.float32)
         state["slow_sd"] = np.where(learn, new_slow_sd, slow_sd).astype(np.float32)
-        state["off_ms"] = np.where(restart, 0.0, off).astype(np.float32)
-        state["hold_ms"] = np.where(restart, 0.0, held).astype(np.float32)
+        state["off_ms"] = off.astype(np.float32)
+        state["hold_ms"] = held.astype(np.float32)
         state["n"] = np.where(use, np.minimum(n.astype(np.int64) + 1, 2**32 - 1), n).astype(np.uint32)
-        state["first_ts"] = np.where(restart.any(axis=1), r.ts_ms, first_ts)
+        state["first_ts"] = first_ts
         state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)
         # A reading pinned at the sensor's limit says nothing of the level (a quiet road reads 0 %
         # occupancy for a while at night): not judged, so an alarm running neither ends nor restarts.
-        return np.where(have & ~pinned, np.where(fresh, reported, 0.0), np.nan)
+        if not fresh.all():
+            reported = np.where(fresh[:, None], reported, 0.0)
+        return np.where(have & ~pinned, reported, np.nan)
 
     def _fleet_spread(
-        self, shared: State, r: Round, fast_stat: NDArray[np.floating[Any]], contributing: NDArray[np.bool_]
+        self,
+        shared: State,
+        r: Round,
+        fast_stat: NDArray[np.floating[Any]],
+        contributing: NDArray[np.bool_],
+        counts: NDArray[np.int64],
     ) -> NDArray[np.float32]:
         """How many times further off than usual the fleet's most-off tenth is (at least 1).
 
@@ -315,28 +340,28 @@ class ShiftDetector(ContinuousDetector):
         spread = shared["spread"]
         if len(r.table) < self.config.peer_devices:
             return np.ones(len(self.fields), dtype=np.float32)
-        counts = contributing.sum(axis=0)
         if counts.any():
             top = column_quantile(fast_stat, contributing, SPREAD_QUANTILE)
             weight = counts / (counts + len(r.table) / 8.0)
             spread = np.where(counts > 0, spread + weight * (top - spread), spread).astype(np.float32)
             spread = np.where(np.isnan(spread) & (counts > 0), top, spread).astype(np.float32)
             shared["spread"] = spread
-        ratio: NDArray[np.float32] = np.nan_to_num(spread / USUAL_SPREAD, nan=1.0).astype(np.float32)
-        return np.maximum(ratio, 1.0)
+        # np.nan_to_num(spread / USUAL_SPREAD, nan=1.0), without its overhead on three numbers.
+        ratio = spread / USUAL_SPREAD
+        ratio = np.where(np.isnan(ratio), np.float32(1.0), ratio)
+        ratio = np.minimum(np.maximum(ratio, -_FLOAT32_MAX), _FLOAT32_MAX).astype(np.float32)
+        found: NDArray[np.float32] = np.maximum(ratio, 1.0)
+        return found
 
     @staticmethod
     def _recurring(
-        binned: Binned, where: tuple[object, ...], ts_ms: NDArray[np.int64], flagged: NDArray[np.bool_]
+        binned: Binned, where: Where, ts_ms: NDArray[np.int64], flagged: NDArray[np.bool_]
     ) -> NDArray[np.bool_]:
         """Alarming readings whose hour also alarmed yesterday (or earlier today); records today's."""
-        i0, i1, weight, _, _ = where
-        assert isinstance(weight, np.ndarray)
-        assert isinstance(i0, np.ndarray)
-        assert isinstance(i1, np.ndarray)
         if not flagged.any():
             return flagged
-        nearest = np.where(weight[:, 0] < 0.5, i0, i1)
+        bins = where.bins
+        nearest = np.where(bins.weight[:, 0] < 0.5, bins.i0, bins.i1)
         day = (ts_ms // DAY_MS % 30_000).astype(np.int16)[:, None]
         last = binned.get("flagged_day", nearest)
         recurring: NDArray[np.bool_] = flagged & ((last == day) | (last == day - 1))
@@ -362,7 +387,7 @@ def corroborated(
     with a measure off are worked on (few, in a calm fleet).
     """
     together = np.zeros_like(off)
-    rows = np.flatnonzero(off.any(axis=1))
+    rows = np.flatnonzero(any_column(off))
     if rows.size == 0:
         return together, off_s
     now = off[rows]

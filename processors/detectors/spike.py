@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.detectors._robust import MAD_TO_SIGMA, nan_to_zero, rate, z_score
+from processors.detectors._robust import (
+    MAD_TO_SIGMA,
+    and_rows,
+    clean_in_place,
+    nan_to_zero,
+    rate,
+    uniform_column,
+    z_score,
+)
 from processors.detectors._scaled import ScaledDetector
 from processors.detectors.base import Category, Round, State, spec
 
@@ -86,13 +94,14 @@ class SpikeDetector(ScaledDetector):
         y = self.transform(r.x)
         have = ~np.isnan(y)
         last_ts = state["last_ts"]
-        fresh = (r.ts_ms > last_ts)[:, None]
-        gap = np.clip((r.ts_ms - last_ts).astype(np.float64) / r.interval_ms, 1.0, 10.0)[:, None]
+        fresh = r.ts_ms > last_ts
+        have_fresh = and_rows(have, fresh)
+        gap = uniform_column(np.clip((r.ts_ms - last_ts).astype(np.float64) / r.interval_ms, 1.0, 10.0))
         level = state["level"].astype(np.float64)
         trend = state["trend"].astype(np.float64)
         quick = state["quick"].astype(np.float64)
-        scale = np.fmax(np.fmax(state["scale"].astype(np.float64), quick), self.transform.floor)
-        pinned = (r.x <= self._lo) | (r.x >= self._hi)
+        scale = np.fmax(np.fmax(state["scale"].astype(np.float64), quick), self.floor(len(y)))
+        pinned = self.pinned(r.x)
         candidate = state["candidate"].astype(np.float64)
         n = state["n"]
         started = ~np.isnan(level)
@@ -101,34 +110,49 @@ class SpikeDetector(ScaledDetector):
         resid = y - predicted
         with np.errstate(invalid="ignore"):
             z = resid / scale
-        usable = have & fresh & started
+        usable = have_fresh & started
         warm = n >= WARMUP
 
         pending = usable & ~np.isnan(candidate)
-        came_back = candidate - resid
-        returned = (np.sign(came_back) == np.sign(candidate)) & (
-            np.abs(came_back) >= RETURN * np.abs(candidate)
-        )
-        spike_z = np.where(pending & returned, np.minimum(np.abs(candidate), np.abs(came_back)) / scale, 0.0)
-        scores = np.where(have, z_score(np.nan_to_num(spike_z), Z_ALARM), np.nan)
+        # A reading after a candidate (rare in a calm fleet) decides it; other rows score 0.
+        deciding = bool(pending.any())
+        if deciding:
+            came_back = candidate - resid
+            returned = (np.sign(came_back) == np.sign(candidate)) & (
+                np.abs(came_back) >= RETURN * np.abs(candidate)
+            )
+            spike_z = np.where(
+                pending & returned, np.minimum(np.abs(candidate), np.abs(came_back)) / scale, 0.0
+            )
+            clean_in_place(spike_z)
+        else:
+            spike_z = np.zeros(resid.shape)
+        scores = np.where(have, z_score(spike_z, Z_ALARM), np.nan)
 
-        big = usable & warm & (np.abs(nan_to_zero(z)) >= Z_CANDIDATE) & ~state["pinned"]
-        moved = big & pending & (np.sign(resid) == np.sign(candidate)) & ~(scores >= self.threshold)
-        new_candidate = big & ~moved
+        z = clean_in_place(z)
+        big = usable & warm & (np.abs(z) >= Z_CANDIDATE) & ~state["pinned"]
+        if deciding:
+            moved = big & pending & (np.sign(resid) == np.sign(candidate)) & ~(scores >= self.threshold)
+            new_candidate = big & ~moved
+            any_moved = bool(moved.any())
+        else:
+            moved, new_candidate, any_moved = big, big, False  # ``moved`` is not read then
         learn = usable & ~big
 
-        clipped = np.clip(nan_to_zero(z), -CLIP, CLIP) * scale
+        clipped = np.clip(z, -CLIP, CLIP) * scale
         new_level = np.where(learn, predicted + ALPHA * clipped, level)
         new_trend = np.where(learn, trend + BETA * ALPHA * clipped / gap, trend)
-        # A level that moved for good: start again from where the readings now are, and
-        # learn the new regime's noise afresh (a lamp's full power is noisier than standby).
-        new_level = np.where(moved, y, new_level)
-        new_trend = np.where(moved, 0.0, new_trend)
+        if any_moved:
+            # A level that moved for good: start again from where the readings now are, and
+            # learn the new regime's noise afresh (a lamp's full power is noisier than standby).
+            new_level = np.where(moved, y, new_level)
+            new_trend = np.where(moved, 0.0, new_trend)
         # The first reading of a measure starts the smoother.
-        begin = have & fresh & ~started
-        new_level = np.where(begin, y, new_level)
+        begin = have_fresh & ~started
+        if begin.any():
+            new_level = np.where(begin, y, new_level)
 
-        alpha = np.maximum(rate(r.interval_ms, SCALE_TAU_MS, 0.02), 1.0 / (n.astype(np.float64) + 1.0))
+        alpha = np.maximum(rate(r.interval_col, SCALE_TAU_MS, 0.02), 1.0 / (n.astype(np.float64) + 1.0))
         observed = np.minimum(np.abs(nan_to_zero(resid)), CLIP * scale) * MAD_TO_SIGMA
         old_scale = state["scale"].astype(np.float64)
         seed_scale = np.isnan(old_scale) & learn
@@ -142,16 +166,23 @@ class SpikeDetector(ScaledDetector):
 
         state["level"] = new_level.astype(np.float32)
         state["trend"] = new_trend.astype(np.float32)
-        state["scale"] = np.where(moved, np.nan, new_scale).astype(np.float32)
-        state["quick"] = np.where(moved, np.nan, new_quick).astype(np.float32)
-        state["pinned"] = np.where(have & fresh, pinned, state["pinned"])
+        if any_moved:
+            new_scale = np.where(moved, np.nan, new_scale)
+            new_quick = np.where(moved, np.nan, new_quick)
+        state["scale"] = new_scale.astype(np.float32)
+        state["quick"] = new_quick.astype(np.float32)
+        state["pinned"] = (pinned & have_fresh) | (state["pinned"] & ~have_fresh)
         state["candidate"] = np.where(new_candidate, resid, np.where(usable, np.nan, candidate)).astype(
             np.float32
         )
         counted = np.where(learn | begin, np.minimum(n.astype(np.int64) + 1, 65535), n)
-        state["n"] = np.where(moved, 0, counted).astype(np.uint16)
+        if any_moved:
+            counted = np.where(moved, 0, counted)
+        state["n"] = counted.astype(np.uint16)
         state["last_ts"] = np.maximum(last_ts, r.ts_ms)
-        return np.where(fresh, scores, np.where(have, 0.0, np.nan))
+        if fresh.all():
+            return scores
+        return np.where(fresh[:, None], scores, np.where(have, 0.0, np.nan))
 
 
 DETECTOR = SpikeDetector

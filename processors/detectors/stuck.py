@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from processors.detectors._robust import Tiled, and_rows
 from processors.detectors.base import Category, Detector, Round, State, spec
 
 DECADES_ALARM = 6.0
@@ -56,8 +57,8 @@ class StuckDetector(Detector):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         measures = [self.kind.measures[i] for i in self.fields]
-        self._lo = np.array([m.lo for m in measures])
-        self._hi = np.array([m.hi for m in measures])
+        self._lo = Tiled(np.array([m.lo for m in measures]))
+        self._hi = Tiled(np.array([m.hi for m in measures]))
 
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         f = (len(self.fields),)
@@ -74,15 +75,15 @@ class StuckDetector(Detector):
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
         x = r.x
         have = ~np.isnan(x)
-        fresh = (r.ts_ms > state["last_ts"])[:, None]
-        use = have & fresh
+        use = and_rows(have, r.ts_ms > state["last_ts"])
         last = state["last"]
         repeat = use & (x == last)
         run = np.where(use, np.where(repeat, state["run"].astype(np.int64) + 1, 0), state["run"])
         p = np.clip(state["p"].astype(np.float64), P_FLOOR, 1.0)
         n = state["n"]
         plateau = state["plateau"]
-        exempt = (x <= self._lo) | (x >= self._hi) | (x[:, :, None] == plateau).any(axis=2)
+        rows = x.shape[0]
+        exempt = (x <= self._lo(rows)) | (x >= self._hi(rows)) | _on_plateau(x, plateau)
         evidence = run * -np.log10(p)
         scores = np.where(use & (n >= WARMUP) & ~exempt, np.clip(evidence / (2 * DECADES_ALARM), 0, 1), 0.0)
 
@@ -97,14 +98,24 @@ class StuckDetector(Detector):
             np.uint16
         )
         # A long run that ends is remembered (newest first), unless its value is already known.
-        ended = use & ~repeat & (state["run"] >= PLATEAU_RUN) & ~(last[:, :, None] == plateau).any(axis=2)
-        shifted = np.concatenate([last[:, :, None], plateau[:, :, :-1]], axis=2)
-        state["plateau"] = np.where(ended[:, :, None], shifted, plateau)
+        ended = use & ~repeat & (state["run"] >= PLATEAU_RUN)
+        if ended.any():
+            ended &= ~_on_plateau(last, plateau)
+            shifted = np.concatenate([last[:, :, None], plateau[:, :, :-1]], axis=2)
+            state["plateau"] = np.where(ended[:, :, None], shifted, plateau)
         state["run"] = np.minimum(run, 65535).astype(np.uint16)
         state["last"] = np.where(use, x, last)
         state["n"] = np.where(use, np.minimum(n.astype(np.int64) + 1, 65535), n).astype(np.uint16)
         state["last_ts"] = np.maximum(state["last_ts"], r.ts_ms)
         return np.where(have, scores, np.nan)
+
+
+def _on_plateau(x: NDArray[np.float64], plateau: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """``(x[:, :, None] == plateau).any(axis=2)``, a plateau at a time (a narrow last axis is slow)."""
+    found: NDArray[np.bool_] = x == plateau[:, :, 0]
+    for k in range(1, plateau.shape[2]):
+        found |= x == plateau[:, :, k]
+    return found
 
 
 DETECTOR = StuckDetector

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from processors.detectors._consistency import Window, blamed_scores, held_blame, settle, window_spec
-from processors.detectors._robust import z_score
+from processors.detectors._robust import clean_in_place, uniform_column, z_score
 from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
 
@@ -120,7 +120,8 @@ class TrafficConsistencyDetector(Detector):
         short = state["short"].astype(np.float64)
         decayed = short * keep
         decayed[:, _W2] *= keep[:, 0]
-        short = np.where(use[:, None], decayed + np.nan_to_num(reading), short)
+        decayed += clean_in_place(reading)
+        short = decayed if use.all() else np.where(use[:, None], decayed, short)
 
         long = state["long"].astype(np.float64)
         n = state["n"]
@@ -135,7 +136,7 @@ class TrafficConsistencyDetector(Detector):
         poisson = 1.0 / np.maximum(effective * mean_count, 1.0)
         excess = state["excess"].astype(np.float64)
         se = np.sqrt(poisson + excess)
-        z = np.where(warm, np.nan_to_num(stat / se), 0.0)
+        z = np.where(warm, clean_in_place(stat / se), 0.0)
         score = np.where(warm, z_score(z, Z_ALARM), 0.0)
 
         blamed, deciding = held_blame(state, warm, score, self.threshold)
@@ -157,14 +158,23 @@ class TrafficConsistencyDetector(Detector):
             ],
             axis=1,
         )
-        long = np.where(learn[:, None], long + alpha[:, None] * (np.nan_to_num(moments) - long), long)
+        # long + alpha * (moments - long), in place; one rate for all rows once every device has
+        # learned a day (a scalar broadcasts faster than a column).
+        moved: NDArray[np.float64] = np.asarray(clean_in_place(moments), dtype=np.float64)
+        moved -= long
+        moved *= uniform_column(alpha)
+        moved += long
+        long = moved if learn.all() else np.where(learn[:, None], moved, long)
         observed = np.minimum(np.maximum(stat * stat - poisson, 0.0), (CLIP * CLIP) * (poisson + excess))
-        excess = np.where(learn & warm, excess + alpha * (np.nan_to_num(observed) - excess), excess)
+        excess = np.where(learn & warm, excess + alpha * (clean_in_place(observed) - excess), excess)
 
         restart = settle(state, r, window, wary, blamed)
         state["short"] = short.astype(np.float32)
-        state["long"] = np.where(restart[:, None], 0.0, long).astype(np.float32)
-        state["excess"] = np.where(restart, 0.0, excess).astype(np.float32)
+        if restart.any():
+            long = np.where(restart[:, None], 0.0, long)
+            excess = np.where(restart, 0.0, excess)
+        state["long"] = long.astype(np.float32)
+        state["excess"] = excess.astype(np.float32)
         return blamed_scores(score, blamed, (SPEED, OCCUPANCY), self.threshold, use)
 
     @staticmethod

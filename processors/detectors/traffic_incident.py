@@ -32,9 +32,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from processors.detectors._calm import calm_spec, learn_calm, warm
+from processors.detectors._robust import all_columns
 from processors.detectors.base import Category, Detector, Round, State, spec
 from processors.kinds import SensorKind
-from processors.solar import DAY_MS, HOUR_MS, solar_time_ms
+from processors.solar import DAY_MS, HOUR_MS, solar_offset_ms
 
 SLOWDOWN = 0.5
 """Speed down by half its baseline scores 0.5, if occupancy also rose."""
@@ -82,6 +83,10 @@ class TrafficIncidentDetector(Detector):
     def column_names(self) -> tuple[str, ...]:
         return ("mean_speed",)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._solar: tuple[NDArray[np.float64], NDArray[np.int64]] | None = None
+
     def state_spec(self) -> dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]]:
         return calm_spec()
 
@@ -90,10 +95,19 @@ class TrafficIncidentDetector(Detector):
         # readings and how many taught it.
         return {"usual": spec(np.float32, (2 * HOURS, 2), 0.0)}
 
+    def _offsets(self, r: Round) -> NDArray[np.int64]:
+        """Every device's solar offset (:func:`~processors.solar.solar_offset_ms`), worked out once per
+        registry size (devices are only appended, and the table keeps their coordinates until then)."""
+        longitudes = r.table.coordinates()[1]
+        known = self._solar
+        if known is None or known[0] is not longitudes:
+            known = self._solar = (longitudes, solar_offset_ms(longitudes))
+        return known[1]
+
     def _usual(self, r: Round) -> tuple[NDArray[np.intp], NDArray[np.float32], NDArray[np.float64]]:
         """The reading's hour bin (of its day type), its (mean, count), and the highest usual mean near it."""
         assert r.binned is not None
-        local = solar_time_ms(r.ts_ms, r.table.coordinates()[1][r.device])
+        local = r.ts_ms + self._offsets(r).take(r.device)  # solar_time_ms, per device once
         hour = (local // HOUR_MS % HOURS).astype(np.intp)
         weekend = (local // DAY_MS + 3) % 7 >= 5  # 1970-01-01 was a Thursday; 0 = Monday
         day_type = np.where(weekend, HOURS, 0)
@@ -118,8 +132,11 @@ class TrafficIncidentDetector(Detector):
         count = np.minimum(cell[:, 1] + 1.0, USUAL_DAYS * HOUR_MS / r.interval_ms)
         mean = cell[:, 0] + (np.nan_to_num(occupancy) - cell[:, 0]) / count
         assert r.binned is not None
-        r.binned.set("usual", hour, np.where(ordinary[:, None], np.stack([mean, count], axis=1), cell))
-        return np.where(have.all(axis=1), score, np.nan)[:, None]
+        learned = np.stack([mean, count], axis=1)
+        if not ordinary.all():
+            learned = np.where(ordinary[:, None], learned, cell)
+        r.binned.set("usual", hour, learned, old=cell)
+        return np.where(all_columns(have), score, np.nan)[:, None]
 
 
 DETECTOR = TrafficIncidentDetector
