@@ -83,7 +83,7 @@ def check_claims(dicts: list[dict[str, Any]], device_ids: list[str], min_ts: int
     if claimed != device_ids:  # one C-level comparison says so for the usual cycle
         absent = np.fromiter(map(is_, claimed, repeat(_ABSENT)), dtype=np.bool_, count=n)
         ok &= absent | np.fromiter(map(eq, claimed, device_ids), dtype=np.bool_, count=n)
-    ts_ms, ts_ok = _timestamps(list(map(dict.get, dicts, repeat("ts"))))
+    ts_ms, ts_ok = timestamps(list(map(dict.get, dicts, repeat("ts"))))
     ok &= ts_ok & (ts_ms >= min_ts) & (ts_ms <= max_ts)
     return Claims(ok, ts_ms, claimed)
 
@@ -97,7 +97,8 @@ class ColumnPlan:
         self.kind = kind
         self.names = kind.measure_names
         self.known = frozenset((*_RESERVED, *self.names))
-        self._validators = [
+        self.field_schemas = field_schemas
+        self.validators = [
             SchemaValidator(core_schema.list_schema(field_schemas[name]), config=config)
             for name in self.names
         ]
@@ -136,7 +137,7 @@ class ColumnPlan:
     def _by_columns(self, dicts: list[dict[str, Any]], ok: NDArray[np.bool_]) -> NDArray[np.float64]:
         """Every measure of every item, a measure at a time; items with an invalid value are not ``ok``."""
         values = np.full((len(dicts), len(self.names)), np.nan, dtype=np.float64)
-        for j, (name, validator) in enumerate(zip(self.names, self._validators, strict=True)):
+        for j, (name, validator) in enumerate(zip(self.names, self.validators, strict=True)):
             column = list(map(dict.get, dicts, repeat(name)))
             try:
                 checked = validator.validate_python(column)
@@ -148,7 +149,7 @@ class ColumnPlan:
         return values
 
 
-def _timestamps(raw: list[object]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+def timestamps(raw: list[object]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Epoch milliseconds for a column of ``ts`` values, and which ones could be read.
 
     Numbers and the common string spellings are converted a column at a time with

@@ -42,6 +42,7 @@ from processors.columns import Checked, Claims, ColumnPlan, check_claims, pick, 
 from processors.dedup import RecentTimestamps
 from processors.kinds import KINDS, Reading, SensorKind
 from processors.kinds.base import DEVICE_ID_PATTERN
+from processors.plain import PlainPlan, check_plain
 from processors.reasons import Reason
 from processors.registry import Registry
 from processors.timestamps import format_rfc3339
@@ -166,6 +167,9 @@ class _Routes:
         self.code[number], self.position[number] = code, position
         self.device_id.append(device_id)
 
+
+_TAKEN = -2
+"""The kind code of a message the plain path accepted: sorted first, then left alone."""
 
 _Chunk = tuple[NDArray[np.int64], NDArray[np.intp], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]
 """Accepted rows: sequence numbers, device positions, timestamps, values, arrival times."""
@@ -310,11 +314,14 @@ class Validator:
         topics: TopicScheme | None = None,
         *,
         column_path: bool = True,
+        plain_path: bool = True,
     ) -> None:
         self.registry = registry
         self.policy = policy or ValidationPolicy()
         self.topics = topics or TopicScheme()
         self.column_path = column_path
+        self.plain_path = column_path and plain_path
+        """Offer well-formed readings to :mod:`processors.plain` first (off: the column path alone)."""
         self.recent: dict[str, RecentTimestamps] = {
             name: RecentTimestamps(self.policy.dedup_window) for name in KINDS
         }
@@ -323,6 +330,8 @@ class Validator:
         self._shift = (self.policy.max_payload_bytes + 1).bit_length()
         """Bits of a sequence number that count the readings within one message (at most one per byte)."""
         self._plans: dict[str, ColumnPlan | None] = {name: plan_for(kind) for name, kind in KINDS.items()}
+        self._plain = [None if plan is None else PlainPlan(plan) for plan in self._plans.values()]
+        """Each kind's plain plan, by its place in :data:`KINDS` (its kind code)."""
         self._field_names: set[str] = set()
 
     # --- public ----------------------------------------------------------------------------
@@ -632,12 +641,13 @@ class Validator:
 
     # --- the column path ---------------------------------------------------------------------
     def _singles(self, messages: Sequence[RawMessage], cycle: _Cycle) -> list[int]:
-        """The column path for one-reading messages on known topics, a kind at a time.
+        """The plain and column paths for one-reading messages on known topics, a kind at a time.
 
         A topic already resolved to a registered device, with a payload within the
-        size limit that parses to a JSON object, is checked here with the others of
-        its kind; returns the indices of every other message, for :meth:`_message`
-        (or straight for the model, those in ``cycle.routed``).
+        size limit, is first offered to the plain path; what it does not take and parses
+        to a JSON object is checked here with the others of its kind. Returns the indices
+        of every other message, for :meth:`_message` (or straight for the model, those in
+        ``cycle.routed``).
         """
         n = len(messages)
         if n == 0:
@@ -653,15 +663,22 @@ class Validator:
         # the rest itself, and a gateway's array must not be parsed twice.
         codes = np.where(numbers >= 0, routes.code[numbers], -1)
         parse = (sizes <= self.policy.max_payload_bytes) & (codes >= 0)
+        received = _arrivals(messages, cycle.now_ms)
+        taken = np.zeros(n, dtype=np.bool_)
+        counts: dict[int, int] = {}
+        if self.plain_path and parse.any():
+            taken, counts = self._plain_singles(messages, payloads, numbers, codes, parse, received, cycle)
+            parse &= ~taken
         if parse.all():
             items, objects = _parse(payloads, sizes)
         else:
             items = [None] * n
             objects = np.zeros(n, dtype=np.bool_)
             chosen = np.flatnonzero(parse)
-            parsed, objects[chosen] = _parse(pick(payloads, chosen.tolist()), sizes[chosen])
-            for i, item in zip(chosen.tolist(), parsed, strict=True):
-                items[i] = item
+            if chosen.size:
+                parsed, objects[chosen] = _parse(pick(payloads, chosen.tolist()), sizes[chosen])
+                for i, item in zip(chosen.tolist(), parsed, strict=True):
+                    items[i] = item
         # A known topic's payload that is not an object (cut short, NaN...) goes to the model
         # as the general way would send it, without resolving the topic again.
         for i in np.flatnonzero(parse & ~objects).tolist():
@@ -669,26 +686,32 @@ class Validator:
                 route = int(numbers[i])
                 cycle.routed[i] = (KINDS[self._kind_names[routes.code[route]]], routes.device_id[route])
         codes[~objects] = -1
+        codes[taken] = _TAKEN  # sorts before the others, and is nobody's business any more
         if codes.min() == codes.max():
             order = None
-            bounds = [0, n]
         else:
             order = np.argsort(codes, kind="stable")
             codes = codes[order]
             items = pick(items, order.tolist())
             numbers = numbers[order]
-            bounds = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), n]
         index = np.arange(n) if order is None else order
-        # The others sort first; the objects' devices and timestamps are checked for all kinds at once.
-        start = bounds[1] if codes[0] < 0 else 0
-        slow: list[int] = index[:start].tolist()
-        if start == n:
-            return slow
-        device_ids = pick(routes.device_id, numbers[start:].tolist())
-        claims = self._claims(cast(list[dict[str, Any]], items[start:]), device_ids, cycle)
-        received = _arrivals(messages, cycle.now_ms)
-        for a, b in itertools.pairwise(bounds[1:] if start else bounds):
-            kind = KINDS[self._kind_names[int(codes[a])]]
+        # The others sort after the plain path's; the objects' devices and timestamps are
+        # checked for all kinds at once.
+        start = int(np.searchsorted(codes, 0))
+        slow: list[int] = index[int(np.searchsorted(codes, -1)) : start].tolist()
+        bounds = [start, *(np.flatnonzero(codes[start + 1 :] != codes[start:-1]) + start + 1).tolist(), n]
+        groups = {int(codes[a]): (a, b) for a, b in itertools.pairwise(bounds) if a < b}
+        if start < n:
+            device_ids = pick(routes.device_id, numbers[start:].tolist())
+            claims = self._claims(cast(list[dict[str, Any]], items[start:]), device_ids, cycle)
+        # Kinds in code order, whichever path took their readings, so the counts come out
+        # in the order the column path alone gives them.
+        for code in sorted(groups.keys() | counts.keys()):
+            kind = KINDS[self._kind_names[code]]
+            cycle.result.received[kind.name] += counts.get(code, 0)
+            if code not in groups:
+                continue
+            a, b = groups[code]
             part = slice(a - start, b - start)
             self._kind_singles(
                 kind,
@@ -702,6 +725,61 @@ class Validator:
                 cycle,
             )
         return slow
+
+    def _plain_singles(
+        self,
+        messages: Sequence[RawMessage],
+        payloads: list[bytes],
+        numbers: NDArray[np.intp],
+        codes: NDArray[np.intp],
+        chosen: NDArray[np.bool_],
+        received: NDArray[np.int64],
+        cycle: _Cycle,
+    ) -> tuple[NDArray[np.bool_], dict[int, int]]:
+        """The plain path for the ``chosen`` messages: which it accepted, and how many per kind code.
+
+        Accepted readings become rows at once; the counts are left to the caller, to be
+        added in the order of kinds that the column path counts in.
+        """
+        routes = self._routes
+        candidates = np.flatnonzero(chosen)
+        order = candidates[np.argsort(codes[candidates], kind="stable")]
+        sorted_codes = codes[order]
+        bounds = [0, *(np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1).tolist(), order.size]
+        plans: list[PlainPlan] = []
+        parts: list[list[Any]] = []
+        kinds: list[tuple[int, NDArray[np.intp]]] = []
+        for a, b in itertools.pairwise(bounds):
+            code = int(sorted_codes[a])
+            plan = self._plain[code]
+            if plan is not None:
+                plans.append(plan)
+                parts.append(plan.decode(pick(payloads, order[a:b].tolist())))
+                kinds.append((code, order[a:b]))
+        taken = np.zeros(len(messages), dtype=np.bool_)
+        counts: dict[int, int] = {}
+        if not plans:
+            return taken, counts
+        verdicts = check_plain(
+            plans,
+            parts,
+            [pick(routes.device_id, numbers[index].tolist()) for _, index in kinds],
+            cycle.now_ms - self.policy.max_age_ms,
+            cycle.now_ms + self.policy.max_future_ms,
+        )
+        for (code, index), verdict in zip(kinds, verdicts, strict=True):
+            if not verdict.taken.size:
+                continue
+            rows = cycle.rows_of(self._kind_names[code])
+            kept = index[verdict.taken]
+            seqs = (kept.astype(np.int64) << self._shift) + 1
+            rows.chunks.append(
+                (seqs, routes.position[numbers[kept]], verdict.ts_ms, verdict.values, received[kept])
+            )
+            rows.sources.append(_Source(seqs, messages, kept, None))
+            taken[kept] = True
+            counts[code] = kept.size
+        return taken, counts
 
     def _kind_singles(
         self,
@@ -724,12 +802,14 @@ class Validator:
             checked = plan.check(items, claims, self.policy.unknown_fields is UnknownFieldPolicy.REJECT)
             self._count_extra(cycle, checked)
             ok = checked.ok
-            rows = cycle.rows_of(kind.name)
-            rows.chunks.append(
-                (seqs[ok], positions[ok], checked.ts_ms[ok], checked.values[ok], received[index[ok]])
-            )
-            rows.sources.append(_Source(seqs, messages, index, None))
-            cycle.result.received[kind.name] += int(np.count_nonzero(ok))
+            accepted = int(np.count_nonzero(ok))
+            if accepted:  # an empty chunk would cost the kind a sort when its batch is assembled
+                rows = cycle.rows_of(kind.name)
+                rows.chunks.append(
+                    (seqs[ok], positions[ok], checked.ts_ms[ok], checked.values[ok], received[index[ok]])
+                )
+                rows.sources.append(_Source(seqs, messages, index, None))
+            cycle.result.received[kind.name] += accepted
             rest = np.flatnonzero(~ok).tolist()
         for i in rest:
             self._single(messages[int(index[i])], kind, device_ids[i], int(seqs[i]), cycle)

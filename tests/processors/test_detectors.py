@@ -389,3 +389,19 @@ def test_traffic_incident_keeps_the_weekday_rush_apart_from_the_quiet_weekend() 
     )
     onset_days = sorted(set((np.flatnonzero(alarms & ~np.r_[False, alarms[:-1]]) // (24 * 60)).tolist()))
     assert onset_days == [0], "Thursday's breakdown is new; Friday's and Monday's are usual"
+
+
+@pytest.mark.parametrize("seed", [3, 12])
+def test_a_first_day_drift_learned_into_the_profile_is_not_blamed_on_the_true_readings_after(seed: int) -> None:
+    """A probe drifts for eight hours of its first day, while its profile is being seeded, and
+    is then recalibrated. The next day it reads true, far from what its profile learned at those
+    hours; its peers' shape of the day shows the profile is what is wrong: no alarm. A probe
+    drifting on its second day, against a sound profile, still alarms."""
+    kind = KINDS["water"]
+    f = synthetic.fleet(kind, devices=12, days=3.0, seed=seed)
+    synthetic.drift(f, device=3, field=0, first=100, steps=96, share_of_band=0.6)
+    synthetic.drift(f, device=8, field=0, first=540, steps=60, share_of_band=0.8)
+    onsets = onsets_by_step(f, "shift")
+    assert onsets[8, 540:600].sum() == 1
+    onsets[8, 540:600] = 0
+    assert onsets.sum() == 0

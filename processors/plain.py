@@ -1,0 +1,188 @@
+"""The plain path of validation: well-formed readings decoded and checked in C, no dict per payload.
+
+Nearly every message a fleet sends is plainly valid: one JSON object holding the
+device, a timestamp and numbers within range, nothing else. The column path
+(:mod:`processors.columns`) builds a dict per payload and then validates each measure
+as a column; here msgspec decodes each payload straight into a small struct of the
+kind's own fields, checking the types and ranges of the model while it reads, so a
+plain reading costs one C call and leaves the values ready to copy into an array.
+
+msgspec is stricter than the model: it refuses unknown fields, nulls, booleans,
+strings where numbers belong, numbers that do not fit 64 bits, and any JSON it cannot
+read. Whatever it refuses is handed back to the column path and the model, which give
+the answer they always gave; whatever it accepts, the column path would have accepted
+with the same timestamp and values (the tests hold the two to it). A measure whose
+schema is more than a range-checked float (lighting's on/off spellings) is decoded as a
+number only and then goes through the model's own validator for that field, so its
+values are the model's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import chain, compress, repeat
+from operator import eq, is_, is_not
+from struct import pack
+from typing import Annotated, Any
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+from pydantic_core import SchemaValidator, ValidationError
+
+from processors.columns import ColumnPlan, pick, timestamps
+
+_BOUNDS = {"ge", "le", "gt", "lt"}
+_INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""Integers orjson reads as ``int`` too (beyond 64 bits it reads a float: the paths would differ)."""
+_TIMESTAMP = str | _INT64 | float
+_UNSET = msgspec.UNSET
+_META: Any = msgspec.Meta
+"""Called with the bounds a schema has (its overloads name each combination)."""
+astuple = msgspec.structs.astuple
+
+
+@dataclass(frozen=True, slots=True)
+class Plain:
+    """The plain path's verdict on one kind's payloads: the readings it proved valid, and their data."""
+
+    taken: NDArray[np.intp]
+    """Where the accepted readings are among the payloads; the others must go the general way."""
+    ts_ms: NDArray[np.int64]
+    values: NDArray[np.float64]
+
+
+class PlainPlan:
+    """One kind's struct for msgspec, built from the column plan's own field schemas.
+
+    The measures come first and ``ts`` and ``device`` last, so that a list of structs
+    flattens into one list where each field is a slice (one C-level pass per field).
+    """
+
+    def __init__(self, plan: ColumnPlan) -> None:
+        self.names = plan.names
+        fields: list[tuple[str, Any, Any]] = []
+        self._checked: list[tuple[int, SchemaValidator]] = []
+        for j, name in enumerate(self.names):
+            bounds = _plain_bounds(plan.field_schemas[name])
+            if bounds is None:
+                # Not a plain float: read a number as orjson would; the model's validator judges it.
+                fields.append((name, _INT64 | float | msgspec.UnsetType, _UNSET))
+                self._checked.append((j, plan.validators[j]))
+            else:
+                fields.append((name, Annotated[float, _META(**bounds)], math.nan))
+        fields.append(("ts", _TIMESTAMP, msgspec.NODEFAULT))
+        fields.append(("device", str | msgspec.UnsetType, _UNSET))
+        struct = msgspec.defstruct(
+            f"Plain{plan.kind.model.__name__}", fields, kw_only=True, forbid_unknown_fields=True, gc=False
+        )
+        self._decode = msgspec.json.Decoder(struct).decode
+
+    def decode(self, payloads: list[bytes]) -> list[Any]:
+        """Each payload as a struct, ``None`` where msgspec refuses it (one C call per payload)."""
+        decoded: list[Any] = []
+        rest = iter(payloads)
+        while True:
+            try:
+                decoded.extend(map(self._decode, rest))
+                break
+            except ValueError:  # refused (msgspec's errors and invalid UTF-8 alike)
+                decoded.append(None)
+        return decoded
+
+    def fields(
+        self, structs: list[Any]
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_], list[Any], list[Any]]:
+        """The measures of ``structs`` (NaN where not reported), which of them the model's validators
+        pass, and the ``ts`` and ``device`` fields (``UNSET`` where absent)."""
+        n, k = len(structs), len(self.names)
+        width = k + 2
+        flat = list(chain.from_iterable(map(astuple, structs)))
+        ts, devices = flat[k::width], flat[k + 1 :: width]
+        good = np.ones(n, dtype=np.bool_)
+        if not self._checked:
+            del flat[k::width]
+            del flat[k :: width - 1]
+            values = np.frombuffer(pack(f"{n * k}d", *flat), dtype=np.float64).reshape(n, k)
+            return values, good, ts, devices
+        values = np.empty((n, k), dtype=np.float64)
+        checked = dict(self._checked)
+        for j in range(k):
+            validator = checked.get(j)
+            if validator is None:
+                values[:, j] = flat[j::width]
+                continue
+            column = [None if v is _UNSET else v for v in flat[j::width]]
+            try:
+                values[:, j] = validator.validate_python(column)
+            except ValidationError as errors:
+                bad = {int(e["loc"][0]) for e in errors.errors()}
+                good[list(bad)] = False
+                values[:, j] = validator.validate_python(
+                    [None if i in bad else v for i, v in enumerate(column)]
+                )
+        return values, good, ts, devices
+
+
+def check_plain(
+    plans: list[PlainPlan], parts: list[list[Any]], device_ids: list[list[str]], min_ts: int, max_ts: int
+) -> list[Plain]:
+    """The verdicts on ``parts[i]``, structs decoded by ``plans[i]`` (``None`` where refused).
+
+    ``device_ids[i]`` are the devices the topics of ``parts[i]`` name; a reading that
+    names another device is left to the general way. The timestamps of all parts are
+    converted at once (most of the cost of converting is per call).
+    """
+    kept: list[NDArray[np.intp]] = []
+    fields = []
+    for plan, decoded, topics_devices in zip(plans, parts, device_ids, strict=True):
+        structs, own = decoded, topics_devices
+        index = np.arange(len(structs))
+        if None in structs:  # the refused are the general way's: the rest are checked alone
+            index = np.flatnonzero(
+                np.fromiter(map(is_not, structs, repeat(None)), np.bool_, count=len(structs))
+            )
+            structs = list(compress(structs, map(is_not, structs, repeat(None))))
+            own = pick(own, index.tolist())
+        values, good, ts, devices = plan.fields(structs)
+        if devices != own:  # one C-level comparison says so for the usual cycle
+            n = len(structs)
+            good &= np.fromiter(map(is_, devices, repeat(_UNSET)), np.bool_, count=n) | np.fromiter(
+                map(eq, devices, own), np.bool_, count=n
+            )
+        kept.append(index)
+        fields.append((values, good, ts))
+    ts_ms, ts_ok = timestamps([t for _, _, ts in fields for t in ts] if len(fields) > 1 else fields[0][2])
+    ts_ok &= (ts_ms >= min_ts) & (ts_ms <= max_ts)
+    verdicts: list[Plain] = []
+    start = 0
+    for index, (values, good, _) in zip(kept, fields, strict=True):
+        end = start + index.size
+        ok = good & ts_ok[start:end] & ~np.isnan(values).all(axis=1)
+        verdicts.append(Plain(index[ok], ts_ms[start:end][ok], values[ok]))
+        start = end
+    return verdicts
+
+
+def _plain_bounds(schema: Any) -> dict[str, float] | None:
+    """The range of a measure whose schema is an optional float with bounds only, else ``None``."""
+    try:
+        if schema["type"] != "default" or schema["default"] is not None or len(schema) != 3:
+            return None
+        nullable = schema["schema"]
+        if nullable["type"] != "nullable" or len(nullable) != 2:
+            return None
+        number = nullable["schema"]
+        if number["type"] != "float" or not set(number) - {"type"} <= _BOUNDS:
+            return None
+        bounds = {key: number[key] for key in _BOUNDS & set(number)}
+    except (KeyError, TypeError):
+        return None
+    if {"ge", "gt"} <= bounds.keys() or {"le", "lt"} <= bounds.keys():
+        return None
+    exact = all(
+        type(b) in (int, float) and math.isfinite(b) and float(b) == b and abs(b) < 2**53
+        for b in bounds.values()
+    )
+    return {key: float(b) for key, b in bounds.items()} if exact else None
