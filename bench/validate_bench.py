@@ -1,4 +1,4 @@
-"""Validation speed from raw JSON bytes: the column path against per-reading baselines, same run.
+"""Validation speed from raw JSON bytes: citypulse's validator against per-reading baselines, same run.
 
 Run: ``python3 bench/validate_bench.py [--devices 20000] [--messages 100000] [--cycle 5000] [--repeat 3]``
 
@@ -13,7 +13,7 @@ sort. Three validators read exactly the same bytes:
    set of the cycle's (device, timestamp) pairs to drop duplicates, as citypulse does;
 2. the reference path: each message through its kind's pydantic model
    (``model_validate_json``), as the foundation did;
-3. citypulse's validator (column path), in cycles of ``--cycle`` messages.
+3. citypulse's validator (plain and column paths), in cycles of ``--cycle`` messages.
 
 All three see the same cycles of ``--cycle`` messages. The generated fleet
 repeats a reading now and then (the same device and second, once spelled in
@@ -185,7 +185,7 @@ def main() -> None:
         print(f"\n{label}: {readings:,} readings, {n_col:,} valid (all three agree)")
         print(f"  pure-Python per reading  {readings / t_base:>10,.0f} readings/s   1.00x")
         print(f"  pydantic per message     {readings / t_ref:>10,.0f} readings/s   {t_base / t_ref:5.2f}x")
-        print(f"  citypulse column path    {readings / t_col:>10,.0f} readings/s   {t_base / t_col:5.2f}x")
+        print(f"  citypulse validator      {readings / t_col:>10,.0f} readings/s   {t_base / t_col:5.2f}x")
     columns.remember(columns.validate(messages[: args.cycle], NOW_MS))
     memory = sum(r.ts.nbytes + r.next.nbytes for r in columns.recent.values())
     rows = sum(r.ts.shape[0] for r in columns.recent.values())

@@ -128,6 +128,10 @@ class Binned:
         shape = (*index.shape, *table.shape[2:])
         put_cells(rows, flat, np.broadcast_to(np.asarray(values, dtype=table.dtype), shape))
 
+    def rows(self, rows: NDArray[np.intp]) -> Binned:
+        """The same tables for only some of the round's rows (same undo log): reads cost what they read."""
+        return Binned(self._arrays, self.device[rows], self._undo)
+
     def _flat(self, table: NDArray[Any], index: NDArray[np.intp]) -> NDArray[np.intp]:
         """The cells of ``index`` in a table of ``table.shape[1]`` bins; worked out once per index array
         (a round reads and writes the same bins of several tables: ``index`` is not changed in place)."""

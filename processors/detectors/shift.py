@@ -20,6 +20,11 @@ A measure that is off while another measure of the same device is off too is
 not alarmed: a probe that fails spoils one measure, while rain reaching a water
 node, a jam or smoke moves several of them together (:func:`corroborated`).
 
+What a device's first day held stays in its profile for days; when the device
+reads true again at those hours, the fleet's shape of the day (:mod:`._shape`)
+shows that the profile, not the reading, is wrong, and those hours are rebuilt
+from the shape instead of alarming.
+
 What the profile must not learn: a reading pinned at the sensor's limit (it says
 nothing of the level, and is not judged either), and a reading equal to the
 device's last one (a frozen probe's hours would otherwise become the next day's
@@ -33,6 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from processors.detectors import _shape
 from processors.detectors._robust import (
     DAY_MS,
     MAD_TO_SIGMA,
@@ -155,6 +161,7 @@ class ShiftDetector(ContinuousDetector):
         return {
             "common": np.zeros(f, dtype=np.float32),
             "spread": np.full(f, np.nan, dtype=np.float32),
+            **_shape.shape_spec(BINS, f),
         }
 
     def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
@@ -224,6 +231,12 @@ class ShiftDetector(ContinuousDetector):
         for j in range(stat.shape[1]):  # a field at a time: a (fields,) array broadcasts slowly
             stat[:, j] /= spread[j]
         scores = np.where(contributing, z_score(stat, Z_ALARM), 0.0)
+        found = self._rebuild(shared, r, where, y - common, seasonal, scale, scores) if peers else None
+        rebuilt = None if found is None else found[0]
+        if rebuilt is not None:
+            scores = np.where(rebuilt, 0.0, scores)
+            fast = np.where(rebuilt, 0.0, fast)
+            slow = np.where(rebuilt, 0.0, slow)
         flagged = scores >= self.threshold
         # Warning zone (as in Gama et al.'s drift detection method): a reading on its way
         # to an alarm teaches no sizes (the scale, the statistics' own typical sizes), or a
@@ -246,7 +259,7 @@ class ShiftDetector(ContinuousDetector):
             if together.any():
                 reported = np.where(together, np.minimum(reported, HOLD_SCORE * self.threshold), reported)
 
-        learn = judged & ~wary
+        learn = judged & ~wary if rebuilt is None else judged & ~wary & ~rebuilt
         zc = np.minimum(np.maximum(z, -CLIP), CLIP)
         # Unknown hours are seeded with what the device reads; known ones move by clipped residuals.
         target = np.where(known, seasonal + zc * scale, y)
@@ -258,7 +271,11 @@ class ShiftDetector(ContinuousDetector):
         repeated = x == state["last_x"]
         state["last_x"] = np.where(use, x, state["last_x"])
         teach = ((judged & ~flagged) | (use & ~known)) & ~repeated
+        if rebuilt is not None:
+            teach &= ~rebuilt
         PROFILE.learn(binned, "profile", where, target, teach, r.interval_col)
+        if found is not None:
+            self._write_rebuilt(shared, binned, where, found)
 
         n_float = n.astype(np.float32, copy=False)
         running_mean = 1.0 / (n_float + 1.0)
@@ -289,6 +306,8 @@ class ShiftDetector(ContinuousDetector):
 
         off = state["off_ms"].astype(np.float32, copy=False) + np.where(wary, r.interval_col, 0.0)
         off = np.where(judged & ~wary, 0.0, off)
+        if rebuilt is not None:
+            off = np.where(rebuilt, 0.0, off)
         restart = off >= RE_ACCEPT_MS
         # Off its baseline for a day: the device has changed for good; learn it again.
         restarting = bool(restart.any())
@@ -317,6 +336,45 @@ class ShiftDetector(ContinuousDetector):
         if not fresh.all():
             reported = np.where(fresh[:, None], reported, 0.0)
         return np.where(have & ~pinned, reported, np.nan)
+
+    def _rebuild(
+        self,
+        shared: State,
+        r: Round,
+        where: Where,
+        y: NDArray[np.floating[Any]],
+        seasonal: NDArray[np.floating[Any]],
+        scale: NDArray[np.floating[Any]],
+        scores: NDArray[np.floating[Any]],
+    ) -> _shape.Rebuilt | None:
+        """Cells whose profile is wrong here (see :mod:`._shape`), their rows and those rows' offsets.
+
+        Teaches the fleet's shape first. None when no cell qualifies (the usual round).
+        """
+        binned = r.binned
+        assert binned is not None
+        _shape.learn(shared, binned, "profile", r.ts_ms)
+        suspect = scores >= WARNING * self.threshold
+        if not suspect.any():
+            return None
+        found, rows, level = _shape.wrong_profile(
+            shared, binned, "profile", where, y, seasonal, scale, suspect
+        )
+        return (found, rows, level) if found.any() else None
+
+    @staticmethod
+    def _write_rebuilt(
+        shared: State,
+        binned: Binned,
+        where: Where,
+        rebuilt: _shape.Rebuilt,
+    ) -> None:
+        """Set the two bins around each rebuilt cell to the fleet's shape plus the device's offset."""
+        found, rows, level = rebuilt
+        index = where.bins.index[:, rows]
+        some = binned.rows(rows)
+        expected = shared["shape"][index] + level[None]
+        some.set("profile", index, np.where(found[rows][None], expected, some.get("profile", index)))
 
     def _fleet_spread(
         self,

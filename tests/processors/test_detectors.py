@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from processors.batch import ReadingBatch, series_batch
-from processors.detectors import DETECTORS, Category, Detector, Scored, StaleScores
+from processors.detectors import DETECTORS, Category, Detector, Scored, StaleScores, _shape
+from processors.detectors._robust import Bins, Where
+from processors.detectors.base import Binned
 from processors.detectors.shift import NEVER, SINCE_MS, TOGETHER_MS, corroborated
 from processors.kinds import KINDS, SensorKind
 from tests.processors import synthetic
@@ -392,7 +394,7 @@ def test_traffic_incident_keeps_the_weekday_rush_apart_from_the_quiet_weekend() 
 
 
 @pytest.mark.parametrize("seed", [3, 12])
-def test_a_first_day_drift_learned_into_the_profile_is_not_blamed_on_the_true_readings_after(seed: int) -> None:
+def test_a_first_day_drift_learned_into_the_profile_is_not_blamed_on_true_readings(seed: int) -> None:
     """A probe drifts for eight hours of its first day, while its profile is being seeded, and
     is then recalibrated. The next day it reads true, far from what its profile learned at those
     hours; its peers' shape of the day shows the profile is what is wrong: no alarm. A probe
@@ -405,3 +407,61 @@ def test_a_first_day_drift_learned_into_the_profile_is_not_blamed_on_the_true_re
     assert onsets[8, 540:600].sum() == 1
     onsets[8, 540:600] = 0
     assert onsets.sum() == 0
+
+
+def test_shift_resumes_exactly_with_the_fleets_shape_restored() -> None:
+    """The fleet's shape is shared state (it needs ten devices or more): a snapshot carries it."""
+    f = synthetic.fleet(KINDS["water"], devices=12, days=2.5, seed=12)
+    synthetic.drift(f, device=3, field=0, first=100, steps=96, share_of_band=0.6)
+    batches = f.batches(per_cycle=6)
+    half = len(batches) * 2 // 3
+    original = DETECTORS["shift"](f.kind)
+    for batch in batches[:half]:
+        original.update(batch)
+    table = batches[0].table
+    saved = original.state(table)
+    assert np.isfinite(saved["shared:shape"]).any()
+    resumed = DETECTORS["shift"](f.kind)
+    assert resumed.restore(saved, table) == len(table)
+    for batch in batches[half:]:
+        assert np.array_equal(original.update(batch), resumed.update(batch), equal_nan=True)
+    assert states_equal(original.state(table), resumed.state(table))
+
+
+def test_the_fleets_shape_is_its_devices_common_day_and_names_a_profile_gone_wrong() -> None:
+    """Forty devices share one shape of the day, each with its own offset and a little noise; one
+    has three hours of its profile wrong. The shape read off them is the common day (up to a
+    constant), the stray is the noise, and only a reading of the wrong device at a wrong hour,
+    which agrees with the fleet, is called a wrong profile."""
+    rng = np.random.default_rng(4)
+    devices, bins, noise = 40, 24, 0.05
+    common = 3.0 * np.sin(2 * np.pi * np.arange(bins) / bins)
+    offsets = rng.normal(0.0, 2.0, devices)
+    profile = common[None, :] + offsets[:, None] + rng.normal(0.0, noise, (devices, bins))
+    profile[7, 10:13] += 1.0  # learned from a fault
+    arrays = {"profile": profile[:, :, None].astype(np.float32)}
+    shared = _shape.shape_spec(bins, 1)
+    binned = Binned(arrays, np.arange(devices, dtype=np.intp), [])
+    _shape.learn(shared, binned, "profile", np.full(devices, synthetic.START_MS, dtype=np.int64))
+    shape = shared["shape"][:, 0]
+    assert np.abs((shape - shape.mean()) - (common - common.mean())).max() < 3 * noise
+    assert 0.5 * noise < float(np.median(shared["stray"])) < 2.0 * noise
+
+    # Every device reads, at hour 11, what the fleet expects of it; device 7's profile there is off.
+    i0 = np.full(devices, 11, dtype=np.intp)
+    bins_at = Bins(i0, i0 + 1, np.zeros((devices, 1), dtype=np.float32), np.stack([i0, i0 + 1]))
+    seasonal = profile[:, 11:12].astype(np.float32)
+    y = (common[11] + offsets)[:, None].astype(np.float32)
+    suspect = np.ones((devices, 1), dtype=np.bool_)
+    scale = np.full((devices, 1), noise, dtype=np.float32)
+    where = Where(bins_at, binned.get("profile", bins_at.index))
+    found, rows, level = _shape.wrong_profile(shared, binned, "profile", where, y, seasonal, scale, suspect)
+    assert found[:, 0].tolist() == [d == 7 for d in range(devices)]
+    assert rows.tolist() == list(range(devices))
+    apart = level[:, 0] - offsets  # each device's offset, up to the shape's constant
+    assert np.abs(apart - np.median(apart)).max() < 3 * noise
+    # A profile off by less than the peers usually stray (two of their noise sizes) is the
+    # device's own way, not a fault: not rebuilt, though the reading agrees with the fleet.
+    seasonal[5] += 2.0 * noise
+    found, _, _ = _shape.wrong_profile(shared, binned, "profile", where, y, seasonal, scale, suspect)
+    assert found[:, 0].tolist() == [d == 7 for d in range(devices)]
