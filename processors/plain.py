@@ -51,6 +51,8 @@ class Plain:
     """Where the accepted readings are among the payloads; the others must go the general way."""
     ts_ms: NDArray[np.int64]
     values: NDArray[np.float64]
+    devices: list[Any]
+    """The ``device`` field of every struct checked (``UNSET`` where absent), taken or not."""
 
 
 class PlainPlan:
@@ -78,6 +80,15 @@ class PlainPlan:
             f"Plain{plan.kind.model.__name__}", fields, kw_only=True, forbid_unknown_fields=True, gc=False
         )
         self._decode = msgspec.json.Decoder(struct).decode
+        self._decode_array = msgspec.json.Decoder(list[struct]).decode  # type: ignore[valid-type]
+
+    def decode_array(self, payload: bytes) -> list[Any] | None:
+        """A gateway's JSON array as a list of structs, ``None`` if msgspec refuses any of it."""
+        try:
+            decoded: list[Any] = self._decode_array(payload)
+        except ValueError:
+            return None
+        return decoded
 
     def decode(self, payloads: list[bytes]) -> list[Any]:
         """Each payload as a struct, ``None`` where msgspec refuses it (one C call per payload)."""
@@ -126,17 +137,23 @@ class PlainPlan:
 
 
 def check_plain(
-    plans: list[PlainPlan], parts: list[list[Any]], device_ids: list[list[str]], min_ts: int, max_ts: int
+    plans: list[PlainPlan],
+    parts: list[list[Any]],
+    device_ids: list[list[str]] | None,
+    min_ts: int,
+    max_ts: int,
 ) -> list[Plain]:
     """The verdicts on ``parts[i]``, structs decoded by ``plans[i]`` (``None`` where refused).
 
     ``device_ids[i]`` are the devices the topics of ``parts[i]`` name; a reading that
-    names another device is left to the general way. The timestamps of all parts are
-    converted at once (most of the cost of converting is per call).
+    names another device is left to the general way. Without them (a gateway's items
+    name their own devices), the caller judges the devices. The timestamps of all
+    parts are converted at once (most of the cost of converting is per call).
     """
     kept: list[NDArray[np.intp]] = []
     fields = []
-    for plan, decoded, topics_devices in zip(plans, parts, device_ids, strict=True):
+    for j, (plan, decoded) in enumerate(zip(plans, parts, strict=True)):
+        topics_devices = decoded if device_ids is None else device_ids[j]
         structs, own = decoded, topics_devices
         index = np.arange(len(structs))
         if None in structs:  # the refused are the general way's: the rest are checked alone
@@ -146,21 +163,21 @@ def check_plain(
             structs = list(compress(structs, map(is_not, structs, repeat(None))))
             own = pick(own, index.tolist())
         values, good, ts, devices = plan.fields(structs)
-        if devices != own:  # one C-level comparison says so for the usual cycle
+        if device_ids is not None and devices != own:  # one C-level comparison says so for the usual cycle
             n = len(structs)
             good &= np.fromiter(map(is_, devices, repeat(_UNSET)), np.bool_, count=n) | np.fromiter(
                 map(eq, devices, own), np.bool_, count=n
             )
         kept.append(index)
-        fields.append((values, good, ts))
-    ts_ms, ts_ok = timestamps([t for _, _, ts in fields for t in ts] if len(fields) > 1 else fields[0][2])
+        fields.append((values, good, ts, devices))
+    ts_ms, ts_ok = timestamps([t for _, _, ts, _ in fields for t in ts] if len(fields) > 1 else fields[0][2])
     ts_ok &= (ts_ms >= min_ts) & (ts_ms <= max_ts)
     verdicts: list[Plain] = []
     start = 0
-    for index, (values, good, _) in zip(kept, fields, strict=True):
+    for index, (values, good, _, devices) in zip(kept, fields, strict=True):
         end = start + index.size
         ok = good & ts_ok[start:end] & ~np.isnan(values).all(axis=1)
-        verdicts.append(Plain(index[ok], ts_ms[start:end][ok], values[ok]))
+        verdicts.append(Plain(index[ok], ts_ms[start:end][ok], values[ok], devices))
         start = end
     return verdicts
 

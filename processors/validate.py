@@ -297,7 +297,21 @@ class _Source:
     seqs: NDArray[np.int64]
     messages: Sequence[RawMessage]
     index: NDArray[np.intp]
-    items: Sequence[object] | None
+    items: Sequence[object] | _ArrayItems | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ArrayItems:
+    """Items of array payloads the plain path took, parsed as the general way parses them only
+    when one must be dead-lettered (a duplicate): item ``numbers[k]`` of ``messages[index[k]]``."""
+
+    messages: Sequence[RawMessage]
+    index: NDArray[np.intp]
+    numbers: NDArray[np.intp]
+
+    def __getitem__(self, k: int) -> object:
+        items = orjson.loads(self.messages[int(self.index[k])].payload.lstrip())
+        return cast(list[object], items)[int(self.numbers[k])]
 
 
 class Validator:
@@ -333,6 +347,7 @@ class Validator:
         self._plain = [None if plan is None else PlainPlan(plan) for plan in self._plans.values()]
         """Each kind's plain plan, by its place in :data:`KINDS` (its kind code)."""
         self._field_names: set[str] = set()
+        self._kind_codes = {name: code for code, name in enumerate(self._kind_names)}
 
     # --- public ----------------------------------------------------------------------------
     def validate(self, messages: Sequence[RawMessage], now_ms: int) -> ValidationResult:
@@ -342,16 +357,22 @@ class Validator:
         # readings in arrival order without knowing how many readings came before.
         shift = self._shift
         slow = self._singles(messages, cycle) if self.column_path else range(len(messages))
+        gateways: dict[int, str] = {}
+        plain: Counter[str] = Counter()
+        if self.plain_path and slow:
+            gateways, plain = self._plain_gateways(messages, slow, cycle)
         for i in slow:
             cycle.seq = i << shift
             routed = cycle.routed.get(i)
-            if routed is None:
-                self._message(messages[i], cycle, pending)
-            else:
+            if routed is not None:
                 self._single(messages[i], *routed, cycle.next_seq(), cycle)
+            elif i in gateways:  # taken whole by the plain path: its kind waits its turn all the same
+                pending.setdefault(gateways[i], [_Pending()])
+            else:
+                self._message(messages[i], cycle, pending)
         for name, chunks in pending.items():
-            if any(chunk.items for chunk in chunks):
-                self._columns(KINDS[name], chunks, cycle)
+            if plain[name] or any(chunk.items for chunk in chunks):
+                self._columns(KINDS[name], chunks, cycle, plain[name])
         return self._finish(cycle)
 
     def remember(self, result: ValidationResult) -> None:
@@ -781,6 +802,90 @@ class Validator:
             counts[code] = kept.size
         return taken, counts
 
+    def _plain_gateways(
+        self, messages: Sequence[RawMessage], slow: Sequence[int], cycle: _Cycle
+    ) -> tuple[dict[int, str], Counter[str]]:
+        """The plain path for gateway batches: the messages it took whole (with their kind), and
+        how many readings of each kind it took.
+
+        A message is taken only if msgspec reads every item and every item is proven
+        valid (a device of the topic's kind, a timestamp in the window, values in range):
+        anything else leaves the whole message to the general way, which judges it as it
+        always did. Duplicates are found with every other row when the batches are assembled.
+        """
+        limit = self.policy.max_payload_bytes
+        found: dict[int, tuple[list[int], list[list[Any]]]] = {}
+        routed = cycle.routed
+        for i in slow:
+            message = messages[i]
+            if i in routed or len(message.payload) > limit:
+                continue
+            try:
+                topic = self.topics.parse(message.topic)
+            except TopicError:
+                continue
+            code = self._kind_codes.get(topic.kind)
+            if topic.form is not TopicForm.BATCH or code is None or self._plain[code] is None:
+                continue
+            payload = message.payload.lstrip()
+            if payload[:1] != b"[":
+                continue
+            structs = cast(PlainPlan, self._plain[code]).decode_array(payload)
+            # The general way reads the array with orjson if it holds at most REFERENCE_DEPTH
+            # brackets and braces: the array's and its items' own, if every item is proven
+            # (none is inside a string then: keys are field names, devices registered ids,
+            # timestamps RFC 3339 or numbers). Larger arrays are left to it.
+            if structs and len(structs) < REFERENCE_DEPTH:
+                numbers, parts = found.setdefault(code, ([], []))
+                numbers.append(i)
+                parts.append(structs)
+        gateways: dict[int, str] = {}
+        plain: Counter[str] = Counter()
+        if not found:
+            return gateways, plain
+        codes = sorted(found)
+        plans = [cast(PlainPlan, self._plain[code]) for code in codes]
+        flat = [list(itertools.chain.from_iterable(found[code][1])) for code in codes]
+        verdicts = check_plain(
+            plans,
+            flat,
+            None,
+            cycle.now_ms - self.policy.max_age_ms,
+            cycle.now_ms + self.policy.max_future_ms,
+        )
+        received = _arrivals(messages, cycle.now_ms)
+        for code, verdict in zip(codes, verdicts, strict=True):
+            claimed = verdict.devices
+            name = self._kind_names[code]
+            index = self.registry.tables[name].index
+            numbers, parts = found[code]
+            sizes = np.fromiter(map(len, parts), dtype=np.intp, count=len(parts))
+            positions = np.fromiter(map(index.get, claimed, repeat(-1)), dtype=np.intp, count=len(claimed))
+            ok = np.zeros(len(claimed), dtype=np.bool_)
+            ok[verdict.taken] = True
+            ok &= positions >= 0  # a device missing, unknown or of another kind: the model explains
+            starts = np.cumsum(sizes) - sizes
+            whole = np.logical_and.reduceat(ok, starts)
+            if not whole.any():
+                continue
+            owner = np.repeat(np.arange(len(parts)), sizes)  # each reading's message among ``parts``
+            keep = whole[owner[verdict.taken]]
+            rows_at = verdict.taken[keep]
+            message_at = np.array(numbers, dtype=np.intp)[owner[rows_at]]
+            item_at = rows_at - starts[owner[rows_at]]
+            seqs = (message_at.astype(np.int64) << self._shift) + 1 + item_at
+            rows = cycle.rows_of(name)
+            rows.chunks.append(
+                (seqs, positions[rows_at], verdict.ts_ms[keep], verdict.values[keep], received[message_at])
+            )
+            rows.sources.append(
+                _Source(seqs, messages, message_at, _ArrayItems(messages, message_at, item_at))
+            )
+            plain[name] += rows_at.size
+            for k in np.flatnonzero(whole).tolist():
+                gateways[numbers[k]] = name
+        return gateways, plain
+
     def _kind_singles(
         self,
         kind: SensorKind,
@@ -837,19 +942,20 @@ class Validator:
         if checked.extra_names and checked.ok.any():
             self._count_ignored(cycle, checked.extra_names)
 
-    def _columns(self, kind: SensorKind, chunks: list[_Pending], cycle: _Cycle) -> None:
+    def _columns(self, kind: SensorKind, chunks: list[_Pending], cycle: _Cycle, plain: int = 0) -> None:
         """The column path for the items of array payloads; the rest go to the model one by one.
 
         Full chunks were checked as they filled; the result changes here, in the order
         that checking all the items at once would change it (unknown fields counted,
-        then what was proven valid kept, then the rest judged by the model).
+        then what was proven valid kept, then the rest judged by the model). ``plain``
+        readings of the kind were taken by the plain path already and are counted here.
         """
         last = chunks[-1]
         last.checked = self._verdict(kind, last.items, last.device_ids, cycle)
         for chunk in chunks:
             if chunk.checked is not None:
                 self._count_extra(cycle, chunk.checked)
-        accepted = 0
+        accepted = plain
         for chunk in chunks:
             checked = chunk.checked
             if checked is None or not checked.ok.any():

@@ -149,3 +149,123 @@ def test_msgspec_reads_every_number_it_takes_as_orjson_does(texts: list[str]) ->
     assert struct.ts == parsed["ts"]
     assert struct.ph == parsed["ph"]
     assert repr(struct.ph) == repr(float(parsed["ph"]))
+
+
+GATEWAY = "citypulse/v1/batches/air/gw-1"
+GOOD_ITEMS = [
+    b'{"device": "air-0", "ts": %d, "pm25": 12.5, "pm10": 30}' % SEC,
+    b'{"device": "air-1", "ts": "2026-11-23T04:29:00Z", "pm25": 3}',
+    b'{"device": "air-2", "ts": %d, "no2": 0.5}' % (NOW - 1000),
+]
+BAD_ITEMS = [
+    *(
+        item.replace(b'"device": "air-0"', b'"device": "air-2"')
+        for item in FALLS_BACK
+        if item[:1] == b"{" and b'"air-1"' not in item  # naming another device is a gateway's business
+    ),
+    b'{"ts": %d, "pm25": 1}' % SEC,  # a gateway's item must name its device
+    b'{"device": "ghost", "ts": %d, "pm25": 1}' % SEC,
+    b'{"device": "lamp-0", "ts": %d, "pm25": 1}' % SEC,  # a device of another kind
+    b'{"device": "air-2", "ts": %d, "pm25": 1}' % (SEC - 8 * 86400),  # too old
+    b'{"device": "air-2", "ts": %d, "pm25": 1}' % (SEC + 3600),  # in the future
+    b"3",
+    b"null",
+]
+"""Items of a gateway batch that leave the whole batch to the general way."""
+
+
+def gateway(*items: bytes, topic: str = GATEWAY, received: int | None = NOW) -> RawMessage:
+    return RawMessage(topic, b"[" + b", ".join(items) + b"]", received)
+
+
+def taken(validator: Validator, cycle: list[RawMessage]) -> dict[int, str]:
+    """The messages of ``cycle`` the gateway plain path takes whole."""
+    from processors.validate import _Cycle
+
+    return validator._plain_gateways(cycle, range(len(cycle)), _Cycle(NOW))[0]
+
+
+@pytest.mark.parametrize("bad", BAD_ITEMS)
+def test_a_gateway_batch_with_one_item_it_cannot_prove_falls_back_whole(
+    registry: Registry, bad: bytes
+) -> None:
+    plain, column = validators(registry)
+    cycle = [gateway(*GOOD_ITEMS), gateway(GOOD_ITEMS[0], bad, GOOD_ITEMS[2], received=NOW - 7)]
+    assert taken(plain, cycle) == {0: "air"}
+    identical(plain.validate(cycle, NOW), column.validate(cycle, NOW))
+
+
+def test_gateway_batches_the_plain_path_does_not_read() -> None:
+    registry = Registry([])
+    plain, column = validators(registry)
+    cycle = [
+        gateway(),  # empty
+        gateway(*GOOD_ITEMS, topic="citypulse/v1/batches/nope/gw"),
+        gateway(*GOOD_ITEMS, topic="citypulse/v1/readings/air/air-0"),  # an array on a device's topic
+        RawMessage(GATEWAY, b" \n" + gateway(*GOOD_ITEMS).payload + b" "),
+        RawMessage(GATEWAY, b"\x0b" + gateway(*GOOD_ITEMS).payload),
+        RawMessage(
+            GATEWAY, b"[" + b",".join([GOOD_ITEMS[0]] * 200) + b"]"
+        ),  # nests too deep for orjson's turn
+        RawMessage(GATEWAY, GOOD_ITEMS[0]),
+    ]
+    assert taken(plain, cycle) == {}  # nobody is registered
+    identical(plain.validate(cycle, NOW), column.validate(cycle, NOW))
+
+
+def test_gateway_batches_the_plain_path_takes_or_leaves_agree(registry: Registry) -> None:
+    plain, column = validators(registry)
+    cycle = [
+        RawMessage(GATEWAY, b" \n" + gateway(*GOOD_ITEMS).payload + b" ", NOW - 3),
+        RawMessage(GATEWAY, b"[" + b",".join([GOOD_ITEMS[0]] * 200) + b"]"),
+        gateway(*GOOD_ITEMS, topic="citypulse/v1/readings/air/air-0"),
+        gateway(),
+    ]
+    assert taken(plain, cycle) == {0: "air"}
+    identical(plain.validate(cycle, NOW), column.validate(cycle, NOW))
+
+
+def test_duplicates_of_gateway_readings_are_dead_lettered_with_their_own_items(registry: Registry) -> None:
+    plain, column = validators(registry)
+    again = b'{"device": "air-0", "ts": %d, "pm25": 7.25}' % SEC  # GOOD_ITEMS[0]'s device and time
+    cycle = [
+        gateway(*GOOD_ITEMS, again),  # within the batch
+        gateway(again, topic="citypulse/v1/batches/air/gw-2"),  # across batches
+        RawMessage(topic("air-1"), b'{"ts": "2026-11-23T04:29:00Z", "pm25": 1}'),  # a single's duplicate
+    ]
+    assert taken(plain, cycle) == {0: "air", 1: "air"}
+    result = plain.validate(cycle, NOW)
+    identical(result, column.validate(cycle, NOW))
+    assert [r.payload for r in result.rejects] == [
+        b'{"device":"air-0","ts":%d,"pm25":7.25}' % SEC,
+        b'{"device":"air-0","ts":%d,"pm25":7.25}' % SEC,
+        b'{"ts": "2026-11-23T04:29:00Z", "pm25": 1}',
+    ]
+    for validator in (plain, column):  # and against what an earlier cycle stored
+        validator.remember(result)
+    identical(plain.validate(cycle, NOW), column.validate(cycle, NOW))
+
+
+ITEMS = st.one_of(st.sampled_from(GOOD_ITEMS), st.sampled_from(GOOD_ITEMS), st.sampled_from(BAD_ITEMS))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(st.lists(ITEMS, min_size=0, max_size=6), min_size=1, max_size=6),
+    singles=messages(),
+    reject_unknown=st.booleans(),
+)
+def test_the_gateway_plain_path_agrees_with_the_column_path(
+    registry: Registry, batches: list[list[bytes]], singles: list[RawMessage], reject_unknown: bool
+) -> None:
+    policy = ValidationPolicy(
+        unknown_fields=UnknownFieldPolicy.REJECT if reject_unknown else UnknownFieldPolicy.IGNORE
+    )
+    plain, column = validators(registry, policy)
+    cycle = [gateway(*items, topic=f"{GATEWAY}{i}", received=NOW - i) for i, items in enumerate(batches)]
+    cycle = (
+        [m for pair in zip(cycle, singles, strict=False) for m in pair]
+        + cycle[len(singles) :]
+        + singles[len(cycle) :]
+    )
+    identical(plain.validate(cycle, NOW), column.validate(cycle, NOW))
