@@ -187,7 +187,7 @@ def main() -> None:
         print(f"  pydantic per message     {readings / t_ref:>10,.0f} readings/s   {t_base / t_ref:5.2f}x")
         print(f"  citypulse validator      {readings / t_col:>10,.0f} readings/s   {t_base / t_col:5.2f}x")
     columns.remember(columns.validate(messages[: args.cycle], NOW_MS))
-    memory = sum(r.ts.nbytes + r.next.nbytes for r in columns.recent.values())
+    memory = sum(r.ts.nbytes + r.next.nbytes + r.newest.nbytes for r in columns.recent.values())
     rows = sum(r.ts.shape[0] for r in columns.recent.values())
     print(
         f"\nvalidator state: {memory / max(rows, 1):.0f} bytes per device "

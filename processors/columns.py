@@ -170,12 +170,12 @@ def timestamps(raw: list[object]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]
         ms[index] = np.where(good, converted, 0).astype(np.int64)
         ok[index] = good
     if is_str.any():
-        strings = np.flatnonzero(is_str).tolist()
+        index = np.flatnonzero(is_str)
+        strings = index.tolist()
         texts = cast(list[str], raw if len(strings) == n else pick(raw, strings))
         rest = strings
         if len(texts) >= _FEW:
             fast_ms, fast_ok = parse_utc_strings(texts)
-            index = np.asarray(strings, dtype=np.intp)
             ms[index] = fast_ms
             ok[index] = fast_ok
             rest = np.flatnonzero(~fast_ok).tolist()

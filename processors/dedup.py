@@ -36,6 +36,9 @@ class RecentTimestamps:
         self.window = window
         self.ts = np.full((0, window), EMPTY, dtype=np.int64)
         self.next = np.zeros(0, dtype=np.int64)
+        self.newest = np.full(0, EMPTY, dtype=np.int64)
+        """At least each device's newest remembered timestamp: a reading stamped later cannot be a
+        repeat, and that is nearly every reading, so only the others are compared with the ring."""
 
     def _grow(self, n: int) -> None:
         have = self.ts.shape[0]
@@ -46,18 +49,22 @@ class RecentTimestamps:
         ts[:have] = self.ts
         nxt = np.zeros(size, dtype=np.int64)
         nxt[:have] = self.next
-        self.ts, self.next = ts, nxt
+        newest = np.full(size, EMPTY, dtype=np.int64)
+        newest[:have] = self.newest
+        self.ts, self.next, self.newest = ts, nxt, newest
 
     def contains(self, device: NDArray[np.intp], ts: NDArray[np.int64]) -> NDArray[np.bool_]:
         """Which (device, ts) pairs are among the remembered ones."""
         if self.window == 0 or device.size == 0:
             return np.zeros(device.size, dtype=np.bool_)
         self._grow(int(device.max()) + 1)
-        # The matches' flat positions, not ``any(axis=1)``: a reduction over a row of a
-        # few slots costs more than the comparison itself, and matches are rare.
-        hits = np.flatnonzero(np.take(self.ts, device, axis=0) == ts[:, None])
         found = np.zeros(device.size, dtype=np.bool_)
-        found[hits // self.window] = True
+        maybe = np.flatnonzero(ts <= self.newest[device])
+        if maybe.size:
+            # The matches' flat positions, not ``any(axis=1)``: a reduction over a row of a
+            # few slots costs more than the comparison itself, and matches are rare.
+            hits = np.flatnonzero(np.take(self.ts, device[maybe], axis=0) == ts[maybe, None])
+            found[maybe[hits // self.window]] = True
         return found
 
     def add(self, device: NDArray[np.intp], ts: NDArray[np.int64]) -> None:
@@ -72,7 +79,9 @@ class RecentTimestamps:
             slot = self.next[dev]
             self.ts[dev, slot] = ts[order]
             self.next[dev] = (slot + 1) % self.window
+            self.newest[dev] = np.maximum(self.newest[dev], ts[order])
             return
+        np.maximum.at(self.newest, device, ts)
         starts = np.flatnonzero(np.concatenate(([True], changes)))
         counts = np.diff(np.append(starts, dev.size))
         rank = np.arange(dev.size) - np.repeat(starts, counts)
@@ -107,3 +116,5 @@ class RecentTimestamps:
         width = min(self.window, saved_ts.shape[1])
         self.ts[positions[known], :width] = saved_ts[known][:, -width:] if width else saved_ts[known][:, :0]
         self.next[positions[known]] = state["next"][known] % max(self.window, 1)
+        if self.window:
+            self.newest[positions[known]] = self.ts[positions[known]].max(axis=1)

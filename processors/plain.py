@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import chain, compress, repeat
-from operator import eq, is_, is_not
-from struct import pack
+from itertools import chain, repeat
+from operator import eq, is_
+from struct import pack_into
 from typing import Annotated, Any
 
 import msgspec
@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic_core import SchemaValidator, ValidationError
 
-from processors.columns import ColumnPlan, pick, timestamps
+from processors.columns import ColumnPlan, timestamps
 
 _BOUNDS = {"ge", "le", "gt", "lt"}
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
@@ -48,7 +48,7 @@ class Plain:
     """The plain path's verdict on one kind's payloads: the readings it proved valid, and their data."""
 
     taken: NDArray[np.intp]
-    """Where the accepted readings are among the payloads; the others must go the general way."""
+    """Where the accepted readings are among the structs checked; the others must go the general way."""
     ts_ms: NDArray[np.int64]
     values: NDArray[np.float64]
     devices: list[Any]
@@ -90,17 +90,23 @@ class PlainPlan:
             return None
         return decoded
 
-    def decode(self, payloads: list[bytes]) -> list[Any]:
-        """Each payload as a struct, ``None`` where msgspec refuses it (one C call per payload)."""
+    def decode(self, payloads: list[bytes]) -> tuple[list[Any], list[int]]:
+        """The structs of the payloads msgspec reads (one C call per payload), and where the
+        refused ones are among ``payloads``.
+
+        The refused are left out, not marked, so that nothing downstream has to pass over the
+        whole list again to find them (a cycle of a bad fleet still holds only a few).
+        """
         decoded: list[Any] = []
+        refused: list[int] = []
         rest = iter(payloads)
         while True:
             try:
                 decoded.extend(map(self._decode, rest))
                 break
             except ValueError:  # refused (msgspec's errors and invalid UTF-8 alike)
-                decoded.append(None)
-        return decoded
+                refused.append(len(decoded) + len(refused))
+        return decoded, refused
 
     def fields(
         self, structs: list[Any]
@@ -115,7 +121,8 @@ class PlainPlan:
         if not self._checked:
             del flat[k::width]
             del flat[k :: width - 1]
-            values = np.frombuffer(pack(f"{n * k}d", *flat), dtype=np.float64).reshape(n, k)
+            values = np.empty((n, k), dtype=np.float64)
+            pack_into(f"{n * k}d", values.data, 0, *flat)  # straight into the array: writable, as a copy is
             return values, good, ts, devices
         values = np.empty((n, k), dtype=np.float64)
         checked = dict(self._checked)
@@ -143,41 +150,35 @@ def check_plain(
     min_ts: int,
     max_ts: int,
 ) -> list[Plain]:
-    """The verdicts on ``parts[i]``, structs decoded by ``plans[i]`` (``None`` where refused).
+    """The verdicts on ``parts[i]``, structs decoded by ``plans[i]``.
 
     ``device_ids[i]`` are the devices the topics of ``parts[i]`` name; a reading that
     names another device is left to the general way. Without them (a gateway's items
     name their own devices), the caller judges the devices. The timestamps of all
     parts are converted at once (most of the cost of converting is per call).
     """
-    kept: list[NDArray[np.intp]] = []
     fields = []
-    for j, (plan, decoded) in enumerate(zip(plans, parts, strict=True)):
-        topics_devices = decoded if device_ids is None else device_ids[j]
-        structs, own = decoded, topics_devices
-        index = np.arange(len(structs))
-        if None in structs:  # the refused are the general way's: the rest are checked alone
-            index = np.flatnonzero(
-                np.fromiter(map(is_not, structs, repeat(None)), np.bool_, count=len(structs))
-            )
-            structs = list(compress(structs, map(is_not, structs, repeat(None))))
-            own = pick(own, index.tolist())
+    for j, (plan, structs) in enumerate(zip(plans, parts, strict=True)):
         values, good, ts, devices = plan.fields(structs)
-        if device_ids is not None and devices != own:  # one C-level comparison says so for the usual cycle
+        if device_ids is not None and devices != device_ids[j]:  # one C-level comparison for the usual cycle
             n = len(structs)
             good &= np.fromiter(map(is_, devices, repeat(_UNSET)), np.bool_, count=n) | np.fromiter(
-                map(eq, devices, own), np.bool_, count=n
+                map(eq, devices, device_ids[j]), np.bool_, count=n
             )
-        kept.append(index)
         fields.append((values, good, ts, devices))
-    ts_ms, ts_ok = timestamps([t for _, _, ts, _ in fields for t in ts] if len(fields) > 1 else fields[0][2])
+    ts_ms, ts_ok = timestamps(
+        list(chain.from_iterable(ts for _, _, ts, _ in fields)) if len(fields) > 1 else fields[0][2]
+    )
     ts_ok &= (ts_ms >= min_ts) & (ts_ms <= max_ts)
     verdicts: list[Plain] = []
     start = 0
-    for index, (values, good, _, devices) in zip(kept, fields, strict=True):
-        end = start + index.size
+    for values, good, _, devices in fields:
+        end = start + len(devices)
         ok = good & ts_ok[start:end] & ~np.isnan(values).all(axis=1)
-        verdicts.append(Plain(index[ok], ts_ms[start:end][ok], values[ok], devices))
+        if ok.all():  # the usual part: nothing to leave out, so nothing to copy
+            verdicts.append(Plain(np.arange(ok.size), ts_ms[start:end], values, devices))
+        else:
+            verdicts.append(Plain(np.flatnonzero(ok), ts_ms[start:end][ok], values[ok], devices))
         start = end
     return verdicts
 
