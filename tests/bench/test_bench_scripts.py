@@ -1,0 +1,45 @@
+"""The benchmarks run end to end at a small size, so that they cannot rot between the runs that
+report figures. Their figures are not judged here (the machine is shared); what they check is."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_validate_bench_agrees_with_its_baselines_on_both_message_shapes() -> None:
+    out = run(
+        "validate_bench.py", "--devices", "300", "--messages", "3000", "--cycle", "500", "--repeat", "1"
+    )
+    assert out.count("(all three agree)") == 2
+    # Each of the three validators, on both shapes, with a rate by wall clock and by CPU time.
+    rows = re.findall(
+        r"^  (pure-Python per reading|pydantic per message|citypulse validator)\s+([\d,]+)\s", out, re.M
+    )
+    assert [name for name, _ in rows].count("citypulse validator") == 2
+    assert all(int(rate.replace(",", "")) > 0 for _, rate in rows)
+    assert "bytes per device" in out
+
+
+def test_detect_bench_reports_speed_and_state_per_device_field() -> None:
+    out = run("detect_bench.py", "--devices", "200", "--batches", "3", "--series-rows", "200")
+    assert "reading-fields/s" in out
+    assert re.search(r"\d+ vs \d+ bytes/device-field", out), out[-1500:]
+    assert "one series of 200 hourly readings" in out
