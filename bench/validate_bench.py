@@ -177,8 +177,11 @@ def main() -> None:
         ("one reading per message", messages, len(messages)),
         ("gateway batches of 50", *gateway(messages, 50)),
     ):
-        contenders = {"pure-Python per reading": baseline, "pydantic per message": reference}
-        contenders["citypulse validator"] = columns
+        contenders: dict[str, Validator | PurePython] = {
+            "pure-Python per reading": baseline,
+            "pydantic per message": reference,
+            "citypulse validator": columns,
+        }
         wall = dict.fromkeys(contenders, math.inf)
         cpu = dict.fromkeys(contenders, math.inf)
         accepted: dict[str, int] = {}

@@ -153,9 +153,7 @@ class _Routes:
         return len(self.number)
 
     def remember(self, topic: str, code: int, device_id: str, position: int, limit: int) -> None:
-        known = self.number.get(topic)
-        if known is not None:
-            self.code[known], self.position[known], self.device_id[known] = code, position, device_id
+        if topic in self.number:  # a topic always resolves to the same route: nothing to update
             return
         if len(self.number) >= limit:  # topics nobody registered must not grow memory
             self.clear()
@@ -392,8 +390,6 @@ class Validator:
 
     # --- routing -----------------------------------------------------------------------------
     def _remember_route(self, topic: str, kind: SensorKind, device_id: str, position: int) -> None:
-        if topic in self._routes.number:  # a topic always resolves to the same route: nothing to update
-            return
         self._routes.remember(
             topic, self._kind_names.index(kind.name), device_id, position, 2 * len(self.registry) + 1024
         )
