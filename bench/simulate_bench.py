@@ -38,8 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingest.mqtt_client import ConnectOptions  # noqa: E402
-from ingest.settings import MqttEndpoint  # noqa: E402
+from processors.endpoint import ConnectOptions, MqttEndpoint  # noqa: E402
 from processors.kinds import KINDS  # noqa: E402
 from processors.registry import Registry  # noqa: E402
 from processors.topics import TopicScheme  # noqa: E402

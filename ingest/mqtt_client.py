@@ -1,4 +1,4 @@
-"""Building paho-mqtt clients the same way everywhere (ingest, simulators, demo).
+"""Building paho-mqtt clients the same way everywhere in the service and the demo.
 
 paho-mqtt 2.x is used because it can acknowledge a QoS 1 message when *we* decide
 (``manual_ack``), after the readings are durable; aiomqtt acknowledges before the
@@ -10,37 +10,16 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.settings import MqttEndpoint
+from processors.endpoint import BrokerUnreachableError, ConnectOptions
 
 log = logging.getLogger(__name__)
-
-Protocol = Literal["5", "3.1.1"]
-
-
-class BrokerUnreachableError(ConnectionError):
-    """The broker did not accept a connection in time; the message says what to check."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectOptions:
-    endpoint: MqttEndpoint
-    client_id: str
-    protocol: Protocol = "5"
-    keepalive_s: int = 30
-    persistent_session: bool = False
-    session_expiry_s: int = 0
-    receive_maximum: int | None = None
-    manual_ack: bool = False
-    will_topic: str | None = None
-    will_payload: bytes = b""
 
 
 def make_client(options: ConnectOptions) -> mqtt.Client:

@@ -25,7 +25,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from ingest.mqtt_client import ConnectOptions, describe_failure, make_client, start
+from ingest.mqtt_client import describe_failure, make_client, start
+from processors.endpoint import ConnectOptions
 from processors.validate import RawMessage
 
 log = logging.getLogger(__name__)

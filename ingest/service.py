@@ -20,7 +20,6 @@ from collections.abc import Sequence
 
 from ingest.durable import DurableSink, RetryPolicy
 from ingest.metrics import MetricsServer, Observation, SourceState, pipeline_event
-from ingest.mqtt_client import ConnectOptions
 from ingest.mqtt_source import Delivery, MqttSource
 from ingest.pipeline import Pipeline, load_state, save_state
 from ingest.registry_file import load_registry
@@ -31,6 +30,7 @@ from ingest.stats import PipelineStats, StatsSnapshot, wall_clock_ms
 from ingest.store_rejects import StoreRejects
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
+from processors.endpoint import ConnectOptions
 from processors.registry import Registry
 from processors.validate import Validator
 

@@ -12,9 +12,8 @@ import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,46 +22,12 @@ from pydantic_settings import (
 )
 
 from processors.detectors import DETECTORS, DetectorConfig
+from processors.endpoint import MqttEndpoint
 from processors.topics import DEFAULT_PREFIX, TopicScheme
 from processors.validate import UnknownFieldPolicy, ValidationPolicy
 
 DEFAULT_CONFIG_FILE = Path("citypulse.toml")
 _explicit_config: ContextVar[Path | None] = ContextVar("citypulse_config", default=None)
-
-
-class MqttEndpoint(BaseModel):
-    """A broker address parsed from ``mqtt://user:pass@host:port`` (``mqtts://`` for TLS)."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-
-    @classmethod
-    def parse(cls, url: str) -> MqttEndpoint:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"MQTT URL {url!r} must start with mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ValueError(f"MQTT URL {url!r} names no host; e.g. mqtt://127.0.0.1:1883")
-        tls = parts.scheme in ("mqtts", "ssl")
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            raise ValueError(f"MQTT URL {url!r} has an invalid port") from None
-        return cls(
-            host=parts.hostname,
-            port=port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=tls,
-        )
-
-    def display(self) -> str:
-        """The address without the password, for logs."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 class Settings(BaseSettings):

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from ingest.units import parse_duration
 from processors.registry import Registry
 from processors.timestamps import parse_timestamp
+from processors.units import parse_duration
 from simulators.hanoi import DISTRICTS
 from simulators.labels import Label, LabelSink
 from simulators.models import INCIDENTS, IncidentType

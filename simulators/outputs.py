@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
-from ingest.mqtt_client import ConnectOptions
+from processors.endpoint import ConnectOptions
 from simulators.publisher import Publisher
 
 TimedMessage = tuple[int, str, bytes]

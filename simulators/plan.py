@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.registry_file import load_registry, save_registry
 from processors.kinds import KINDS
 from processors.registry import Registry
 from processors.topics import TopicScheme
@@ -19,8 +17,6 @@ from simulators.labels import LabelSink
 from simulators.schedule import Schedule
 from simulators.weather import Weather
 
-log = logging.getLogger(__name__)
-
 
 def parse_kinds(spec: str) -> list[str]:
     """``"all"`` or a comma-separated list of kind names, checked."""
@@ -31,24 +27,6 @@ def parse_kinds(spec: str) -> list[str]:
     if unknown:
         raise ValueError(f"unknown kind(s) {', '.join(unknown)}; choose from: all, {', '.join(KINDS)}")
     return kinds
-
-
-def fleet_registry(path: Path | None, devices: int, kinds: Sequence[str], seed: int) -> tuple[Registry, bool]:
-    """Reuse the registry at ``path`` if it exists, else generate one (and save it there).
-
-    Returns the registry and whether it was reused.
-    """
-    if path is not None and path.exists():
-        registry = load_registry(path)
-        log.info("reusing device registry %s (%d devices)", path, len(registry))
-        return registry, True
-    from simulators.fleet import make_registry
-
-    registry = make_registry(devices, kinds, seed)
-    if path is not None:
-        save_registry(registry, path)
-        log.info("wrote device registry %s (%d devices)", path, len(registry))
-    return registry, False
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ingest.mqtt_client import BrokerUnreachableError
-from ingest.settings import MqttEndpoint
+from processors.endpoint import BrokerUnreachableError, MqttEndpoint
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.units import parse_duration
 from processors.timestamps import parse_timestamp
+from processors.units import parse_duration
 from simulators.faults import check_fault_names, parse_faults
 from simulators.incidents import IncidentSpec
 from simulators.models import INCIDENTS

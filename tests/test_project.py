@@ -31,7 +31,7 @@ def test_compose_broker_never_drops_queued_messages() -> None:
 def test_readme_test_command_is_what_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    command = "ruff format --check . && ruff check . && mypy && python3 -m pytest"
+    command = "ruff format --check . && ruff check . && mypy && lint-imports && python3 -m pytest"
     assert f"`{command}`" in readme
     assert ci.rstrip().endswith(command)
     assert "pip install . && citypulse demo" in readme

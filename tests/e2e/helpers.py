@@ -20,7 +20,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from ingest.settings import MqttEndpoint
+from processors.endpoint import MqttEndpoint
 from processors.kinds import KINDS
 
 

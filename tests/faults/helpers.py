@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.broker import free_port
 from ingest.registry_file import save_registry
-from ingest.settings import MqttEndpoint
+from processors.endpoint import MqttEndpoint
 from processors.kinds import KINDS
 from processors.registry import Registry
 from processors.topics import TopicScheme

@@ -7,7 +7,7 @@ import platform
 import pytest
 
 from ingest.allocator import keep_freed_memory
-from ingest.cli_common import UserError, settings_from
+from ingest.cli.common import UserError, settings_from
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")

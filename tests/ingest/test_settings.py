@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ingest.settings import MqttEndpoint, Settings, load_settings
+from ingest.settings import Settings, load_settings
+from processors.endpoint import MqttEndpoint
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -13,8 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.mqtt_client import BrokerUnreachableError
-from ingest.settings import MqttEndpoint
+from processors.endpoint import BrokerUnreachableError, MqttEndpoint
 from simulators.publisher import Protocol, Publisher, _split_packet
 from tests.e2e.helpers import wait_until
 from tests.servers import Mosquitto, running_mosquitto

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ingest.allocator import keep_freed_memory
-from ingest.cli_common import ConfigOption, UserError, duration_option, err, print_json, settings_from
+from ingest.cli.common import ConfigOption, UserError, duration_option, err, print_json, settings_from
 from ingest.registry_file import load_registry
 from processors.anomaly import DetectionEngine
 from processors.evaluation import DAY_MS, Report, evaluate

@@ -1,6 +1,6 @@
 """The ``citypulse`` command line: one entry point, one sub-command per job.
 
-Each sub-command lives in its own module under ``ingest/commands/``; this file
+Each sub-command lives in its own module of this package; this file
 only registers them and turns user mistakes into one clear line (exit status 2).
 """
 
@@ -10,8 +10,9 @@ import sys
 
 import typer
 
-from ingest.cli_common import UserError, err
-from ingest.commands import demo, detect, evaluate, ingest, simulate
+from ingest.cli import demo, detect, evaluate, simulate
+from ingest.cli import ingest as ingest_command
+from ingest.cli.common import UserError, err
 
 app = typer.Typer(
     name="citypulse",
@@ -23,7 +24,7 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.command("detect")(detect.detect)
 app.command("evaluate")(evaluate.evaluate_command)
-app.command("ingest")(ingest.ingest)
+app.command("ingest")(ingest_command.ingest)
 app.command("simulate")(simulate.simulate)
 
 
@@ -36,7 +37,3 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

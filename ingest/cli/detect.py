@@ -16,7 +16,7 @@ import numpy as np
 import typer
 from numpy.typing import NDArray
 
-from ingest.cli_common import UserError, err, print_json
+from ingest.cli.common import UserError, err, print_json
 from processors.detectors import DETECTORS, DetectorConfig
 from processors.series import SERIES_DETECTORS, SeriesScorer
 from processors.timestamps import parse_timestamp

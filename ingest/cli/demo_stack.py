@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.live import Live
 
 from ingest.broker import EmbeddedBroker
-from ingest.live_view import LiveView
-from ingest.mqtt_client import ConnectOptions
+from ingest.cli.live_view import LiveView
 from ingest.registry_file import save_registry
 from ingest.service import IngestService
 from ingest.settings import Settings
 from ingest.sinks.sqlite import SqliteSink
+from processors.endpoint import ConnectOptions
 from processors.kinds import KINDS
 from simulators.fleet import make_registry
 from simulators.outputs import MqttOutput

@@ -11,13 +11,13 @@ from typing import Annotated
 import typer
 
 from ingest.allocator import keep_freed_memory
-from ingest.cli_common import (
+from ingest.cli.common import (
     ConfigOption,
     UserError,
     settings_from,
     setup_logging,
 )
-from ingest.mqtt_client import BrokerUnreachableError
+from processors.endpoint import BrokerUnreachableError
 from processors.registry import RegistryError
 
 

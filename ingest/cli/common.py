@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from ingest.settings import Settings, load_settings
-from ingest.units import parse_duration
+from processors.units import parse_duration
 
 err = Console(stderr=True, soft_wrap=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ingest.cli_common import (
+from ingest.cli.common import (
     ConfigOption,
     UserError,
     duration_option,
@@ -19,9 +20,27 @@ from ingest.cli_common import (
     settings_from,
     setup_logging,
 )
-from ingest.mqtt_client import BrokerUnreachableError, ConnectOptions
-from processors.registry import RegistryError
+from ingest.registry_file import load_registry, save_registry
+from processors.endpoint import BrokerUnreachableError, ConnectOptions
+from processors.registry import Registry, RegistryError
 from processors.timestamps import format_rfc3339, parse_timestamp
+
+log = logging.getLogger(__name__)
+
+
+def fleet_registry(path: Path | None, devices: int, kinds: list[str], seed: int) -> Registry:
+    """Reuse the registry at ``path`` if it exists, else generate one (and save it there)."""
+    if path is not None and path.exists():
+        registry = load_registry(path)
+        log.info("reusing device registry %s (%d devices)", path, len(registry))
+        return registry
+    from simulators.fleet import make_registry
+
+    registry = make_registry(devices, kinds, seed)
+    if path is not None:
+        save_registry(registry, path)
+        log.info("wrote device registry %s (%d devices)", path, len(registry))
+    return registry
 
 
 def simulate(
@@ -103,7 +122,7 @@ def simulate(
     Faults and incidents are injected on request and written to --labels.
     """
     from simulators.outputs import FileOutput, MqttOutput, Output, SliceOutput
-    from simulators.plan import FleetChoices, build, fleet_registry, parse_kinds
+    from simulators.plan import FleetChoices, build, parse_kinds
     from simulators.runner import Progress, Simulation
     from simulators.scenario import Scenario, load_scenario
 
@@ -130,7 +149,7 @@ def simulate(
         raise UserError("the scenario's [run] needs devices >= 1, speed >= 0, batch >= 0 and qos 0 or 1")
     try:
         kind_list = parse_kinds(str(pick(kinds, "kinds", "all")))
-        fleet, _ = fleet_registry(registry, devices_n, kind_list, seed_n)
+        fleet = fleet_registry(registry, devices_n, kind_list, seed_n)
     except (ValueError, RegistryError) as bad:
         raise UserError(str(bad)) from None
     if dry_run:

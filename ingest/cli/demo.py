@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ingest.allocator import keep_freed_memory
-from ingest.cli_common import (
+from ingest.cli.common import (
     ConfigOption,
     UserError,
     duration_option,
@@ -17,7 +17,7 @@ from ingest.cli_common import (
     settings_from,
     setup_logging,
 )
-from ingest.mqtt_client import BrokerUnreachableError
+from processors.endpoint import BrokerUnreachableError
 
 
 def demo(
@@ -47,7 +47,7 @@ def demo(
     the ingest pipeline and the SQLite store, and shows live rates, rejects by
     reason, anomalies and the store size. Ctrl-C stops it cleanly.
     """
-    from ingest.demo import DemoOptions, run_demo
+    from ingest.cli.demo_stack import DemoOptions, run_demo
 
     settings = settings_from(config)
     setup_logging("WARNING" if as_json else settings.log_level)

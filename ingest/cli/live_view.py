@@ -12,9 +12,9 @@ from rich.text import Text
 
 from ingest.sinks.base import SinkHealth
 from ingest.stats import StatsSnapshot
-from ingest.units import human_bytes
 from processors.kinds import KINDS
 from processors.timestamps import format_rfc3339
+from processors.units import human_bytes
 from simulators.runner import Progress
 
 

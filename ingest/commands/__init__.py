@@ -1,1 +1,0 @@
-"""The sub-commands of ``citypulse``, one module each; ``ingest/cli.py`` registers them."""

@@ -1,0 +1,76 @@
+"""Where the MQTT broker is and how to connect to it: plain values shared by every client.
+
+The service (``ingest/``), the simulator's publisher (``simulators/``) and the demo
+all connect to a broker. What they share is only data — the parsed broker URL and
+the connection options — so it lives here, below both, and importing it loads no
+MQTT library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel
+
+Protocol = Literal["5", "3.1.1"]
+
+
+class BrokerUnreachableError(ConnectionError):
+    """The broker did not accept a connection in time; the message says what to check."""
+
+
+class MqttEndpoint(BaseModel):
+    """A broker address parsed from ``mqtt://user:pass@host:port`` (``mqtts://`` for TLS).
+
+    >>> MqttEndpoint.parse("mqtt://ops:secret@broker.local").display()
+    'mqtt://ops@broker.local:1883'
+    """
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> MqttEndpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"MQTT URL {url!r} must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL {url!r} names no host; e.g. mqtt://127.0.0.1:1883")
+        tls = parts.scheme in ("mqtts", "ssl")
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise ValueError(f"MQTT URL {url!r} has an invalid port") from None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+    def display(self) -> str:
+        """The address without the password, for logs."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """How one client connects: identity, protocol, session and flow-control choices."""
+
+    endpoint: MqttEndpoint
+    client_id: str
+    protocol: Protocol = "5"
+    keepalive_s: int = 30
+    persistent_session: bool = False
+    session_expiry_s: int = 0
+    receive_maximum: int | None = None
+    manual_ack: bool = False
+    will_topic: str | None = None
+    will_payload: bytes = b""
