@@ -47,6 +47,7 @@ from pydantic_settings import (
 )
 
 from ingest.settings_section import SettingsSection
+from ingest.sinks import SINKS
 from ingest.sinks.influxdb import InfluxSettings
 from ingest.sinks.sqlite import SqliteSettings
 from processors.detectors import DETECTORS, DetectorConfig
@@ -67,11 +68,11 @@ class MqttGroup(BaseModel):
 
     mqtt_url: SecretStr = Field(
         default=SecretStr("mqtt://127.0.0.1:1883"),
-        description="Broker to read from, as mqtt://[user:password@]host[:port] (mqtts:// for TLS).",
+        description="Broker to read from, as `mqtt://[user:password@]host[:port]` (`mqtts://` for TLS).",
     )
     mqtt_protocol: Literal["5", "3.1.1"] = Field(
         default="5",
-        description="MQTT protocol version. 5 gives flow control (receive maximum) and session expiry.",
+        description="MQTT protocol version; 5 gives flow control (receive maximum) and session expiry.",
     )
     mqtt_client_id: str = Field(
         default="citypulse-ingest",
@@ -87,11 +88,11 @@ class MqttGroup(BaseModel):
         ge=1,
         le=65535,
         description="Most unacknowledged messages the broker may send at once (MQTT 5), and most "
-        "received messages held in memory; bounds memory.",
+        "received messages held in memory: this bounds memory.",
     )
     mqtt_shared_group: str = Field(
         default="",
-        description="If set, subscribe as $share/GROUP/... so several ingest processes split the load.",
+        description="If set, subscribe as `$share/GROUP/...` so several ingest processes split the load.",
     )
     mqtt_keepalive_s: int = Field(default=30, ge=5, description="MQTT keep-alive interval.")
     topic_prefix: str = Field(
@@ -121,7 +122,7 @@ class ValidationGroup(BaseModel):
     )
     unknown_fields: UnknownFieldPolicy = Field(
         default=UnknownFieldPolicy.IGNORE,
-        description="What to do with fields a kind does not declare: ignore (count and drop) or reject.",
+        description="What to do with fields a kind does not declare: `ignore` (count and drop) or `reject`.",
     )
     deadletter_payload_bytes: int = Field(
         default=4096,
@@ -146,7 +147,7 @@ class DetectionGroup(BaseModel):
     detectors: str = Field(
         default="all",
         description=(
-            "Detectors to run: all, none, or a comma-separated list of names (citypulse detect --list)."
+            "Detectors to run: `all`, `none`, or a comma-separated list of names (`citypulse detect --list`)."
         ),
     )
     anomaly_threshold: float = Field(
@@ -214,7 +215,9 @@ class StorageGroup(BaseModel):
     one sink, chosen by name; each sink's options are a section of their own.
     """
 
-    sink: str = Field(default="sqlite", description="Where readings go: sqlite or influxdb.")
+    sink: str = Field(
+        default="sqlite", description=f"Where readings go: {' or '.join(f'`{name}`' for name in SINKS)}."
+    )
     sqlite: SqliteSettings = Field(default_factory=SqliteSettings, description="The sqlite sink's options.")
     influx: InfluxSettings = Field(default_factory=InfluxSettings, description="The influxdb sink's options.")
 
@@ -233,7 +236,8 @@ class DurabilityGroup(BaseModel):
     spool_max_bytes: int = Field(
         default=1024**3,
         ge=1024,
-        description="Most disk the spool may use; when full, messages stay unacknowledged at the broker.",
+        description="Most disk the spool may use; when it is full, messages stay unacknowledged at the "
+        "broker.",
     )
     retry_spool_after_s: float = Field(
         default=5.0, ge=0, description="How long a failing write is retried before its batch is spooled."
@@ -241,7 +245,7 @@ class DurabilityGroup(BaseModel):
     retry_max_backoff_s: float = Field(
         default=30.0,
         gt=0,
-        description="Longest wait between retries (unless the server's Retry-After asks more).",
+        description="Longest wait between retries, unless the server's `Retry-After` asks for more.",
     )
 
 
@@ -253,16 +257,16 @@ class MetricsGroup(BaseModel):
     """
 
     metrics_port: int = Field(
-        default=9108, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint (0: off)."
+        default=9108, ge=0, le=65535, description="Port of the Prometheus `/metrics` endpoint (`0`: off)."
     )
     metrics_host: str = Field(
         default="127.0.0.1",
-        description="Address the /metrics endpoint listens on (0.0.0.0: every interface).",
+        description="Address the `/metrics` endpoint listens on (`0.0.0.0`: every interface).",
     )
     metrics_interval_s: float = Field(
         default=10.0,
         ge=0,
-        description="How often the pipeline measurement is written to the store (0: never).",
+        description="How often the `pipeline` measurement is written to the store (`0`: never).",
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

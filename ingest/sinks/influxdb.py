@@ -42,20 +42,21 @@ log = logging.getLogger(__name__)
 class InfluxSettings(SettingsSection):
     """InfluxDB
 
-    Used when `CITYPULSE_SINK` is `influxdb`: 2.x, 3.x and 1.8+ through the v2
-    write API, older 1.x servers through the v1 API.
+    InfluxDB 2.x, 3.x and 1.8+ (and VictoriaMetrics) take the v2 write API; older 1.x
+    servers the v1 API. Points are one measurement per sensor kind, tagged `device`
+    and `district`, with the device's own time in milliseconds.
     """
 
     api: Literal["v2", "v1"] = Field(
-        default="v2", description="InfluxDB write API: v2 (2.x, 3.x, 1.8+) or v1 (/write?db=)."
+        default="v2", description="InfluxDB write API: `v2` (2.x, 3.x, 1.8+) or `v1` (`/write?db=`)."
     )
     url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL.")
     token: SecretStr = Field(
-        default=SecretStr(""), description="InfluxDB token; for v1, 'user:password' or empty."
+        default=SecretStr(""), description="InfluxDB token; for v1, `user:password` or empty."
     )
     org: str = Field(default="citypulse", description="InfluxDB organisation (v2).")
     bucket: str = Field(
-        default="citypulse", description="InfluxDB bucket; for v1 the database ('db' or 'db/rp')."
+        default="citypulse", description="InfluxDB bucket; for v1, the database (`db` or `db/rp`)."
     )
     batch_points: int = Field(
         default=5000, ge=1, le=1_000_000, description="Most points in one InfluxDB write request."
@@ -63,7 +64,7 @@ class InfluxSettings(SettingsSection):
     gzip_min_bytes: int = Field(
         default=1024,
         ge=0,
-        description="Request bodies at least this large are gzipped (0: always); smaller ones gain little.",
+        description="Request bodies at least this large are gzipped (`0`: always); smaller ones gain little.",
     )
     timeout_s: float = Field(default=10.0, gt=0, description="InfluxDB request timeout.")
 

@@ -28,7 +28,7 @@ EVENTS_TABLE = "events"
 class SqliteSettings(SettingsSection):
     """SQLite
 
-    Used when `CITYPULSE_SINK` is `sqlite` (the default): one file, no server.
+    One file and no server: the store that works with nothing else installed.
     """
 
     path: Path = Field(default=Path("citypulse.sqlite"), description="SQLite store file.")
