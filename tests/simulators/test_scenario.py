@@ -13,12 +13,11 @@ import pytest
 from processors.registry import Registry
 from simulators.fleet import make_registry
 from simulators.incidents import IncidentSpec, place_incidents
-from simulators.labels import read_labels
 from simulators.models import INCIDENTS
 from simulators.scenario import builtin_scenarios, load_scenario, parse_scenario_text
 from simulators.sun import sun_times
 from tests.e2e.helpers import last_json_line, run_citypulse
-from tests.simulators.helpers import HOUR_MS, START, device_of, reading_of, run_to_file, ts_of
+from tests.simulators.helpers import HOUR_MS, START, device_of, read_labels, reading_of, run_to_file, ts_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
