@@ -7,7 +7,9 @@ defaults below, which work on one machine with nothing else installed.
 ``docs/configuration.md`` is generated from this module (``python -m ingest.docs``):
 the groups below are its sections (a group's docstring gives the title and the
 introduction), each field's ``description`` is its text. A test fails when the
-committed file differs from what the code generates.
+committed file differs from what the code generates. A group is a pydantic model
+whose fields ``Settings`` inherits: a new group joins ``Settings``' bases, where
+the order of the bases is the order of the reference, last group first.
 
 Two shapes of setting:
 
