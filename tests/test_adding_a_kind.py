@@ -1,4 +1,4 @@
-"""The promise of docs/development.md: a new sensor kind is one file. Run its example in a copy of the project."""
+"""docs/development.md's promise: a new sensor kind is one file. Run its example in a copy of the project."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scenario files (the examples of docs/simulation.md run as written) and staged incidents that show in the data."""
+"""Scenario files (the examples in docs/simulation.md run as written) and staged incidents in the data."""
 
 from __future__ import annotations
 
