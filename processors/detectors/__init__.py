@@ -10,16 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from processors.detectors.base import (
-    DEVICE_COLUMN,
-    Category,
-    Detector,
-    DetectorConfig,
-    Round,
-    Scored,
-    StaleScores,
-    Visit,
-)
+from processors.detectors._rounds import Visit
+from processors.detectors._transaction import StaleScores
+from processors.detectors.base import DEVICE_COLUMN, Category, Detector, DetectorConfig, Round, Scored
 from processors.plugins import discover
 
 __all__ = [
