@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +30,85 @@ DEFAULT_CONFIG_FILE = Path("citypulse.toml")
 _explicit_config: ContextVar[Path | None] = ContextVar("citypulse_config", default=None)
 
 
+def read_secret(value: SecretStr, file: Path | None, name: str) -> str:
+    """A secret from its variable, or from the file its ``*_FILE`` variable names (Docker secrets).
+
+    The file wins when both are set; surrounding whitespace (a trailing newline) is dropped.
+    """
+    if file is None or str(file) in ("", "."):
+        return value.get_secret_value()
+    try:
+        return file.read_text().strip()
+    except OSError as failed:
+        raise ValueError(f"CITYPULSE_{name}_FILE={file}: cannot read it ({failed.strerror})") from None
+
+
+class GrafanaSettings(BaseModel):
+    """Where ``citypulse dashboards push|check`` finds Grafana (``CITYPULSE_GRAFANA_*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(default="http://127.0.0.1:3000", description="Grafana base URL.")
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Grafana service-account token (Editor role is enough to push dashboards).",
+    )
+    token_file: Path | None = Field(
+        default=None, description="File holding the Grafana token (a Docker secret); wins over the token."
+    )
+    influx_url: str = Field(
+        default="",
+        description="InfluxDB URL as Grafana reaches it (empty: the ingest service's InfluxDB URL).",
+    )
+    influx_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Read-only InfluxDB token the Grafana data source uses (v1: 'user:password').",
+    )
+    influx_token_file: Path | None = Field(
+        default=None, description="File holding the read-only InfluxDB token; wins over the token."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="Grafana request timeout.")
+
+    def api_token(self) -> str:
+        return read_secret(self.token, self.token_file, "GRAFANA_TOKEN")
+
+    def read_token(self) -> str:
+        return read_secret(self.influx_token, self.influx_token_file, "GRAFANA_INFLUX_TOKEN")
+
+
+class RetentionSettings(BaseModel):
+    """How long history is kept, set up by ``citypulse storage setup`` (``CITYPULSE_RETENTION_*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    raw_days: float = Field(default=30.0, gt=0, description="Raw readings and events are kept this long.")
+    rollup_days: float = Field(
+        default=5 * 365.0, gt=0, description="The hourly rollup (mean, min, max, count) is kept this long."
+    )
+    rollup_from_days: float = Field(
+        default=3.0,
+        gt=0,
+        description="Dashboards read the hourly rollup for time ranges longer than this.",
+    )
+
+
+class DeviceStateSettings(BaseModel):
+    """The ``devices`` measurement behind the city map (``CITYPULSE_DEVICES_*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_s: float = Field(
+        default=600.0,
+        ge=10,
+        description="Every device's state is written again this often, besides on every change.",
+    )
+    anomalous_for_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="A device stays 'anomalous' on the map this long after its last alarm.",
+    )
+
+
 class Settings(BaseSettings):
     """citypulse configuration. Field docstrings are the documentation README shows."""
 
@@ -37,6 +116,8 @@ class Settings(BaseSettings):
         env_prefix="CITYPULSE_",
         extra="forbid",
         validate_default=True,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
     )
 
     # --- MQTT -----------------------------------------------------------------
@@ -220,6 +301,17 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log verbosity."
+    )
+
+    # --- Dashboards, history and the city map ------------------------------------------
+    grafana: GrafanaSettings = Field(
+        default_factory=GrafanaSettings, description="Grafana for `citypulse dashboards push|check`."
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="Retention and rollups (`citypulse storage setup`)."
+    )
+    devices: DeviceStateSettings = Field(
+        default_factory=DeviceStateSettings, description="The `devices` measurement behind the city map."
     )
 
     @field_validator("mqtt_url")

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from processors.kinds.base import Measure, Reading, SensorKind, measure, on_off
+from processors.kinds.base import Limit, Measure, Reading, SensorKind, measure, on_off
 from processors.plugins import discover
 
-__all__ = ["KINDS", "Measure", "Reading", "SensorKind", "get_kind", "measure", "on_off"]
+__all__ = ["KINDS", "Limit", "Measure", "Reading", "SensorKind", "get_kind", "measure", "on_off"]
 
 
 def _discover() -> dict[str, SensorKind]:

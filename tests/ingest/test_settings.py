@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ingest.settings import Settings, load_settings
 from processors.endpoint import MqttEndpoint
@@ -89,6 +89,22 @@ def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_readme_documents_every_setting() -> None:
     text = README.read_text()
     documented = set(re.findall(r"^\| `CITYPULSE_([A-Z0-9_]+)` \|", text, flags=re.M))
-    fields = {name.upper() for name in Settings.model_fields}
+    nested = {
+        n
+        for n, f in Settings.model_fields.items()
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)
+    }
+    fields = {name.upper() for name in Settings.model_fields if name not in nested}
     assert fields - documented == set(), "settings missing from README's configuration table"
     assert documented - fields - {"CONFIG"} == set(), "README documents settings that do not exist"
+
+
+def test_docs_document_every_nested_setting() -> None:
+    """Settings grouped in a model (``CITYPULSE_GRAFANA_URL`` is ``settings.grafana.url``) are documented in docs/."""
+    docs = "\n".join(p.read_text() for p in (README.parent / "docs").glob("*.md"))
+    documented = set(re.findall(r"^\| `CITYPULSE_([A-Z0-9_]+)` \|", docs, flags=re.M))
+    for name, field in Settings.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            expected = {f"{name}_{sub}".upper() for sub in model.model_fields}
+            assert expected - documented == set(), f"settings of {name} missing from docs/"
