@@ -213,6 +213,9 @@ def pipeline_event(now_ms: int, seen: Observation, previous: Observation | None,
         p95 = s.lag_quantile_s(0.95, previous.stats if previous else None)
         if p95 is not None and p95 != float("inf"):
             fields["lag_p95_le_s"] = float(p95)
+    writes = s.writes - (previous.stats.writes if previous else 0)
+    if writes > 0:
+        fields["write_mean_s"] = (s.write_s_sum - (previous.stats.write_s_sum if previous else 0.0)) / writes
     d = seen.durable
     if d is not None:
         fields |= {

@@ -111,7 +111,9 @@ def measure(
         extra["switching"] = True
     for limit in limits:
         if not lo <= limit.value <= hi:
-            raise ValueError(f"limit {limit.value} ({limit.source}) lies outside the valid range [{lo}, {hi}]")
+            raise ValueError(
+                f"limit {limit.value} ({limit.source}) lies outside the valid range [{lo}, {hi}]"
+            )
     if limits:
         extra["limits"] = [limit.to_json() for limit in limits]
     if district_total:

@@ -100,7 +100,7 @@ def test_readme_documents_every_setting() -> None:
 
 
 def test_docs_document_every_nested_setting() -> None:
-    """Settings grouped in a model (``CITYPULSE_GRAFANA_URL`` is ``settings.grafana.url``) are documented in docs/."""
+    """Settings grouped in a model (``CITYPULSE_GRAFANA_URL`` is ``settings.grafana.url``) are in docs/."""
     docs = "\n".join(p.read_text() for p in (README.parent / "docs").glob("*.md"))
     documented = set(re.findall(r"^\| `CITYPULSE_([A-Z0-9_]+)` \|", docs, flags=re.M))
     for name, field in Settings.model_fields.items():
