@@ -206,6 +206,8 @@ def pipeline_event(now_ms: int, seen: Observation, previous: Observation | None,
     }
     for reason, n in s.reasons.items():
         fields[f"rejected_{reason}"] = float(n)
+    for kind, n in s.stored.items():
+        fields[f"valid_{kind}"] = float(n)
     count = s.lag_count - (previous.stats.lag_count if previous else 0)
     if count > 0:
         lag_sum = s.lag_sum_s - (previous.stats.lag_sum_s if previous else 0.0)
