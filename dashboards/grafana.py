@@ -169,8 +169,8 @@ def check(api: GrafanaApi, boards: Mapping[str, dict[str, Any]]) -> Report:
         else:
             try:
                 answer = api.datasource.health(DATASOURCE_UID)
-            except GrafanaClientError as failed:
-                answer = {"status": "ERROR", "message": failed.message}
+            except GrafanaClientError as failed:  # Grafana answers 400 with the reason when the check fails
+                answer = failed.response if isinstance(failed.response, dict) else {"message": failed.message}
             status = str(answer.get("status", "")).upper() if isinstance(answer, dict) else ""
             message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
             if status == "OK":
