@@ -45,7 +45,11 @@ class FakeGrafana:
         if m := re.fullmatch(r"/api/datasources/uid/([^/]+)", path):
             uid = m.group(1)
             if method == "GET":
-                return (200, self.datasources[uid]) if uid in self.datasources else (404, {"message": "not found"})
+                return (
+                    (200, self.datasources[uid])
+                    if uid in self.datasources
+                    else (404, {"message": "not found"})
+                )
             if method == "PUT":
                 self.datasources[uid] = body
                 return 200, {"message": "Datasource updated"}
@@ -66,7 +70,11 @@ class FakeGrafana:
             return 200, {"status": "success", "uid": board["uid"]}
         if m := re.fullmatch(r"/api/dashboards/uid/([^/]+)", path):
             uid = m.group(1)
-            return (200, self.dashboards[uid]) if uid in self.dashboards else (404, {"message": "Dashboard not found"})
+            return (
+                (200, self.dashboards[uid])
+                if uid in self.dashboards
+                else (404, {"message": "Dashboard not found"})
+            )
         return 404, {"message": f"no route {method} {path}"}
 
 
@@ -89,7 +97,14 @@ def running(fake: FakeGrafana) -> Iterator[FakeGrafana]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = _serve
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def do_PUT(self) -> None:
+            self._serve()
 
         def log_message(self, format: str, *args: object) -> None:
             return

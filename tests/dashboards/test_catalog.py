@@ -1,4 +1,4 @@
-"""Dashboards as code: committed JSON equals the generator's, round-trips through the SDK, covers every kind."""
+"""Dashboards as code: committed JSON is the generator's, round-trips through the SDK, covers every kind."""
 
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ class NoiseReading(Reading):
     peak: float | None = measure("dB", 20, 160, "Peak sound level", normal=(50, 100))
 
 
-KIND = SensorKind(name="noise", title="Noise", model=NoiseReading, interval_s=60.0, fiware_type="NoiseLevelObserved")
+KIND = SensorKind(
+    name="noise", title="Noise", model=NoiseReading, interval_s=60.0, fiware_type="NoiseLevelObserved"
+)
 '''
 
 
@@ -104,6 +106,9 @@ def test_a_new_kind_gets_its_dashboard_with_no_edit_in_dashboards(tmp_path: Path
     assert laeq["fieldConfig"]["defaults"]["unit"] == "suffix: dB"
     built = tmp_path / "dashboards" / "json"
     assert 'max(\\"valid_noise\\"), 1s) AS \\"noise\\"' in (built / "overview.json").read_text()
-    assert '"matcher": {\n              "id": "byName",\n              "options": "laeq"' in (built / "device.json").read_text()
+    assert (
+        '"matcher": {\n              "id": "byName",\n              "options": "laeq"'
+        in (built / "device.json").read_text()
+    )
     for name in ("air.json", "water.json", "pipeline.json"):
         assert (built / name).read_text() == (catalog.JSON_DIR / name).read_text(), "other kinds' boards stay"

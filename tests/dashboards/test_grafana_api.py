@@ -55,7 +55,9 @@ def test_push_uploads_source_folder_and_every_dashboard_with_the_token(grafana: 
 
     again = run_citypulse("dashboards", "push", "--grafana-url", grafana.url, env=ENV)
     assert again.returncode == 0, again.stderr
-    assert any(r.method == "PUT" and r.path == f"/api/datasources/uid/{DATASOURCE_UID}" for r in grafana.requests)
+    assert any(
+        r.method == "PUT" and r.path == f"/api/datasources/uid/{DATASOURCE_UID}" for r in grafana.requests
+    )
     assert len([r for r in grafana.requests if r.path == "/api/folders"]) == 1, "the folder is made once"
 
 
