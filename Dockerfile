@@ -10,7 +10,8 @@ COPY dashboards dashboards
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --user-group --home-dir /data --create-home citypulse
+RUN useradd --system --uid 10001 --user-group --home-dir /data --create-home citypulse \
+    && install -d -o citypulse -g citypulse /citypulse-tokens
 COPY --from=build /wheels /wheels
 RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY deploy/ingest/entrypoint.sh /usr/local/bin/citypulse-entrypoint

@@ -26,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ingest.settings import RetentionSettings
@@ -45,6 +46,14 @@ from processors.retention import (
 )
 
 CQ_PREFIX = "citypulse_rollup_"
+INGEST_TOKEN_FILE = "ingest.token"
+"""Where ``--tokens-dir`` leaves the ingest service's write-only token."""
+GRAFANA_TOKEN_FILE = "grafana.token"
+"""Where ``--tokens-dir`` leaves Grafana's read-only token."""
+TOKENS = {
+    INGEST_TOKEN_FILE: ("citypulse ingest (write only)", "write"),
+    GRAFANA_TOKEN_FILE: ("citypulse Grafana (read only)", "read"),
+}
 
 
 class StorageSetupError(Exception):
@@ -232,7 +241,49 @@ class V2Setup:
         else:
             report.note(f"bucket {name}: unchanged, keeps {days:g} days", False)
 
-    def setup(self, retention: RetentionSettings, backfill_days: float = 0.0) -> SetupReport:
+    def tokens(self, report: SetupReport, directory: Path, org_id: str) -> None:
+        """A write-only token for ingest (the raw bucket) and a read-only one for Grafana (every bucket).
+
+        Each is kept as long as its file is there; a missing file means the token is lost (InfluxDB
+        2.9 stores tokens hashed), so its authorization is replaced and the new token written.
+        """
+        from influxdb_client.domain.authorization import Authorization
+        from influxdb_client.domain.permission import Permission
+        from influxdb_client.domain.permission_resource import PermissionResource
+
+        api = self.client.authorizations_api()
+        bucket = self.client.buckets_api().find_bucket_by_name(self.bucket)  # type: ignore[no-untyped-call]
+        existing = api.find_authorizations(org_id=org_id)  # type: ignore[no-untyped-call]
+        directory.mkdir(parents=True, exist_ok=True)
+        for file_name, (description, action) in TOKENS.items():
+            path = directory / file_name
+            found = [a for a in existing if a.description == description]
+            if found and path.is_file() and path.read_text().strip():
+                report.note(f"token {description!r}: unchanged ({path})", False)
+                continue
+            for stale in found:
+                api.delete_authorization(stale)  # type: ignore[no-untyped-call]
+            resource = (
+                PermissionResource(type="buckets", id=bucket.id, org_id=org_id)  # type: ignore[no-untyped-call]
+                if action == "write"
+                else PermissionResource(type="buckets", org_id=org_id)  # type: ignore[no-untyped-call]
+            )
+            made = api.create_authorization(
+                authorization=Authorization(  # type: ignore[no-untyped-call]
+                    org_id=org_id,
+                    description=description,
+                    permissions=[Permission(action=action, resource=resource)],  # type: ignore[no-untyped-call]
+                )
+            )
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(made.token + "\n")
+            partial.chmod(0o644)  # read by the ingest and Grafana containers, which run as other users
+            partial.replace(path)
+            report.note(f"token {description!r}: created ({path})", True)
+
+    def setup(
+        self, retention: RetentionSettings, backfill_days: float = 0.0, tokens_dir: Path | None = None
+    ) -> SetupReport:
         from influxdb_client.client.write_api import SYNCHRONOUS
         from influxdb_client.domain.task_create_request import TaskCreateRequest
 
@@ -259,6 +310,8 @@ class V2Setup:
                 report.note(f"task {name}: replaced", True)
             else:
                 report.note(f"task {name}: unchanged", False)
+        if tokens_dir is not None:
+            self.tokens(report, tokens_dir, org_id)
         now_ms = time.time_ns() // 1_000_000
         lines = [choice.line(now_ms) for choice in policy_choices(retention.rollup_from_days)]
         with self.client.write_api(write_options=SYNCHRONOUS) as writer:

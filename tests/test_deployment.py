@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from dashboards.catalog import FOLDER_UID, JSON_DIR
 from dashboards.influxql import DATASOURCE_UID
 from ingest.broker import free_port
+from ingest.storage_setup import GRAFANA_TOKEN_FILE, INGEST_TOKEN_FILE
 from processors.topics import TopicScheme
 from tests.servers import require_binary, wait_for_port
 
@@ -101,7 +102,11 @@ def test_grafana_provisioning_parses_and_names_what_exists() -> None:
     assert token, "the read token is read from a file, never written here"
     token_dir, token_file = token.group(1).rsplit("/", 1)
     assert grafana[token_dir] == "influx-tokens", "the token file lives in the tokens volume"
-    assert f'"$out/{token_file}"' in (ROOT / "deploy/influxdb/create-tokens.sh").read_text()
+    assert token_file == GRAFANA_TOKEN_FILE, "the file citypulse storage setup --tokens-dir writes"
+    setup = SERVICES["setup"]
+    assert f"--tokens-dir {token_dir}" in " ".join(setup["command"])
+    assert mounts("setup")[token_dir] == "influx-tokens", "setup writes where Grafana reads"
+    assert "setup" in SERVICES["grafana"]["depends_on"]
     for variable in re.findall(r"\$\{(\w+)\}", (provisioning / "datasources/citypulse.yaml").read_text()):
         assert variable in SERVICES["grafana"]["environment"], f"{variable} is not in Grafana's environment"
     host = re.match(r"http://([^:/]+):8086", source["url"])
@@ -117,10 +122,6 @@ def test_grafana_provisioning_parses_and_names_what_exists() -> None:
 def test_scripts_are_valid_shell_and_the_ingest_entrypoint_reads_token_files(tmp_path: Path) -> None:
     for script in ("deploy/mosquitto/start.sh", "deploy/ingest/entrypoint.sh"):
         assert subprocess.run(["sh", "-n", str(ROOT / script)], check=False).returncode == 0, script
-    assert (
-        subprocess.run(["bash", "-n", str(ROOT / "deploy/influxdb/create-tokens.sh")], check=False).returncode
-        == 0
-    )
     token = tmp_path / "ingest.token"
     token.write_text("write-only-token\n")
     done = subprocess.run(
@@ -140,8 +141,9 @@ def test_scripts_are_valid_shell_and_the_ingest_entrypoint_reads_token_files(tmp
     )
     assert missing.returncode == 2
     assert "did InfluxDB's first setup run?" in missing.stderr
-    ingest = SERVICES["ingest"]["environment"]
-    assert mounts("ingest")[str(Path(ingest["INFLUX_TOKEN_FILE"]).parent)] == "influx-tokens"
+    token_path = Path(SERVICES["ingest"]["environment"]["INFLUX_TOKEN_FILE"])
+    assert mounts("ingest")[str(token_path.parent)] == "influx-tokens"
+    assert token_path.name == INGEST_TOKEN_FILE
 
 
 def _connect(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, int]:
@@ -149,7 +151,11 @@ def _connect(port: int, user: str | None, password: str | None) -> tuple[mqtt.Cl
     if user:
         client.username_pw_set(user, password)
     result: dict[str, int] = {}
-    client.on_connect = lambda c, u, f, reason, p: result.setdefault("rc", reason.value)
+
+    def connected(c: mqtt.Client, u: object, f: object, reason: Any, p: object) -> None:
+        result.setdefault("rc", reason.value)
+
+    client.on_connect = connected
     client.connect("127.0.0.1", port)
     client.loop_start()
     deadline = time.monotonic() + 10

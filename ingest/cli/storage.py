@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +21,14 @@ def setup(
             help="Also roll up the raw data of this last span, e.g. 7d (the rollup covers new hours only)."
         ),
     ] = None,
+    tokens_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokens-dir",
+            help="InfluxDB 2.x: keep a write-only token for ingest and a read-only one for Grafana here "
+            "(ingest.token, grafana.token), made when missing.",
+        ),
+    ] = None,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary as the last line.")
     ] = False,
@@ -36,6 +45,8 @@ def setup(
     settings = settings_from(config)
     if settings.sink != "influxdb":
         raise UserError(f"CITYPULSE_SINK={settings.sink}: retention and rollups need CITYPULSE_SINK=influxdb")
+    if tokens_dir is not None and settings.influx_api == "v1":
+        raise UserError("--tokens-dir makes InfluxDB 2.x tokens; with CITYPULSE_INFLUX_API=v1 leave it out")
     days = (duration_option(backfill, "--backfill") or 0.0) / 86_400
     token = settings.influx_token.get_secret_value()
     try:
@@ -46,7 +57,7 @@ def setup(
         else:
             v2 = V2Setup(settings.influx_url, settings.influx_bucket, token, settings.influx_org)
             try:
-                report = v2.setup(settings.retention, days)
+                report = v2.setup(settings.retention, days, tokens_dir)
             finally:
                 v2.close()
     except (StorageSetupError, ValueError) as failed:
