@@ -57,6 +57,10 @@ class StatsSnapshot:
     lag_sum_s: float = 0.0
     events_refused: int = 0
     """Events (not readings) the store refused; logged, never dead-lettered again."""
+    writes: int = 0
+    """Cycle writes that returned (stored, or spooled while the store is down)."""
+    write_s_sum: float = 0.0
+    """Seconds those writes took, in total."""
 
     @property
     def lag_count(self) -> int:
@@ -114,6 +118,8 @@ class PipelineStats:
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))
     lag_sum_s: float = 0.0
     events_refused: int = 0
+    writes: int = 0
+    write_s_sum: float = 0.0
     clock_ms: Callable[[], int] = field(default=wall_clock_ms, repr=False)
 
     def record_cycle(self, messages: int, result: ValidationResult) -> None:
@@ -136,6 +142,12 @@ class PipelineStats:
                 self.rejected[reject.kind or "unknown"] += 1
                 self.reasons[str(reject.reason)] += 1
             self.ignored_fields.update(result.ignored_fields)
+
+    def record_write(self, seconds: float) -> None:
+        """A cycle's write returned after ``seconds`` (the write latency the dashboards show)."""
+        with self._lock:
+            self.writes += 1
+            self.write_s_sum += seconds
 
     def record_anomalies(self, kind: str, count: int) -> None:
         with self._lock:
@@ -178,6 +190,8 @@ class PipelineStats:
                 lag_buckets=tuple(self.lag_buckets),
                 lag_sum_s=self.lag_sum_s,
                 events_refused=self.events_refused,
+                writes=self.writes,
+                write_s_sum=self.write_s_sum,
             )
 
 
