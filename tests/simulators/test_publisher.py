@@ -15,7 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.mqtt_client import BrokerUnreachableError
 from ingest.settings import MqttEndpoint
-from simulators.publisher import Protocol, Publisher, _split_packet
+from simulators.mqtt_wire import split_packet
+from simulators.publisher import Protocol, Publisher
 from tests.e2e.helpers import wait_until
 from tests.servers import Mosquitto, running_mosquitto
 
@@ -75,7 +76,7 @@ def endpoint(broker: Mosquitto) -> MqttEndpoint:
 
 def payload_of(packet: bytes) -> bytes:
     """The application payload of a PUBLISH packet (QoS 1, MQTT 5 or 3.1.1 without properties)."""
-    split = _split_packet(packet)
+    split = split_packet(packet)
     assert split is not None
     _, body, _ = split
     topic_length = int.from_bytes(body[:2], "big")
