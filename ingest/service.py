@@ -81,6 +81,7 @@ class IngestService:
             subscriptions,
             status_topic=topics.status("ingest", settings.mqtt_client_id),
             max_pending=settings.mqtt_receive_maximum,
+            ignore=topics.is_own,
         )
         inner = sink if sink is not None else open_sink(settings)
         self.durable: DurableSink | None = None
