@@ -78,14 +78,13 @@ class Pipeline:
             self.sink.write(batch)
         self.validator.remember(result)
         self.engine.commit(detection)
-        for kind, count in detection.onset_counts().items():
-            if count:
-                self.stats.record_anomalies(kind, count)
+        self.stats.record_anomalies(detection.onset_counts())
         self.stats.record_cycle(len(messages), result)
         if self.publish_deadletter is not None and result.rejects:
             for reject in result.rejects:
                 self.publish_deadletter(
-                    self.topics.deadletter(reject.reason), deadletter_message(reject, now_ms)
+                    self.topics.deadletter(reject.reason),
+                    deadletter_message(reject, now_ms, self.topics.prefix),
                 )
             self.stats.record_deadletters_published(len(result.rejects))
         return result

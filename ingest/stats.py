@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +48,7 @@ class StatsSnapshot:
     reasons: dict[str, int]
     ignored_fields: dict[str, int]
     anomalies: dict[str, int]
+    """Anomaly onsets by sensor kind."""
     alerts: int
     deadletters_published: int
     write_failures: int
@@ -57,6 +58,8 @@ class StatsSnapshot:
     lag_sum_s: float = 0.0
     events_refused: int = 0
     """Events (not readings) the store refused; logged, never dead-lettered again."""
+    anomaly_detectors: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Anomaly onsets by (sensor kind, detector)."""
 
     @property
     def lag_count(self) -> int:
@@ -70,6 +73,13 @@ class StatsSnapshot:
             return None
         at = int(np.searchsorted(np.cumsum(counts), q * total, side="left"))
         return LAG_BUCKETS_S[at] if at < len(LAG_BUCKETS_S) else float("inf")
+
+    def anomalies_by_detector(self) -> dict[str, dict[str, int]]:
+        """Anomaly onsets as ``{kind: {detector: count}}``, sorted."""
+        nested: dict[str, dict[str, int]] = {}
+        for (kind, detector), n in sorted(self.anomaly_detectors.items()):
+            nested.setdefault(kind, {})[detector] = n
+        return nested
 
     def summary(self) -> dict[str, object]:
         """Per-kind received/stored/rejected plus totals: the ``--json`` contract."""
@@ -90,6 +100,7 @@ class StatsSnapshot:
             "rejected_by_reason": dict(sorted(self.reasons.items())),
             "ignored_fields": dict(sorted(self.ignored_fields.items())),
             "anomalies": dict(sorted(self.anomalies.items())),
+            "anomalies_by_detector": self.anomalies_by_detector(),
             "alerts": self.alerts,
             "write_failures": self.write_failures,
         }
@@ -107,6 +118,7 @@ class PipelineStats:
     reasons: Counter[str] = field(default_factory=Counter)
     ignored_fields: Counter[str] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)
+    anomaly_detectors: Counter[tuple[str, str]] = field(default_factory=Counter)
     alerts: int = 0
     deadletters_published: int = 0
     write_failures: int = 0
@@ -137,9 +149,14 @@ class PipelineStats:
                 self.reasons[str(reject.reason)] += 1
             self.ignored_fields.update(result.ignored_fields)
 
-    def record_anomalies(self, kind: str, count: int) -> None:
+    def record_anomalies(self, onsets: Mapping[tuple[str, str], int]) -> None:
+        """Count a stored cycle's anomaly onsets, given per (kind, detector)."""
+        if not onsets:
+            return
         with self._lock:
-            self.anomalies[kind] += count
+            for (kind, detector), count in onsets.items():
+                self.anomalies[kind] += count
+                self.anomaly_detectors[(kind, detector)] += count
 
     def record_alerts(self, count: int) -> None:
         with self._lock:
@@ -182,6 +199,7 @@ class PipelineStats:
                 lag_buckets=tuple(self.lag_buckets),
                 lag_sum_s=self.lag_sum_s,
                 events_refused=self.events_refused,
+                anomaly_detectors=dict(self.anomaly_detectors),
             )
 
 
