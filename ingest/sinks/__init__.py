@@ -6,7 +6,18 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from ingest.sinks.base import RejectedPoint, Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
+from ingest.sinks.base import (
+    AnomalyQuery,
+    AnomalyReader,
+    ReadError,
+    RejectedPoint,
+    Sink,
+    SinkError,
+    SinkHealth,
+    SinkPlugin,
+    StoredAnomaly,
+    WriteReport,
+)
 from processors.plugins import discover
 
 if TYPE_CHECKING:
@@ -14,12 +25,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SINKS",
+    "AnomalyQuery",
+    "AnomalyReader",
+    "ReadError",
     "RejectedPoint",
     "Sink",
     "SinkError",
     "SinkHealth",
     "SinkPlugin",
+    "StoredAnomaly",
     "WriteReport",
+    "open_reader",
     "open_sink",
 ]
 
@@ -34,3 +50,17 @@ def open_sink(settings: Settings) -> Sink:
     if plugin is None:
         raise ValueError(f"CITYPULSE_SINK={settings.sink!r} is not a sink; choose one of: {', '.join(SINKS)}")
     return plugin.factory(settings)
+
+
+def open_reader(settings: Settings) -> AnomalyReader:
+    """The store ``CITYPULSE_SINK`` names, opened for reading back; ``ReadError`` if it cannot be read."""
+    plugin = SINKS.get(settings.sink)
+    if plugin is None:
+        raise ReadError(f"CITYPULSE_SINK={settings.sink!r} is not a sink; choose one of: {', '.join(SINKS)}")
+    if plugin.reader is None:
+        readable = ", ".join(name for name, p in SINKS.items() if p.reader is not None)
+        raise ReadError(
+            f"the {plugin.name} sink stores anomalies but cannot read them back; "
+            f"query the store directly, or use a sink that can ({readable})"
+        )
+    return plugin.reader(settings)
