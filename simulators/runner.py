@@ -148,6 +148,7 @@ class Simulation:
                 else:
                     self._send(messages[sent:])
             self._send(self.encoder.finish(self._ingest_ms()))
+            self.encoder.ledger.clear()  # the held-back readings just went out, whenever they were due
         finally:
             self.encoder.labels.close()
         counts = self.output.close(drain_timeout_s)
