@@ -22,7 +22,7 @@ COLUMNS = ("time", "kind", "detector", "field", "district", "device", "score", "
 
 
 def anomalies(
-    kind: Annotated[str | None, typer.Option(help="Only this sensor kind.", show_default=False)] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this sensor kind.")] = None,
     district: Annotated[str | None, typer.Option(help="Only devices of this district.")] = None,
     device: Annotated[str | None, typer.Option(help="Only this device id.")] = None,
     detector: Annotated[
