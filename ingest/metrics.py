@@ -7,7 +7,7 @@ measurement is written through the same durable sink as the readings every
 ``CITYPULSE_METRICS_INTERVAL_S`` (push), so a deployment without Prometheus
 still sees the pipeline's health next to its data.
 
-Labels come only from bounded sets: sensor kinds and reason codes. Field names
+Labels come only from bounded sets: sensor kinds, detectors and reason codes. Field names
 of unknown fields and device ids never become labels.
 """
 
@@ -75,6 +75,15 @@ class PipelineCollector(Collector):
         for reason, n in sorted(s.reasons.items()):
             rejects.add_metric([reason], n)
         yield rejects
+        anomalies = CounterMetricFamily(
+            "citypulse_anomalies",
+            "Anomaly onsets (the first alarm of a run, as stored in the anomalies measurement), "
+            "by sensor kind and detector.",
+            labels=["kind", "detector"],
+        )
+        for (kind, detector), n in sorted(s.anomaly_detectors.items()):
+            anomalies.add_metric([kind, detector], n)
+        yield anomalies
         yield _counter(
             "citypulse_deadlettered",
             "Rejections stored as dead letters (every rejection is).",

@@ -97,14 +97,13 @@ class Pipeline:
             self.air_index.commit(indices)
         if states is not None and self.device_states is not None:
             self.device_states.commit(states)
-        for kind, count in detection.onset_counts().items():
-            if count:
-                self.stats.record_anomalies(kind, count)
+        self.stats.record_anomalies(detection.onset_counts())
         self.stats.record_cycle(len(messages), result)
         if self.publish_deadletter is not None and result.rejects:
             for reject in result.rejects:
                 self.publish_deadletter(
-                    self.topics.deadletter(reject.reason), deadletter_message(reject, now_ms)
+                    self.topics.deadletter(reject.reason),
+                    deadletter_message(reject, now_ms, self.topics.prefix),
                 )
             self.stats.record_deadletters_published(len(result.rejects))
         return result

@@ -34,6 +34,7 @@ from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
 from processors.endpoint import ConnectOptions
 from processors.registry import Registry
+from processors.units import human_rate
 from processors.validate import Validator
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class IngestService:
             subscriptions,
             status_topic=topics.status("ingest", settings.mqtt_client_id),
             max_pending=settings.mqtt_receive_maximum,
+            ignore=topics.is_own,
         )
         inner = sink if sink is not None else open_sink(settings)
         self.durable: DurableSink | None = None
@@ -291,14 +293,19 @@ class IngestService:
             state = self.durable.spool.state()
             if state.records:
                 spool = f"; spool {state.records} batches ({state.percent:.0f}% full)"
+        anomalies = sum(now.anomalies.values())
         log.info(
-            "%.0f msg/s, %.0f readings/s stored, %d rejected, %d queued; totals: %d stored, %d rejected%s",
-            (now.messages - last.messages) / elapsed,
-            (stored - sum(last.stored.values())) / elapsed,
+            "%s msg/s, %s readings/s stored, %d rejected, %d anomalies%s, %d queued; "
+            "totals: %d stored, %d rejected, %d anomalies%s",
+            human_rate((now.messages - last.messages) / elapsed),
+            human_rate((stored - sum(last.stored.values())) / elapsed),
             rejected - sum(last.rejected.values()),
+            anomalies - sum(last.anomalies.values()),
+            _by_detector(now, last),
             self.source.pending(),
             stored,
             rejected,
+            anomalies,
             spool,
         )
         return now
@@ -307,3 +314,18 @@ class IngestService:
         thread = threading.Thread(target=self.run, name="citypulse-ingest", daemon=True)
         thread.start()
         return thread
+
+
+def _by_detector(now: StatsSnapshot, last: StatsSnapshot, shown: int = 4) -> str:
+    """New anomaly onsets since ``last`` by kind/detector, the largest first: `` (air/spike 3, ...)``."""
+    new = {
+        f"{kind}/{detector}": n - last.anomaly_detectors.get((kind, detector), 0)
+        for (kind, detector), n in now.anomaly_detectors.items()
+    }
+    ranked = sorted(((n, name) for name, n in new.items() if n > 0), key=lambda pair: (-pair[0], pair[1]))
+    if not ranked:
+        return ""
+    parts = [f"{name} {n}" for n, name in ranked[:shown]]
+    if len(ranked) > shown:
+        parts.append("...")
+    return f" ({', '.join(parts)})"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +48,7 @@ class StatsSnapshot:
     reasons: dict[str, int]
     ignored_fields: dict[str, int]
     anomalies: dict[str, int]
+    """Anomaly onsets by sensor kind."""
     alerts: int
     deadletters_published: int
     write_failures: int
@@ -61,6 +62,8 @@ class StatsSnapshot:
     """Cycle writes that returned (stored, or spooled while the store is down)."""
     write_s_sum: float = 0.0
     """Seconds those writes took, in total."""
+    anomaly_detectors: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Anomaly onsets by (sensor kind, detector)."""
 
     @property
     def lag_count(self) -> int:
@@ -74,6 +77,13 @@ class StatsSnapshot:
             return None
         at = int(np.searchsorted(np.cumsum(counts), q * total, side="left"))
         return LAG_BUCKETS_S[at] if at < len(LAG_BUCKETS_S) else float("inf")
+
+    def anomalies_by_detector(self) -> dict[str, dict[str, int]]:
+        """Anomaly onsets as ``{kind: {detector: count}}``, sorted."""
+        nested: dict[str, dict[str, int]] = {}
+        for (kind, detector), n in sorted(self.anomaly_detectors.items()):
+            nested.setdefault(kind, {})[detector] = n
+        return nested
 
     def summary(self) -> dict[str, object]:
         """Per-kind received/stored/rejected plus totals: the ``--json`` contract."""
@@ -94,6 +104,7 @@ class StatsSnapshot:
             "rejected_by_reason": dict(sorted(self.reasons.items())),
             "ignored_fields": dict(sorted(self.ignored_fields.items())),
             "anomalies": dict(sorted(self.anomalies.items())),
+            "anomalies_by_detector": self.anomalies_by_detector(),
             "alerts": self.alerts,
             "write_failures": self.write_failures,
         }
@@ -111,6 +122,7 @@ class PipelineStats:
     reasons: Counter[str] = field(default_factory=Counter)
     ignored_fields: Counter[str] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)
+    anomaly_detectors: Counter[tuple[str, str]] = field(default_factory=Counter)
     alerts: int = 0
     deadletters_published: int = 0
     write_failures: int = 0
@@ -149,9 +161,14 @@ class PipelineStats:
             self.writes += 1
             self.write_s_sum += seconds
 
-    def record_anomalies(self, kind: str, count: int) -> None:
+    def record_anomalies(self, onsets: Mapping[tuple[str, str], int]) -> None:
+        """Count a stored cycle's anomaly onsets, given per (kind, detector)."""
+        if not onsets:
+            return
         with self._lock:
-            self.anomalies[kind] += count
+            for (kind, detector), count in onsets.items():
+                self.anomalies[kind] += count
+                self.anomaly_detectors[(kind, detector)] += count
 
     def record_deadletters_published(self, count: int) -> None:
         with self._lock:
@@ -192,6 +209,7 @@ class PipelineStats:
                 events_refused=self.events_refused,
                 writes=self.writes,
                 write_s_sum=self.write_s_sum,
+                anomaly_detectors=dict(self.anomaly_detectors),
             )
 
 

@@ -9,6 +9,12 @@
     Rejected input, republished with its reason for whoever must fix the device.
 ``{prefix}/status/{component}/{client_id}``
     Retained online/offline state of each citypulse process.
+``{prefix}/alerts/...``
+    Alerts citypulse raises.
+
+The ingest service subscribes to the whole prefix, so a reading sent to a
+mistyped topic is dead-lettered as ``bad_topic`` instead of never arriving;
+what citypulse publishes itself (:data:`OWN_SECTIONS`) is never read as input.
 
 The default prefix is ``citypulse/v1``.
 """
@@ -22,6 +28,10 @@ from enum import StrEnum
 DEFAULT_PREFIX = "citypulse/v1"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 """MQTT forbids U+0000 in topics and advises against other control characters: rejected."""
+
+
+OWN_SECTIONS = frozenset({"deadletter", "status", "alerts"})
+"""First levels under the prefix where citypulse publishes itself: output, never input."""
 
 
 class TopicForm(StrEnum):
@@ -68,8 +78,26 @@ class TopicScheme:
         return f"{self.prefix}/status/{component}/{client_id}"
 
     def subscriptions(self) -> tuple[str, ...]:
-        """The filters the ingest service subscribes to."""
-        return (f"{self.prefix}/readings/+/+", f"{self.prefix}/batches/+/+")
+        """The filters the ingest service subscribes to: everything under the prefix.
+
+        Narrower filters would let a message on a mistyped topic vanish without a
+        trace; with the whole prefix it arrives and is dead-lettered as ``bad_topic``.
+        """
+        return (f"{self.prefix}/#",)
+
+    def is_own(self, topic: str) -> bool:
+        """Whether citypulse itself publishes on ``topic`` (dead letters, status, alerts).
+
+        >>> scheme = TopicScheme()
+        >>> scheme.is_own("citypulse/v1/deadletter/bad_topic"), scheme.is_own("citypulse/v1/alerts")
+        (True, True)
+        >>> scheme.is_own("citypulse/v1/readings/air/a-1"), scheme.is_own("citypulse/v1/statuses/x")
+        (False, False)
+        """
+        head = self.prefix + "/"
+        if not topic.startswith(head):
+            return False
+        return topic[len(head) :].split("/", 1)[0] in OWN_SECTIONS
 
     def parse(self, topic: str) -> ParsedTopic:
         """Split a readings or batches topic into its parts.

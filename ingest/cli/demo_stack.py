@@ -37,6 +37,10 @@ DEMO_PREFIX = "citypulse-demo/v1"
 DEMO_CLIENT_ID = "citypulse-demo-ingest"
 
 
+REPLAY_MARGIN_S = 3600.0
+"""How much younger than CITYPULSE_MAX_AGE_S the oldest replayed reading is, by default."""
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     devices: int = 200
@@ -47,10 +51,46 @@ class DemoOptions:
     sqlite_path: Path = Path("citypulse-demo.sqlite")
     faults: str = "all"
     fault_rate: float = 0.02
+    replay_s: float | None = None
+    """Simulated past to replay before the fleet reaches the present (None: see :func:`replay_span_s`)."""
+    keep: bool = False
+    """Add to the store of a previous demo instead of starting afresh."""
 
 
-def run_demo(options: DemoOptions, base: Settings, console: Console, live: bool = True) -> dict[str, object]:
-    """Run the demo until ``duration_s`` passes or Ctrl-C; return the summary."""
+def replay_span_s(options: DemoOptions, max_age_s: float) -> float:
+    """How far in the past the demo's simulated clock starts.
+
+    The clock runs ``speed`` times faster than real time until it reaches the
+    present, then in real time (a reading is never stamped in the future), so the
+    fleet's rate drops from ``speed`` times its natural rate to the natural rate.
+    To keep the rate steady for as long as the demo runs, the replay reaches back as
+    far as validation accepts (CITYPULSE_MAX_AGE_S less an hour: 6 days 23 hours by
+    default, 2.8 hours of steady rate at speed 60); with ``--duration`` only as far as
+    that run needs, so it ends at the present.
+    """
+    if options.replay_s is not None:
+        return options.replay_s
+    longest = max(max_age_s - REPLAY_MARGIN_S, max_age_s / 2)
+    if options.speed <= 1:
+        return 0.0
+    if options.duration_s is not None:
+        return min(options.duration_s * options.speed, longest)
+    return longest
+
+
+def run_demo(
+    options: DemoOptions,
+    base: Settings,
+    console: Console,
+    live: bool = True,
+    stop: threading.Event | None = None,
+) -> dict[str, object]:
+    """Run the demo until ``duration_s`` passes or ``stop`` is set (Ctrl-C, SIGTERM); return the summary.
+
+    Either way the fleet stops, the pipeline stores everything the broker accepted,
+    and the store is closed cleanly (no ``-wal``/``-shm`` files are left behind).
+    """
+    stop = stop if stop is not None else threading.Event()
     broker: EmbeddedBroker | None = None
     if options.mqtt_url is None:
         broker = EmbeddedBroker()
@@ -61,7 +101,7 @@ def run_demo(options: DemoOptions, base: Settings, console: Console, live: bool 
         mqtt_url, protocol = options.mqtt_url, base.mqtt_protocol
         where = mqtt_url.split("@")[-1]
     try:
-        return _run(options, base, console, live, mqtt_url, protocol, where)
+        return _run(options, base, console, live, stop, mqtt_url, protocol, where)
     finally:
         if broker is not None:
             broker.stop()
@@ -72,6 +112,7 @@ def _run(
     base: Settings,
     console: Console,
     live: bool,
+    stop: threading.Event,
     mqtt_url: str,
     protocol: str,
     where: str,
@@ -92,13 +133,21 @@ def _run(
     registry = make_registry(options.devices, list(KINDS), options.seed)
     registry_path = options.sqlite_path.with_name(options.sqlite_path.stem + "-devices.csv")
     save_registry(registry, registry_path)
+    if not options.keep:
+        removed = _remove_store(options.sqlite_path)
+        if removed:
+            console.print(
+                f"starting afresh: removed the previous demo store {options.sqlite_path} "
+                "(--keep adds to it instead)",
+                highlight=False,
+            )
     sink = SqliteSink(options.sqlite_path)
     service = IngestService(settings, registry=registry, sink=sink, progress_every_s=0)
     service.start()
     ingest_thread = service.run_in_thread()
 
     now_ms = time.time_ns() // 1_000_000
-    span_ms = int((options.duration_s or 6 * 3600 / options.speed) * options.speed * 1000)
+    span_ms = int(replay_span_s(options, settings.max_age_s) * 1000)
     schedule, encoder = build(
         registry,
         settings.topics,
@@ -128,12 +177,12 @@ def _run(
         speed=options.speed,
         duration_s=options.duration_s or float("inf"),
     )
-    stop = threading.Event()
+    fleet_stop = threading.Event()
     latest: list[Progress] = []
     result: list[SimulationResult] = []
 
     def simulate() -> None:
-        result.append(simulation.run(stop, progress=latest.append, progress_every_s=0.5))
+        result.append(simulation.run(fleet_stop, progress=latest.append, progress_every_s=0.5))
 
     sim_thread = threading.Thread(target=simulate, name="citypulse-demo-fleet", daemon=True)
     sim_thread.start()
@@ -142,22 +191,23 @@ def _run(
         stats=service.stats.snapshot,
         store=sink.health,
         simulator=lambda: latest[-1] if latest else None,
+        speed=options.speed,
+        hint=f"list the anomalies: citypulse anomalies --sqlite-path {options.sqlite_path}",
     )
     log.info("demo: broker %s, store %s, registry %s", where, options.sqlite_path, registry_path)
     try:
         with Live(view.render(), console=console, refresh_per_second=4, transient=not live) as screen:
-            while sim_thread.is_alive():
+            while sim_thread.is_alive() and not stop.is_set():
                 sim_thread.join(0.25)
                 screen.update(view.render())
+            if stop.is_set():
+                console.print("stopping: draining what the broker already accepted ...", highlight=False)
+            fleet_stop.set()
+            sim_thread.join()
             _wait_for_ingest(service, output.counts.acknowledged, screen.update, view)
             screen.update(view.render())
-    except KeyboardInterrupt:
-        console.print("stopping: draining what the broker already accepted ...")
-        stop.set()
-        sim_thread.join()
-        _wait_for_ingest(service, output.counts.acknowledged, None, view)
     finally:
-        stop.set()
+        fleet_stop.set()
         service.request_stop()
         ingest_thread.join(60)
     summary = service.stats.snapshot().summary()
@@ -183,6 +233,16 @@ def _wait_for_ingest(
             service.stats.snapshot().messages,
             published,
         )
+
+
+def _remove_store(path: Path) -> bool:
+    """Delete a previous demo's SQLite store and its WAL files; True if there was one."""
+    found = False
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if part.exists():
+            part.unlink()
+            found = True
+    return found
 
 
 def _fresh(state: Path) -> Path:
