@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.anomaly import DetectionEngine
+from processors.anomaly import Detection, DetectionEngine
 from processors.detectors import Category
 from processors.registry import DeviceTable
 from processors.validate import RawMessage, Validator
@@ -123,7 +123,7 @@ def replay(
 ) -> ReplayResult:
     """Run recorded messages through ``validator`` and ``engine`` in cycles of ``cycle_ms``."""
     result = ReplayResult()
-    device_ids = _DeviceIds()
+    device_ids = DeviceIds()
     cycle: list[RawMessage] = []
     cycle_end: int | None = None
     for publish_ms, topic, payload in messages:
@@ -145,7 +145,7 @@ def replay(
     return result
 
 
-class _DeviceIds:
+class DeviceIds:
     """Each table's device ids as an array, built once per replay (and again if the table grew)."""
 
     def __init__(self) -> None:
@@ -165,7 +165,7 @@ def _cycle(
     validator: Validator,
     engine: DetectionEngine,
     result: ReplayResult,
-    device_ids: _DeviceIds,
+    device_ids: DeviceIds,
 ) -> None:
     checked = validator.validate(messages, now_ms)
     detection = engine.score(checked.batches, now_ms, ((r.kind, r.device) for r in checked.rejects))
@@ -175,6 +175,11 @@ def _cycle(
     result.readings += checked.valid
     for reject in checked.rejects:
         result.rejects.append(RejectRecord(str(reject.reason), reject.kind, reject.device, now_ms))
+    record_alarms(detection, result.alarms, device_ids)
+
+
+def record_alarms(detection: Detection, log: AlarmLog, device_ids: DeviceIds) -> None:
+    """Add every alarming score of a stored cycle to ``log``."""
     for _, scored, batch in detection.scored:
         alarms = scored.alarms()
         if not alarms.any():
@@ -185,7 +190,7 @@ def _cycle(
         if batch is not None and batch.received_ms is not None and scored.rows is not None:
             received = batch.received_ms[scored.rows[rows]]
         detector = scored.detector
-        result.alarms.add(
+        log.add(
             ids,
             detector.name,
             detector.category,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ingest.cli import anomalies, dashboards, demo, detect, evaluate, simulate, storage
+from ingest.cli import anomalies, dashboards, demo, detect, evaluate, replay, simulate, storage
 from ingest.cli import ingest as ingest_command
 from ingest.cli.common import Command, Group, UserError, err
 
@@ -29,6 +29,7 @@ app.command("demo", cls=Command)(demo.demo)
 app.command("detect", cls=Command)(detect.detect)
 app.command("evaluate", cls=Command)(evaluate.evaluate_command)
 app.command("ingest", cls=Command)(ingest_command.ingest)
+app.command("replay", cls=Command)(replay.replay)
 app.command("simulate", cls=Command)(simulate.simulate)
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(storage.app, name="storage")
