@@ -276,6 +276,17 @@ def _registry(
             f"--registry {path} lacks {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
             "add them, or leave --registry out to generate one"
         )
+    measured = recording.interval_s()
+    for name in recording.devices:
+        table = fleet.tables[recording.kind.name]
+        declared = table.interval_s(table.index[name]) if name in table.index else None
+        if declared is not None and not 0.5 <= measured[name] / declared <= 2.0:
+            err.print(
+                f"warning: {name} reports every {measured[name]:g} s in the records but --registry {path} "
+                f"declares {declared:g} s; detectors scale their memories to the declared interval, so "
+                "set interval_s to what the device really does",
+                highlight=False,
+            )
     return fleet
 
 

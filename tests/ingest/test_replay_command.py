@@ -211,3 +211,18 @@ def test_published_records_reach_a_running_ingest_in_order_and_never_from_the_fu
     assert {b - a for a, b in itertools.pairwise(stamps)} == {300_000, 7 * 300_000}
     assert before_ms - 1000 <= stamps[-1] <= after_ms
     assert summary["shift_ms"] == stamps[0] - recorded * 1000
+
+
+def test_a_registry_that_misstates_the_interval_is_pointed_out(tmp_path: Path) -> None:
+    (tmp_path / "devices.csv").write_text(
+        "device_id,kind,district,lat,lon,install_date,interval_s\nstation,air,Ba Đình,21.03,105.83,,60\n"
+    )
+    rows = "".join(f"{1_600_000_000 + 3600 * h},{20 + h % 4}\n" for h in range(6))
+    (tmp_path / "station.csv").write_text("t,pm\n" + rows)
+    done = run_citypulse(
+        "replay", str(tmp_path / "station.csv"), "--registry", str(tmp_path / "devices.csv"), "--feed",
+        "--map", "pm25=pm", "--time", "t", "--sqlite", str(tmp_path / "s.sqlite"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "station reports every 3600 s in the records but --registry" in done.stderr
+    assert "declares 60 s" in done.stderr
