@@ -29,6 +29,17 @@ The rules (README "Anomaly detection" repeats them):
 - **Probation.** As in the Numenta Anomaly Benchmark, the first part of a run
   (``probation_ms``, default one day) lets detectors learn: labels starting in it
   are not scored and alarms in it are not counted.
+- **Real-data behaviours** (scope ``behaviour``) are not faults: they have no
+  recall and nothing is expected of the detectors but to stay quiet. A ``gap`` (a
+  device offline for hours) is silence that is true: the alarms of the detectors
+  that target ``dropout`` (``silence``) inside its window are neither detections nor
+  false positives. Every other onset in a gap's window or the
+  ``after_gap_intervals`` after it, and every onset on an ``excursion``'s device
+  and field inside its window, stays a false positive, and is also tallied under
+  the behaviour (episodes, episodes with an onset, onsets by detector), so the
+  report says which real behaviour the detectors misread. A ``recalibration``
+  (a level step that is a real change) is scored as a signal fault: seen once
+  inside its window, and any alarm on its field afterwards is a false positive.
 
 Precision for a fault is detected episodes / (detected episodes + false
 positives attributed to it); recall is detected / scored episodes.
@@ -66,6 +77,27 @@ from processors.replay import ReplayResult
 
 DAY_MS = 86_400_000
 ARRIVAL_TIME_FAULTS = frozenset({"clock_skew"})
+BEHAVIOUR = "behaviour"
+EXPECTED_DURING = {"gap": "dropout"}
+"""Behaviours whose window makes the alarms of the detectors targeting a fault true (a gap is silent)."""
+
+
+@dataclass
+class BehaviourScore:
+    """How the detectors took one real-data behaviour that is not a fault."""
+
+    name: str
+    episodes: int = 0
+    alarmed: int = 0
+    """Episodes with at least one onset of another detector in their window (false positives)."""
+    onsets: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "episodes": self.episodes,
+            "episodes_with_false_alarms": self.alarmed,
+            "false_alarms": dict(sorted(self.onsets.items())),
+        }
 
 
 @dataclass
@@ -135,6 +167,8 @@ class Report:
     exceedances: Counter[str]
     """Standards and forecast onsets, by detector: reported, not counted as false alarms."""
     overall_median_delay: float
+    behaviours: dict[str, BehaviourScore] = field(default_factory=dict)
+    """Real-data behaviours (gaps, excursions): what the detectors raised on them."""
 
     @property
     def false_alarms_per_device_day(self) -> float:
@@ -155,6 +189,7 @@ class Report:
             "median_delay_intervals": None
             if np.isnan(self.overall_median_delay)
             else round(self.overall_median_delay, 3),
+            "behaviours": {name: b.as_dict() for name, b in sorted(self.behaviours.items())},
         }
 
 
@@ -172,9 +207,12 @@ def evaluate(
     *,
     grace_intervals: float = 3.0,
     probation_ms: int = DAY_MS,
+    after_gap_intervals: float = 30.0,
 ) -> Report:
     """Match alarms and rejects to labels and count everything the rules above describe."""
     labels = list(labels)
+    behaviour_labels = [label for label in labels if label.scope == BEHAVIOUR]
+    labels = [label for label in labels if label.scope != BEHAVIOUR]
     reason_of = {label.fault: label.expected_reason for label in labels if label.expected_reason}
     start = result.first_ms or 0
     end = result.last_ms or start
@@ -247,10 +285,50 @@ def evaluate(
             score.delays.append(first)
             all_delays.append(first)
 
-    false_alarms: Counter[str] = Counter()
-    exceedances: Counter[str] = Counter()
     onset = np.asarray(arrays["onset"], dtype=np.bool_)
     detector_codes = np.asarray(arrays["detector"], dtype=np.int16)
+    # True silence first: a gap's silence alarms are covered before anything is counted.
+    for label in behaviour_labels:
+        expected = EXPECTED_DURING.get(label.fault)
+        if expected is None:
+            continue
+        interval = _interval_ms(registry, label.device, label.kind)
+        of_device = by_device.get(label.device)
+        if of_device is None or of_device.size == 0:
+            continue
+        targeting = np.array(
+            [expected in log.targets[int(c)] for c in detector_codes[of_device]], dtype=np.bool_
+        )
+        mine = of_device[targeting]
+        _cover(
+            mine,
+            alarm_time,
+            arrival,
+            label.start_ms,
+            label.end_ms + grace_intervals * interval,
+            label,
+            columns,
+            arrays,
+            covered,
+        )
+    behaviours = _behaviours(
+        behaviour_labels,
+        by_device,
+        registry,
+        alarm_time,
+        onset & ~covered & ~standard[detector_codes] if detector_codes.size else onset,
+        detector_codes,
+        columns,
+        arrays,
+        log.detectors,
+        scored_from,
+        end,
+        grace_intervals,
+        after_gap_intervals,
+    )
+
+    false_alarms: Counter[str] = Counter()
+    exceedances: Counter[str] = Counter()
     for code, name in enumerate(log.detectors):
         mine = keep & onset & (detector_codes == code)
         if standard[code]:
@@ -277,7 +355,46 @@ def evaluate(
         false_alarms=false_alarms,
         exceedances=exceedances,
         overall_median_delay=float(np.median(all_delays)) if all_delays else float("nan"),
+        behaviours=behaviours,
     )
+
+
+def _behaviours(
+    labels: list[Label],
+    by_device: Mapping[str, np.ndarray[Any, Any]],
+    registry: Registry,
+    alarm_time: np.ndarray[Any, Any],
+    counted: np.ndarray[Any, Any],
+    detector_codes: np.ndarray[Any, Any],
+    columns: np.ndarray[Any, Any],
+    arrays: Mapping[str, np.ndarray[Any, Any]],
+    detectors: list[str],
+    scored_from: int,
+    end: int,
+    grace_intervals: float,
+    after_gap_intervals: float,
+) -> dict[str, BehaviourScore]:
+    """Onsets that stay false positives inside each behaviour's window, by behaviour and detector."""
+    found: dict[str, BehaviourScore] = {}
+    for label in labels:
+        if label.start_ms < scored_from or label.start_ms > end:
+            continue
+        score = found.setdefault(label.fault, BehaviourScore(label.fault))
+        score.episodes += 1
+        candidates = by_device.get(label.device)
+        if candidates is None or candidates.size == 0:
+            continue
+        interval = _interval_ms(registry, label.device, label.kind)
+        after = (after_gap_intervals if label.fault == "gap" else grace_intervals) * interval
+        inside = counted[candidates] & (alarm_time[candidates] >= label.start_ms)
+        inside &= alarm_time[candidates] <= label.end_ms + after
+        if label.field is not None:
+            inside &= columns[arrays["column"][candidates]] == label.field
+        hits = candidates[inside]
+        if hits.size:
+            score.alarmed += 1
+            score.onsets.update(detectors[int(c)] for c in detector_codes[hits])
+    return found
 
 
 def _noise_crossing_ms(label: Label) -> float | None:

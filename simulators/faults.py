@@ -12,6 +12,16 @@ Three families, matching the labels file's ``scope``:
 ``incident``
     A real-world event staged by a scenario (pipe burst, bin fire, ...), see
     :mod:`simulators.incidents`.
+``behaviour``
+    Something real devices do that is *not* a fault, but that detectors must
+    tolerate: a device offline for hours (``gap``), a large but normal excursion
+    (``excursion``). Labelled so the evaluation can tell the alarms they cause
+    from true detections.
+
+The real-data behaviours (``gap``, ``excursion``, and ``recalibration``, a sensor
+re-zeroed after maintenance: a level step that is a real change, to be seen once)
+are not part of ``all``, so a scenario that injects ``all`` keeps its meaning;
+name them (``all,gap,excursion,recalibration``) to add them.
 
 Rates are the probability that a given reading starts that fault (for faults
 that spoil a whole gateway message: that a given message does). ``--fault-rate R``
@@ -32,6 +42,7 @@ class Scope(StrEnum):
     SIGNAL = "signal"
     MESSAGE = "message"
     INCIDENT = "incident"
+    BEHAVIOUR = "behaviour"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,8 @@ class Fault:
     """Only meaningful on one-reading topics (the topic names the device)."""
     min_intervals: int = 1
     """Shortest episode, in the device's reporting intervals."""
+    in_all: bool = True
+    """Part of ``all``; the real-data behaviours are added by name."""
 
 
 FAULTS: Mapping[str, Fault] = {
@@ -110,31 +123,65 @@ FAULTS: Mapping[str, Fault] = {
             "rejected as timestamp_in_future)",
             min_intervals=6,
         ),
+        Fault(
+            "recalibration",
+            Scope.SIGNAL,
+            3e-5,
+            None,
+            "one field's level steps for good by 15-40 % of its normal band (a sensor re-zeroed after "
+            "maintenance): a real change, to be seen once and then learned",
+            in_all=False,
+        ),
+        Fault(
+            "gap",
+            Scope.BEHAVIOUR,
+            3e-5,
+            None,
+            "the device is offline for 1-12 h (power, maintenance): expected silence, not a sensor fault",
+            min_intervals=6,
+            in_all=False,
+        ),
+        Fault(
+            "excursion",
+            Scope.BEHAVIOUR,
+            3e-4,
+            None,
+            "one field makes a large but normal excursion over 3-8 readings (a passing plume, a gust), "
+            "its size heavy-tailed (Student-t)",
+            min_intervals=3,
+            in_all=False,
+        ),
     )
 }
 """Every injectable fault, by name, in a fixed order (the order of the labels' random draws)."""
 
 
 def parse_faults(spec: str) -> tuple[str, ...]:
-    """``"all"``, ``"none"``/``""`` or a comma-separated list of fault names, checked.
+    """``"all"``, ``"none"``/``""`` or a comma-separated list of fault names (``all`` among them), checked.
 
     >>> parse_faults("spike, stuck,spike")
     ('spike', 'stuck')
+    >>> parse_faults("all,gap")[-3:]
+    ('out_of_order', 'clock_skew', 'gap')
     """
     spec = spec.strip()
     if not spec or spec == "none":
         return ()
-    if spec == "all":
-        return tuple(FAULTS)
-    names = tuple(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
-    return check_fault_names(names)
+    return check_fault_names([s.strip() for s in spec.split(",") if s.strip()])
 
 
 def check_fault_names(names: Sequence[str]) -> tuple[str, ...]:
-    unknown = [n for n in names if n not in FAULTS]
+    """The names, checked, in the order given, ``all`` expanded to every fault that is part of it."""
+    unknown = [n for n in names if n not in FAULTS and n != "all"]
     if unknown:
         raise ValueError(f"unknown fault(s) {', '.join(unknown)}; choose from: all, {', '.join(FAULTS)}")
-    return tuple(names)
+    expanded: list[str] = []
+    for name in names:
+        if name == "all":
+            expanded.extend(n for n, f in FAULTS.items() if f.in_all)
+        else:
+            expanded.append(name)
+    return tuple(dict.fromkeys(expanded))
 
 
 def fault_rates(

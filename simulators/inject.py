@@ -36,8 +36,17 @@ EPISODE_SPAN_MS: Mapping[str, tuple[int, int]] = {
     "dropout": (10 * MINUTE_MS, 6 * HOUR_MS),
     "noise_burst": (10 * MINUTE_MS, 2 * HOUR_MS),
     "clock_skew": (30 * MINUTE_MS, 6 * HOUR_MS),
+    "gap": (HOUR_MS, 12 * HOUR_MS),
+    "recalibration": (2 * HOUR_MS, 2 * HOUR_MS),
 }
-"""How long each episode fault lasts (uniform), before the minimum in reporting intervals applies."""
+"""How long each episode fault lasts (uniform), before the minimum in reporting intervals applies.
+
+A recalibration's step lasts for good; its episode is the time the evaluation gives
+detectors to see it (the label's window), during which no other fault starts there."""
+EXCURSION_READINGS = (3, 8)
+"""How many readings an excursion spans (uniform)."""
+EXCURSION_TAIL_DF = 2.0
+"""Degrees of freedom of the Student-t that draws an excursion's size: heavy-tailed, as real ones."""
 
 SPOILERS: tuple[str, ...] = tuple(
     f.name for f in FAULTS.values() if f.scope is Scope.MESSAGE and f.reason and f.name != "duplicates"
@@ -139,6 +148,9 @@ class KindInjector:
         self.busy_until = np.zeros(n, dtype=np.int64)
         self.episodes: dict[int, Episode] = {}
         self.interval_ms = np.array([round(table.interval_s(i) * 1000) for i in range(n)], dtype=np.int64)
+        self.offsets = np.zeros((n, len(kind.measures)))
+        """Steps of past recalibrations, kept for good (each device and measure)."""
+        self._offset = False
         self.lo = np.array([m.lo for m in kind.measures])
         self.hi = np.array([m.hi for m in kind.measures])
         self.band = np.array([m.normal[1] - m.normal[0] for m in kind.measures])
@@ -158,6 +170,8 @@ class KindInjector:
         ingest_ms: NDArray[np.int64] | int,
     ) -> Marks:
         marks = Marks.clean(clock_ms)
+        if self._offset:
+            self._apply_offsets(device, values)
         if self.total <= 0.0 and not self.episodes:
             return marks
         free = np.ones(len(device), dtype=np.bool_)
@@ -204,8 +218,11 @@ class KindInjector:
         interval = int(self.interval_ms[dev])
         rng = self.rng
         name = fault.name
-        if name in EPISODE_SPAN_MS:
-            low, high = EPISODE_SPAN_MS[name]
+        if name in EPISODE_SPAN_MS or name == "excursion":
+            if name == "excursion":
+                low, high = EXCURSION_READINGS[0] * interval, EXCURSION_READINGS[1] * interval
+            else:
+                low, high = EPISODE_SPAN_MS[name]
             # One interval of slack for jitter, and one more where a genuine reading leads in.
             shortest = (fault.min_intervals + 1 + (name == "stuck")) * interval
             if self.run_ms is not None:
@@ -215,7 +232,7 @@ class KindInjector:
             span = max(int(rng.uniform(low, high)), shortest)
             if self.end_ms is not None and now + span > self.end_ms:
                 return
-            whole_device = name in ("dropout", "clock_skew")
+            whole_device = name in ("dropout", "clock_skew", "gap")
             target = None if whole_device else self._pick_field()
             if not whole_device and target is None:
                 return
@@ -300,6 +317,27 @@ class KindInjector:
             episode.params["factor"] = float(rng.uniform(6.0, 10.0))
         elif name == "clock_skew":
             episode.params["offset_ms"] = float(self._skew_offset(episode.device, rng, lag_ms))
+        elif name == "recalibration" and f is not None:
+            v = float(values[row, f])
+            step = rng.uniform(0.15, 0.4) * self.band[f]
+            # Re-zeroed towards whichever side leaves the reading inside the sensor's range.
+            sign = 1.0 if rng.random() < 0.5 else -1.0
+            if (sign > 0 and self.hi[f] - v < step) or (sign < 0 and v - self.lo[f] < step):
+                sign = -sign
+            episode.params["step"] = float(sign * step)
+        elif name == "excursion" and f is not None:
+            v = float(values[row, f])
+            spread = float(self.model.variation_abs[f] + self.model.variation_rel[f] * abs(v))
+            size = min(
+                3.0 * spread * (1.0 + abs(float(rng.standard_t(EXCURSION_TAIL_DF)))), 0.75 * self.band[f]
+            )
+            # Plumes and gusts mostly push a reading up; a few pull it down (a clean breeze).
+            sign = 1.0 if rng.random() < 0.8 else -1.0
+            episode.params["amplitude"] = float(sign * size)
+            episode.params["noise"] = spread
+            episode.params["span_readings"] = float(
+                max(round((episode.end_ms - episode.start_ms) / self.interval_ms[episode.device]), 3)
+            )
 
     def _continue(
         self,
@@ -319,8 +357,19 @@ class KindInjector:
                 values[row, f] = episode.params["value"]
             return
         marks.marked[row] = True
-        if name == "dropout":
+        if name in ("dropout", "gap"):
             marks.keep[row] = False
+        elif name == "recalibration" and f is not None:
+            if episode.readings == 0:
+                self.offsets[episode.device, f] += episode.params["step"]
+                self._offset = True
+            stepped = values[row, f] + episode.params["step"]
+            values[row, f] = self._rounded(float(np.clip(stepped, self.lo[f], self.hi[f])), f)
+        elif name == "excursion" and f is not None:
+            # A bump: up over the first readings, down over the rest (a half sine over the span).
+            weight = np.sin(np.pi * (episode.readings + 0.5) / episode.params["span_readings"])
+            bumped = values[row, f] + episode.params["amplitude"] * max(float(weight), 0.0)
+            values[row, f] = self._rounded(float(np.clip(bumped, self.lo[f], self.hi[f])), f)
         elif name == "drift" and f is not None:
             progress = (now - episode.start_ms) / (episode.end_ms - episode.start_ms)
             shifted = values[row, f] + episode.params["total"] * progress
@@ -362,6 +411,21 @@ class KindInjector:
         )
 
     # --- helpers ----------------------------------------------------------------------------------
+    def _apply_offsets(self, device: NDArray[np.intp], values: NDArray[np.float64]) -> None:
+        """Past recalibrations' steps on every later reading (the readings of an episode get theirs
+        from the episode, which adds its step here when it ends)."""
+        stepped = self.offsets[device]
+        rows = np.flatnonzero(np.any(stepped != 0.0, axis=1))
+        for row in rows.tolist():
+            dev = int(device[row])
+            episode = self.episodes.get(dev)
+            shift = stepped[row].copy()
+            if episode is not None and episode.fault.name == "recalibration" and episode.field is not None:
+                shift[episode.field] -= episode.params["step"]
+            for f in np.flatnonzero(shift != 0.0).tolist():
+                moved = float(np.clip(values[row, f] + shift[f], self.lo[f], self.hi[f]))
+                values[row, f] = self._rounded(moved, f)
+
     def _pick_field(self) -> int | None:
         fields = self.model.fault_fields
         if not fields:

@@ -90,6 +90,13 @@ def evaluate_command(
     # Not on a terminal (a log, a pipe), rich would squeeze the table into 80 columns.
     wide = err if err.is_terminal else Console(stderr=True, width=120, soft_wrap=True)
     wide.print(_table(report))
+    for name, behaviour in sorted(report.behaviours.items()):
+        raised = ", ".join(f"{d} {n}" for d, n in behaviour.onsets.most_common()) or "none"
+        wide.print(
+            f"{name} (real behaviour, not a fault): {behaviour.episodes} episodes, "
+            f"{behaviour.alarmed} with false alarms ({raised})",
+            highlight=False,
+        )
     summary = report.as_dict()
     summary["anomalies_by_detector"] = _onsets(result.alarms, fleet)
     summary["messages"] = result.messages

@@ -78,7 +78,7 @@ class AirConsistencyDetector(Detector):
 
     name = "air_consistency"
     category = Category.HEALTH
-    targets = ("drift",)
+    targets = ("drift", "recalibration")
     description = "CO or NO2 out of line with the other (the same exhausts), PM2.5 witnessing which"
 
     @classmethod

@@ -124,7 +124,7 @@ class ShiftDetector(ContinuousDetector):
 
     name = "shift"
     category = Category.STATISTICAL
-    targets = ("drift",)
+    targets = ("drift", "recalibration")
     description = "a level shift or drift away from this device's usual level for the time of day"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

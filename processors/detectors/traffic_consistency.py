@@ -89,7 +89,7 @@ class TrafficConsistencyDetector(Detector):
 
     name = "traffic_consistency"
     category = Category.HEALTH
-    targets = ("drift",)
+    targets = ("drift", "recalibration")
     description = "speed or occupancy out of line with the vehicle count (flow = density x speed)"
 
     @classmethod

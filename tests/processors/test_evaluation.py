@@ -27,7 +27,12 @@ def result_with(
     log = AlarmLog()
     for device, detector, column, ts, onset in alarms:
         category = Category.STANDARD if detector == "aqi_vn" else Category.STATISTICAL
-        targets = {"spike": ("spike",), "shift": ("drift",), "aqi_vn": ("pollution_episode",)}[detector]
+        targets = {
+            "spike": ("spike",),
+            "shift": ("drift", "recalibration"),
+            "aqi_vn": ("pollution_episode",),
+            "silence": ("dropout",),
+        }[detector]
         log.add(
             np.array([device]),
             detector,
@@ -173,3 +178,48 @@ def test_labels_without_a_noise_scale_get_only_the_delay_from_the_start() -> Non
     )
     assert report.faults["drift"].median_delay == 25.0
     assert "median_delay_from_noise_intervals" not in report.faults["drift"].as_dict()
+
+
+def test_real_behaviours_are_not_faults_but_what_detectors_raise_on_them_is_counted() -> None:
+    """A gap's silence is true; a spike after it, or a shift on a normal excursion, is a false alarm."""
+    gap_start, gap_end = START + DAY_MS + 3600_000, START + DAY_MS + 4 * 3600_000
+    excursion = START + 2 * DAY_MS
+    labels = [
+        Label("gap", "behaviour", "air-1", "air", None, gap_start, gap_end),
+        Label("excursion", "behaviour", "air-2", "air", "pm25", excursion, excursion + 4 * MINUTE),
+        Label(
+            "excursion", "behaviour", "air-2", "air", "o3", excursion + DAY_MS // 2, excursion + DAY_MS // 2
+        ),
+        Label(
+            "recalibration",
+            "signal",
+            "air-1",
+            "air",
+            "no2",
+            START + 2 * DAY_MS,
+            START + 2 * DAY_MS + 7200_000,
+        ),
+    ]
+    result = result_with(
+        [
+            ("air-1", "silence", "device", gap_start + 3 * MINUTE, True),  # true: the device is offline
+            ("air-1", "spike", "pm25", gap_end + 5 * MINUTE, True),  # misread: the first reading back
+            ("air-2", "shift", "pm25", excursion + 2 * MINUTE, True),  # misread: a plume is not a fault
+            ("air-1", "shift", "no2", START + 2 * DAY_MS + 20 * MINUTE, True),  # the step, seen
+            ("air-1", "shift", "no2", START + 2 * DAY_MS + 5 * 3600_000, True),  # the step, not learned
+        ]
+    )
+    report = evaluate(labels, result, fleet_registry())
+    assert "gap" not in report.faults
+    assert "excursion" not in report.faults
+    assert report.false_alarms == {"spike": 1, "shift": 2}  # silence in the gap is not among them
+    gap = report.behaviours["gap"]
+    assert (gap.episodes, gap.alarmed, dict(gap.onsets)) == (1, 1, {"spike": 1})
+    excursions = report.behaviours["excursion"]
+    assert (excursions.episodes, excursions.alarmed, dict(excursions.onsets)) == (2, 1, {"shift": 1})
+    recalibration = report.faults["recalibration"]
+    assert (recalibration.episodes, recalibration.detected) == (1, 1)
+    assert recalibration.false_positives == 2  # shift targets steps: its other onsets count against them
+    assert recalibration.median_delay == 20.0
+    as_dict = report.as_dict()["behaviours"]
+    assert as_dict["gap"] == {"episodes": 1, "episodes_with_false_alarms": 1, "false_alarms": {"spike": 1}}

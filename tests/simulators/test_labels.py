@@ -37,9 +37,19 @@ class Run:
         self.by_device: dict[str, list[int]] = defaultdict(list)
         self.skewed: dict[str, list[tuple[int, int]]] = defaultdict(list)
         """Per device, when its clock was skewed (from the labels): send-time windows."""
+        self.steps: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+        """Per device and measure, when a recalibration moved its level and by how much (from the labels)."""
         for i, (sent, topic, _) in enumerate(messages):
             self.at.setdefault((device_of(topic), sent), i)
             self.by_device[device_of(topic)].append(i)
+
+    def offset(self, device: str, field: str, ts: int, before: int | None = None) -> float:
+        """The level steps of recalibrations in force at ``ts`` (only those starting before ``before``)."""
+        return sum(
+            step
+            for start, step in self.steps.get((device, field), [])
+            if start <= ts and (before is None or start < before)
+        )
 
     def stamped(self, device: str, ts: int) -> list[int]:
         """Messages of ``device`` whose payload carries timestamp ``ts``."""
@@ -75,7 +85,7 @@ def runs(
         folder / "faulty.tsv",
         SPAN,
         seed=21,
-        faults="all",
+        faults="all,recalibration,gap,excursion",
         fault_rates=dict.fromkeys(FAULTS, 0.003),
         max_payload_bytes=4096,
         labels=folder / "labels.jsonl",
@@ -85,6 +95,10 @@ def runs(
     for label in labels:
         if label["fault"] == "clock_skew":
             faulty_run.skewed[label["device"]].append((label["start_ms"], label["end_ms"]))
+        if label["fault"] == "recalibration":
+            faulty_run.steps[(label["device"], label["field"])].append(
+                (label["start_ms"], label["detail"]["step"])
+            )
     return Run(clean), faulty_run, labels
 
 
@@ -123,6 +137,7 @@ def _check(
         [i] = faulty.stamped(device, start)
         twin = _clean_twin(clean, faulty, i)
         spiked, before = float(faulty.readings[i][field]), float(clean.readings[twin][field])  # type: ignore[index]
+        before += faulty.offset(device, field, start)
         assert measure is not None
         moved = abs(spiked - before)
         assert moved == pytest.approx(abs(label["detail"]["magnitude"]), abs=0.011)
@@ -134,6 +149,7 @@ def _check(
         rows = faulty.within(device, start, end)
         twins = [_clean_twin(clean, faulty, i) for i in rows]
         got, was = _field_values(faulty, rows, field), _field_values(clean, twins, field)
+        was += np.array([faulty.offset(device, field, ts_of(faulty.readings[i])) for i in rows])  # type: ignore[arg-type]
         assert label["detail"]["readings"] == len(rows), label
         if fault == "stuck":
             assert len(rows) >= 8
@@ -160,10 +176,59 @@ def _check(
             spread = np.array([_spread(models, kind, field, v) for v in was])
             assert np.sqrt(np.mean(((got - was) / spread) ** 2)) >= 3.0
         return set(rows)
-    if fault == "dropout":
+    if fault in ("dropout", "gap"):
         assert not faulty.within(device, start, end)
         assert len(clean.within(device, start, end)) == label["detail"]["readings"] >= 6
+        if fault == "gap":
+            assert label["scope"] == "behaviour"
+            assert end - start >= 3_600_000 - 300_000, "a gap is an hour or more"
         return set()
+    if fault == "recalibration":
+        assert measure is not None
+        step = label["detail"]["step"]
+        band = measure.normal[1] - measure.normal[0]
+        assert 0.15 * band - 0.01 <= abs(step) <= 0.4 * band + 0.01
+        # Inside its window the level is moved by the step; after it, for good (and so is every
+        # later reading of that measure: those differences are this label's too).
+        rows = faulty.within(device, start, end)
+        assert label["detail"]["readings"] == len(rows) > 0
+        twins = [_clean_twin(clean, faulty, i) for i in rows]
+        moved = _field_values(faulty, rows, field) - _field_values(clean, twins, field)
+        earlier = np.array(
+            [faulty.offset(device, field, ts_of(faulty.readings[i]), before=start) for i in rows]
+        )  # type: ignore[arg-type]
+        clipped = np.isin(_field_values(faulty, rows, field), [measure.lo, measure.hi])
+        assert np.median((moved - earlier)[~clipped]) == pytest.approx(step, abs=0.011)
+        later = [
+            i
+            for i in faulty.by_device[device]
+            if (r := faulty.readings[i]) is not None and "ts" in r and ts_of(r) >= start and field in r
+        ]
+        return {
+            i
+            for i in later
+            if (twin := clean.at.get((device, faulty.messages[i][0]))) is not None
+            and clean.readings[twin] is not None
+            and clean.readings[twin].get(field) != faulty.readings[i][field]
+        }  # type: ignore[union-attr,index]
+    if fault == "excursion":
+        assert label["scope"] == "behaviour"
+        rows = faulty.within(device, start, end)
+        assert label["detail"]["readings"] == len(rows) >= 3
+        twins = [_clean_twin(clean, faulty, i) for i in rows]
+        offsets = np.array([faulty.offset(device, field, ts_of(faulty.readings[i])) for i in rows])  # type: ignore[arg-type]
+        moved = _field_values(faulty, rows, field) - _field_values(clean, twins, field) - offsets
+        amplitude = label["detail"]["amplitude"]
+        assert abs(amplitude) >= 3 * label["detail"]["noise"] - 0.01
+        assert np.all(moved * np.sign(amplitude) >= -0.011), "an excursion goes one way"
+        assert (
+            np.abs(moved).max() >= 0.5 * abs(amplitude) - 0.011
+            or np.isin(
+                _field_values(faulty, rows, field),
+                [measure.lo, measure.hi],  # type: ignore[union-attr]
+            ).any()
+        )
+        return set(rows)
     if fault == "clock_skew":
         rows = [i for i in faulty.by_device[device] if start <= faulty.messages[i][0] <= end]
         assert len(rows) >= 6
@@ -208,11 +273,11 @@ def test_every_label_is_in_the_data_and_every_difference_is_labelled(
     explained: set[int] = set()
     for label in labels:
         explained |= _check(label, clean, faulty, models, small_registry)
-    assert {label["fault"] for label in labels} == set(FAULTS), "every fault type was exercised"
+    assert {label["fault"] for label in labels} == set(FAULTS), "every fault and behaviour was exercised"
     dropped = {
         (label["device"], label["start_ms"], label["end_ms"])
         for label in labels
-        if label["fault"] == "dropout"
+        if label["fault"] in ("dropout", "gap")
     }
     # Sent later (out of order) or under another device's name: not at their clean twin's place.
     moved = {
@@ -255,7 +320,7 @@ def test_labels_follow_the_contract(runs: tuple[Run, Run, list[dict[str, Any]]])
     ]
     for label in labels:
         assert list(label) == keys
-        assert label["scope"] in ("signal", "message", "incident")
+        assert label["scope"] in ("signal", "message", "incident", "behaviour")
         assert label["start_ms"] <= label["end_ms"]
         assert label["kind"] in KINDS
         assert label["field"] is None or label["field"] in KINDS[label["kind"]].measure_names
