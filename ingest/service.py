@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from ingest.alerts.service import AlertService
 from ingest.durable import DurableSink, RetryPolicy
 from ingest.metrics import MetricsServer, Observation, SourceState, pipeline_event
 from ingest.mqtt_source import Delivery, MqttSource
@@ -37,6 +38,8 @@ from processors.validate import Validator
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+ALERT_TICK_S = 1.0
+"""How often, while no readings arrive, acknowledgements and silences from the command line are applied."""
 
 
 class IngestService:
@@ -103,12 +106,20 @@ class IngestService:
                 inner.close()
                 raise
         self.sink: Sink = self.durable if self.durable is not None else inner
+        self.alerts: AlertService | None = None
+        if settings.alerts.enabled:
+            try:
+                self.alerts = AlertService(settings, self.registry, self.stats)
+            except Exception:
+                self.sink.close()
+                raise
         self.pipeline = Pipeline(
             Validator(self.registry, settings.validation, topics),
             self.sink,
             self.stats,
             publish_deadletter=lambda topic, payload: self.source.publish(topic, payload, qos=1),
             engine=DetectionEngine(self.registry, settings.detection, settings.detector_names),
+            alerts=self.alerts,
         )
         self._state_path = settings.detector_state if str(settings.detector_state) not in ("", ".") else None
         if self._state_path is not None:
@@ -127,6 +138,8 @@ class IngestService:
             line += f", spooling to {s.spool_dir} (up to {s.spool_max_bytes / 2**20:.0f} MiB) while it fails"
         if self.metrics is not None:
             line += f", metrics at {self.metrics.url}"
+        if self.alerts is not None:
+            line += f"; {self.alerts.describe()}"
         return line
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -144,6 +157,8 @@ class IngestService:
                     failed,
                 )
         self.source.start(timeout_s)
+        if self.alerts is not None:
+            self.alerts.start()
         log.info(self.describe())
 
     def observe(self) -> Observation:
@@ -157,6 +172,7 @@ class IngestService:
                 self.source.reconnects,
                 self.source.sessions_lost,
             ),
+            alerts=self.alerts.snapshot() if self.alerts is not None else None,
         )
 
     def request_stop(self) -> None:
@@ -165,7 +181,7 @@ class IngestService:
     def run(self, drain_timeout_s: float = 30.0) -> None:
         """Process cycles until :meth:`request_stop`, then drain, disconnect and close the sink."""
         s = self.settings
-        last_progress = last_sample = last_saved = time.monotonic()
+        last_progress = last_sample = last_saved = last_alert_tick = time.monotonic()
         last = self.stats.snapshot()
         sampled: Observation | None = None
         try:
@@ -173,6 +189,9 @@ class IngestService:
                 deliveries = self.source.take(s.batch_max_messages, s.batch_linger_s, wait_s=0.2)
                 if deliveries:
                     self._cycle(deliveries, give_up_at=None)
+                elif time.monotonic() - last_alert_tick >= ALERT_TICK_S:
+                    self._alert_tick()
+                    last_alert_tick = time.monotonic()
                 if self.progress_every_s and time.monotonic() - last_progress >= self.progress_every_s:
                     last = self._log_progress(last)
                     last_progress = time.monotonic()
@@ -194,6 +213,8 @@ class IngestService:
             self.source.stop()
             self._save_state()
             self.sink.close()
+            if self.alerts is not None:
+                self.alerts.close()
             if self.metrics is not None:
                 self.metrics.stop()
             self.stopped.set()
@@ -219,6 +240,13 @@ class IngestService:
                 self._state_path,
                 size,
             )
+
+    def _alert_tick(self) -> None:
+        """While no readings come: acknowledgements and silences from the command line take effect."""
+        try:
+            self.pipeline.alert_tick()
+        except SinkError as failure:
+            log.debug("alert acknowledgements wait for the store: %s", failure)
 
     def _drain(self, give_up_at: float) -> None:
         """Store and acknowledge what was already received; new arrivals wait at the broker."""

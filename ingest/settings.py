@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.alerts.settings import AlertSettings
 from processors.detectors import DETECTORS, DetectorConfig
 from processors.endpoint import MqttEndpoint
 from processors.topics import DEFAULT_PREFIX, TopicScheme
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
         env_prefix="CITYPULSE_",
         extra="forbid",
         validate_default=True,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
     )
 
     # --- MQTT -----------------------------------------------------------------
@@ -220,6 +223,11 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log verbosity."
+    )
+
+    # --- Alerts (the [alerts] table, or CITYPULSE_ALERTS_<FIELD>) --------------------------------
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Alert rules, store and delivery; see docs/alerts.md."
     )
 
     @field_validator("mqtt_url")

@@ -57,6 +57,11 @@ class StatsSnapshot:
     lag_sum_s: float = 0.0
     events_refused: int = 0
     """Events (not readings) the store refused; logged, never dead-lettered again."""
+    alerts_by_severity: dict[str, int] = field(default_factory=dict)
+    """Alerts fired so far, by severity (and below by kind); ``alerts`` is their total."""
+    alerts_by_kind: dict[str, int] = field(default_factory=dict)
+    alerts_resolved: int = 0
+    alerts_open: int = 0
 
     @property
     def lag_count(self) -> int:
@@ -91,6 +96,10 @@ class StatsSnapshot:
             "ignored_fields": dict(sorted(self.ignored_fields.items())),
             "anomalies": dict(sorted(self.anomalies.items())),
             "alerts": self.alerts,
+            "alerts_by_severity": dict(sorted(self.alerts_by_severity.items())),
+            "alerts_by_kind": dict(sorted(self.alerts_by_kind.items())),
+            "alerts_resolved": self.alerts_resolved,
+            "alerts_open": self.alerts_open,
             "write_failures": self.write_failures,
         }
 
@@ -114,6 +123,10 @@ class PipelineStats:
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))
     lag_sum_s: float = 0.0
     events_refused: int = 0
+    alerts_by_severity: Counter[str] = field(default_factory=Counter)
+    alerts_by_kind: Counter[str] = field(default_factory=Counter)
+    alerts_resolved: int = 0
+    alerts_open: int = 0
     clock_ms: Callable[[], int] = field(default=wall_clock_ms, repr=False)
 
     def record_cycle(self, messages: int, result: ValidationResult) -> None:
@@ -141,9 +154,15 @@ class PipelineStats:
         with self._lock:
             self.anomalies[kind] += count
 
-    def record_alerts(self, count: int) -> None:
+    def record_alert_events(self, fired: Sequence[tuple[str, str]], resolved: int, open_now: int) -> None:
+        """Alerts that fired (severity, kind), how many resolved, and how many are open now."""
         with self._lock:
-            self.alerts += count
+            self.alerts += len(fired)
+            for severity, kind in fired:
+                self.alerts_by_severity[severity] += 1
+                self.alerts_by_kind[kind] += 1
+            self.alerts_resolved += resolved
+            self.alerts_open = open_now
 
     def record_deadletters_published(self, count: int) -> None:
         with self._lock:
@@ -182,6 +201,10 @@ class PipelineStats:
                 lag_buckets=tuple(self.lag_buckets),
                 lag_sum_s=self.lag_sum_s,
                 events_refused=self.events_refused,
+                alerts_by_severity=dict(self.alerts_by_severity),
+                alerts_by_kind=dict(self.alerts_by_kind),
+                alerts_resolved=self.alerts_resolved,
+                alerts_open=self.alerts_open,
             )
 
 

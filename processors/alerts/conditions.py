@@ -15,6 +15,7 @@ few numpy comparisons per rule, not 5,000 objects.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,7 @@ class Judged:
         return sum(len(v) for v in self.by_rule.values()) + len(self.silence)
 
 
-Tracked = Callable[[str], frozenset[str]]
+Tracked = Callable[[str], AbstractSet[str]]
 """The device ids the engine holds state for under a rule (so their clear judgements matter)."""
 
 
@@ -102,7 +103,7 @@ def judge(
 
 
 def _detector_judgements(
-    rule: Rule, kind_name: str, scored: Scored, batch: ReadingBatch | None, tracked: frozenset[str]
+    rule: Rule, kind_name: str, scored: Scored, batch: ReadingBatch | None, tracked: AbstractSet[str]
 ) -> list[Judgement]:
     columns = scored.columns
     wanted = [i for i, c in enumerate(columns) if not rule.fields or c in rule.fields]
@@ -144,7 +145,7 @@ def _detector_judgements(
     return out
 
 
-def _threshold_judgements(rule: Rule, batch: ReadingBatch, tracked: frozenset[str]) -> list[Judgement]:
+def _threshold_judgements(rule: Rule, batch: ReadingBatch, tracked: AbstractSet[str]) -> list[Judgement]:
     assert rule.field is not None
     kind = batch.kind
     column = kind.index_of(rule.field)
@@ -176,7 +177,7 @@ def _threshold_judgements(rule: Rule, batch: ReadingBatch, tracked: frozenset[st
     ]
 
 
-def _of_devices(device: NDArray[np.intp], table: DeviceTable, ids: frozenset[str]) -> NDArray[np.bool_]:
+def _of_devices(device: NDArray[np.intp], table: DeviceTable, ids: AbstractSet[str]) -> NDArray[np.bool_]:
     positions = [p for p in (table.index.get(i) for i in ids) if p is not None]
     if not positions:
         return np.zeros(device.shape, dtype=np.bool_)
