@@ -3,27 +3,29 @@
 Per (rule, target) the engine keeps one small :class:`Target`: whether the
 condition holds and since when, its recent onsets (for flapping), the latest
 value, and the open alert if there is one. So there is never more than one open
-alert per (rule, target). Each cycle:
+alert per (rule, target).
 
-1. the silence detector's judgements mark devices silent or back;
-2. each rule's judgements update its targets' conditions (area rules update
-   their member devices, then each district's condition is worked out);
-3. acknowledgements are applied;
-4. every target is checked against the clock: a condition held for ``for``
-   fires, one clear for ``clear_for`` resolves, one firing unacknowledged for
-   ``escalate_after`` escalates, one starting ``flapping.count`` times within
-   ``flapping.window`` fires (or stays) as one flapping alert; a silent device's
-   alerts are held (neither resolved nor escalated) and its pending conditions
-   wait;
-5. silences in force mark events silenced (stored, not notified), and an alert
-   whose firing was silenced is announced once no silence covers it any more.
+Time is the data's own. A cycle's judgements are taken in timestamp order, each
+at its reading's time (never before the engine's clock, never after the
+cycle's), and before a target changes it is *advanced* to that time: a
+condition held for ``for`` fires at exactly ``since + for``, one clear for
+``clear_for`` resolves then, one firing unacknowledged for ``escalate_after``
+escalates then, one starting ``flapping.count`` times within
+``flapping.window`` fires (or stays) as one flapping alert. So a backlog of
+hours arriving in one cycle raises the same alerts, at the same times, as the
+same readings arriving live. At the cycle's end every target is advanced to the
+cycle's clock; acknowledgements apply then.
+
+A silent device's alerts are held (neither resolved nor escalated) and its
+pending conditions wait; silent devices also leave area rules' counts. Silences
+in force mark events silenced (stored, not notified); an alert whose firing was
+silenced is announced once no silence covers it any more.
 
 Like the detectors, :meth:`AlertEngine.evaluate` changes nothing: it returns an
 :class:`Outcome` holding the changed targets, and :meth:`AlertEngine.commit`
 keeps them once the cycle (and its alert events) are stored. A retried cycle is
 evaluated against the same state, so it raises the same events with the same
-ids, never twice. The clock is the caller's ``now_ms`` (ingest passes the data's
-own time, so a backlog replays its alerts as they would have happened live).
+ids, never twice.
 
 State is keyed by device (area targets by district), so several processes that
 split the devices between them each hold their own devices' alerts.
@@ -60,6 +62,8 @@ from processors.alerts.state import (
     Target,
 )
 
+_EMPTY: frozenset[str] = frozenset()
+
 
 class AlertEngine:
     """Rules applied to judgements, one cycle at a time; see the module docstring."""
@@ -70,6 +74,8 @@ class AlertEngine:
         self.targets: dict[Key, Target] = {}
         self.members: dict[str, dict[str, Member]] = {}
         self.silent: dict[str, SilentDevice] = {}
+        self.clock_ms = 0
+        """The latest cycle's time: no judgement is taken as earlier (time never runs back)."""
         self._devices: dict[str, set[str]] = {}
 
     # --- what the caller asks ---------------------------------------------------------------
@@ -90,18 +96,18 @@ class AlertEngine:
     def evaluate(self, cycle: CycleInput) -> Outcome:
         """The events of one cycle and the state they leave, without changing anything yet."""
         run = _Run(self, cycle)
-        run.silence(cycle.judged.silence)
-        for rule in self.rules.rules:
-            judgements = cycle.judged.by_rule.get(rule.name, ())
-            if rule.area is not None:
-                run.members_seen(rule, judgements)
-                run.areas(rule)
+        for at, rule, j in run.stream(cycle):
+            if rule is None:
+                run.silence(j, at)
+            elif rule.area is not None:
+                run.member_seen(rule, j, at)
             else:
-                for j in judgements:
-                    run.device_seen(rule, j)
+                run.device_seen(rule, j, at)
+        for key in run.target_keys():
+            run.advance(key, run.now)
         run.acknowledge(cycle.acks)
         for key in run.target_keys():
-            run.tick(key)
+            run.settle(key)
         return run.outcome
 
     def commit(self, outcome: Outcome) -> None:
@@ -119,7 +125,8 @@ class AlertEngine:
         for (rule, device), member in outcome.members.items():
             if member is None:
                 self.members.get(rule, {}).pop(device, None)
-                self._devices.get(rule, set()).discard(device)
+                if (rule, device) not in self.targets:
+                    self._devices.get(rule, set()).discard(device)
             else:
                 self.members.setdefault(rule, {})[device] = member
                 self._devices.setdefault(rule, set()).add(device)
@@ -128,18 +135,17 @@ class AlertEngine:
                 self.silent.pop(device, None)
             else:
                 self.silent[device] = silent
+        self.clock_ms = max(self.clock_ms, outcome.now_ms)
 
     def restore(
         self,
         targets: Mapping[Key, Target],
         members: Mapping[Key, Member],
         silent: Mapping[str, SilentDevice],
+        clock_ms: int = 0,
     ) -> None:
         """Take back saved state (at start-up)."""
-        self.commit(Outcome(0, targets=dict(targets), members=dict(members), silent=dict(silent)))
-
-
-_EMPTY: frozenset[str] = frozenset()
+        self.commit(Outcome(clock_ms, targets=dict(targets), members=dict(members), silent=dict(silent)))
 
 
 class _Run:
@@ -147,10 +153,25 @@ class _Run:
 
     def __init__(self, engine: AlertEngine, cycle: CycleInput) -> None:
         self.engine = engine
-        self.now = cycle.now_ms
+        self.now = max(cycle.now_ms, engine.clock_ms)
         self.silences = cycle.silences
-        self.outcome = Outcome(cycle.now_ms)
-        self.held_areas: set[Key] = set()
+        self.outcome = Outcome(self.now)
+        self._areas = {rule.name: self._count(rule) for rule in engine.rules.rules if rule.area is not None}
+
+    def stream(self, cycle: CycleInput) -> Iterator[tuple[int, Rule | None, Judgement]]:
+        """Every judgement of the cycle with its time, in time order (silence first at equal times)."""
+        low, high = self.engine.clock_ms, self.now
+        items: list[tuple[int, int, Rule | None, Judgement]] = [
+            (min(max(j.ts_ms, low), high), 0, None, j) for j in cycle.judged.silence
+        ]
+        for order, each in enumerate(self.engine.rules.rules, start=1):
+            items += [
+                (min(max(j.ts_ms, low), high), order, each, j)
+                for j in cycle.judged.by_rule.get(each.name, ())
+            ]
+        items.sort(key=lambda item: (item[0], item[1]))
+        for at, _, rule, j in items:
+            yield at, rule, j
 
     # --- staged state -------------------------------------------------------------------------
     def target(self, key: Key) -> Target | None:
@@ -180,100 +201,105 @@ class _Run:
             return staged[device] is not None
         return device in self.engine.silent
 
-    def silent_devices(self) -> Iterator[SilentDevice]:
-        for device, silent in self.engine.silent.items():
-            if device not in self.outcome.silent:
-                yield silent
-        for staged in self.outcome.silent.values():
-            if staged is not None:
-                yield staged
+    def member(self, rule: str, device: str) -> Member | None:
+        key = (rule, device)
+        if key in self.outcome.members:
+            return self.outcome.members[key]
+        return self.engine.members.get(rule, {}).get(device)
 
-    # --- 1. silent devices ---------------------------------------------------------------------
-    def silence(self, judgements: list[Judgement]) -> None:
-        for j in judgements:
-            if j.present and not self.is_silent(j.device):
-                self.outcome.silent[j.device] = SilentDevice(j.kind, j.district, self.now)
-            elif not j.present and self.is_silent(j.device):
-                self.outcome.silent[j.device] = None
+    def held(self, key: Key, target: Target, rule: Rule) -> bool:
+        if target.device:
+            return rule.detector != SILENCE_DETECTOR and self.is_silent(target.device)
+        counts = self._areas.get(rule.name)
+        size = self.engine.areas.size(rule.kinds, target.district)
+        return counts is not None and counts.unknown(target.district, size)
 
-    # --- 2. conditions ---------------------------------------------------------------------------
-    def device_seen(self, rule: Rule, j: Judgement) -> None:
+    # --- conditions, each at its time ---------------------------------------------------------
+    def silence(self, j: Judgement, at: int) -> None:
+        if j.present == self.is_silent(j.device):
+            return
+        for rule in self.engine.rules.rules:  # what was due before the device went quiet (or back) happens
+            key = (rule.name, j.device)
+            if self.target(key) is not None:
+                self.advance(key, at)
+        self.outcome.silent[j.device] = SilentDevice(j.kind, j.district, at) if j.present else None
+        for rule in self.engine.rules.rules:
+            if rule.area is not None and j.kind in rule.kinds:
+                self._areas[rule.name].silenced(
+                    j.district, self.member(rule.name, j.device) is not None, j.present
+                )
+                self._judge_area(rule, j.district, at)
+
+    def device_seen(self, rule: Rule, j: Judgement, at: int) -> None:
         key = (rule.name, j.device)
         target = self.edit(key)
         if target is None:
             if not j.present:
                 return
-            target = Target(j.kind, j.district, j.device, lat=j.lat, lon=j.lon)
+            target = Target(j.kind, j.district, j.device, since_ms=at, lat=j.lat, lon=j.lon)
             self.outcome.targets[key] = target
-        self._observe(rule, target, j.present)
+        else:
+            self.advance(key, at - 1)  # what fell due before this reading; what falls due at it sees it
         if j.present:
             target.value, target.field, target.unit = j.value, j.field, j.unit
+        self._observe(rule, target, j.present, at)
+        self.advance(key, at)
 
-    def _observe(self, rule: Rule, target: Target, present: bool) -> None:
-        if present and not target.present:
-            target.present, target.since_ms = True, self.now
-            target.onsets = record_onset(target.onsets, self.now, rule.flapping.count)
-        elif not present and target.present:
-            target.present, target.since_ms = False, self.now
+    def member_seen(self, rule: Rule, j: Judgement, at: int) -> None:
+        was = self.member(rule.name, j.device) is not None
+        if j.present:
+            self.outcome.members[(rule.name, j.device)] = Member(j.kind, j.district, j.value)
+        elif was:
+            self.outcome.members[(rule.name, j.device)] = None
+        if was != j.present:
+            self._areas[rule.name].member(j.district, j.present, self.is_silent(j.device))
+            self._judge_area(rule, j.district, at)
 
-    def members_seen(self, rule: Rule, judgements: tuple[Judgement, ...] | list[Judgement]) -> None:
-        current = self.engine.members.get(rule.name, {})
-        for j in judgements:
-            key = (rule.name, j.device)
-            known = (
-                self.outcome.members[key] is not None if key in self.outcome.members else j.device in current
-            )
-            if j.present:
-                self.outcome.members[key] = Member(j.kind, j.district, j.value)
-            elif known:
-                self.outcome.members[key] = None
+    def _count(self, rule: Rule) -> _AreaCounts:
+        """An area rule's counts per district, from the state at the cycle's start."""
+        counts = _AreaCounts()
+        for device, m in self.engine.members.get(rule.name, {}).items():
+            counts.member(m.district, True, device in self.engine.silent)
+        for s in self.engine.silent.values():
+            if s.kind in rule.kinds:
+                counts.silent[s.district] = counts.silent.get(s.district, 0) + 1
+        return counts
 
-    def areas(self, rule: Rule) -> None:
+    def _judge_area(self, rule: Rule, district: str, at: int) -> None:
         spec = rule.area
         assert spec is not None
-        counts: dict[str, int] = {}
-        current = self.engine.members.get(rule.name, {})
-        members = {d: m for d, m in current.items() if (rule.name, d) not in self.outcome.members}
-        for (name, device), member in self.outcome.members.items():
-            if name == rule.name and member is not None:
-                members[device] = member
-        unheard: dict[str, int] = {}
-        for device, member in members.items():
-            tally = unheard if self.is_silent(device) else counts
-            tally[member.district] = tally.get(member.district, 0) + 1
-        silent: dict[str, int] = {}
-        for s in self.silent_devices():
-            if s.kind in rule.kinds:
-                silent[s.district] = silent.get(s.district, 0) + 1
-        districts = set(counts) | set(unheard)
-        districts.update(
-            key[1].removeprefix(AREA_PREFIX)
-            for key in self.target_keys()
-            if key[0] == rule.name and key[1].startswith(AREA_PREFIX)
-        )
-        kind = rule.kinds[0] if len(rule.kinds) == 1 else ",".join(rule.kinds)
-        for district in sorted(districts):
-            count = counts.get(district, 0)
-            total = max(self.engine.areas.size(rule.kinds, district) - silent.get(district, 0), 0)
-            holds = area_holds(spec, count, total)
-            key = (rule.name, AREA_PREFIX + district)
-            if total == 0 or (count == 0 and unheard.get(district, 0)):
-                # Every device that saw it (or every device) went silent: unknown, so held as it is.
-                self.held_areas.add(key)
-                continue
-            target = self.edit(key)
-            if target is None:
-                if not holds:
-                    continue
-                lat, lon = self.engine.areas.centre(rule.kinds, district)
-                target = Target(kind, district, "", lat=lat, lon=lon)
-                self.outcome.targets[key] = target
-            self._observe(rule, target, holds)
-            if holds:
-                target.count, target.total = count, total
-                target.value, _ = area_value(spec, count, total)
+        counts = self._areas[rule.name]
+        key = (rule.name, AREA_PREFIX + district)
+        target = self.edit(key)
+        if target is not None:
+            self.advance(key, at)
+        size = self.engine.areas.size(rule.kinds, district)
+        count = counts.seeing.get(district, 0)
+        total = max(size - counts.silent.get(district, 0), 0)
+        if counts.unknown(district, size):
+            return  # every device that saw it (or every device) went silent: held as it is
+        holds = area_holds(spec, count, total)
+        if target is None:
+            if not holds:
+                return
+            lat, lon = self.engine.areas.centre(rule.kinds, district)
+            kind = rule.kinds[0] if len(rule.kinds) == 1 else ",".join(rule.kinds)
+            target = Target(kind, district, "", since_ms=at, lat=lat, lon=lon)
+            self.outcome.targets[key] = target
+        if holds:
+            target.count, target.total = count, total
+            target.value, _ = area_value(spec, count, total)
+        self._observe(rule, target, holds, at)
+        self.advance(key, at)
 
-    # --- 3. acknowledgements ------------------------------------------------------------------
+    def _observe(self, rule: Rule, target: Target, present: bool, at: int) -> None:
+        if present and not target.present:
+            target.present, target.since_ms = True, at
+            target.onsets = record_onset(target.onsets, at, rule.flapping.count)
+        elif not present and target.present:
+            target.present, target.since_ms = False, at
+
+    # --- acknowledgements (at the cycle's time) ------------------------------------------------
     def acknowledge(self, acks: tuple[Ack, ...]) -> None:
         if not acks:
             return
@@ -283,8 +309,8 @@ class _Run:
             if target is not None and target.alert is not None:
                 by_id[target.alert.id] = key
         for ack in acks:
-            key_found = by_id.get(ack.alert_id)
-            target = None if key_found is None else self.edit(key_found)
+            found = by_id.get(ack.alert_id)
+            target = None if found is None else self.edit(found)
             if target is None or target.alert is None:
                 self.outcome.acks.append(AckResult(ack.request, ack.alert_id, "not open"))
                 continue
@@ -294,74 +320,109 @@ class _Run:
             target.alert = next_event(
                 target.alert, self.now, state=AlertState.ACKNOWLEDGED, acknowledged_by=ack.by, note=ack.note
             )
-            self.emit(EventType.ACKNOWLEDGED, target.alert)
+            self.emit(EventType.ACKNOWLEDGED, target.alert, self.now)
             self.outcome.acks.append(AckResult(ack.request, ack.alert_id, "acknowledged"))
 
-    # --- 4. the clock -----------------------------------------------------------------------------
-    def tick(self, key: Key) -> None:
+    # --- the clock -----------------------------------------------------------------------------
+    def advance(self, key: Key, until: int) -> None:
+        """Everything due for this target up to ``until``, each at the time it fell due, in order."""
+        while True:
+            target = self.target(key)
+            if target is None:
+                return
+            rule = self.engine.rules.get(key[0])
+            if rule is None:  # the rule was removed or disabled since this state was saved
+                self._retire(key, target, until)
+                return
+            step = self._next(key, target, rule, until)
+            if step is None:
+                return
+            at, what = step
+            edited = self.edit(key)
+            assert edited is not None
+            if what == "fire":
+                self._fire(rule, key, edited, at)
+            elif what == "flapping":
+                assert edited.alert is not None
+                edited.alert = next_event(edited.alert, at, flapping=True, **self._values(rule, edited))
+                self.emit(EventType.FLAPPING, edited.alert, at)
+            elif what == "resolve":
+                self._resolve(rule, key, edited, at)
+            else:
+                assert edited.alert is not None
+                assert rule.escalate_to is not None
+                edited.alert = next_event(
+                    edited.alert, at, severity=rule.escalate_to, escalated=True, **self._values(rule, edited)
+                )
+                self.emit(EventType.ESCALATED, edited.alert, at)
+
+    def _next(self, key: Key, target: Target, rule: Rule, until: int) -> tuple[int, str] | None:
+        """The earliest thing due for ``target`` at or before ``until``, if any."""
+        window = round(rule.flapping.window_s * 1000)
+        held = self.held(key, target, rule)
+        alert = target.alert
+        due: list[tuple[int, str]] = []
+        if alert is None:
+            if target.present and not held:
+                fire_at = target.since_ms + rule.for_ms
+                if is_flapping(target.onsets, target.since_ms, rule.flapping.count, window):
+                    fire_at = target.since_ms
+                due.append((max(fire_at, target.since_ms), "fire"))
+        else:
+            if (
+                target.present
+                and not alert.flapping
+                and is_flapping(target.onsets, target.since_ms, rule.flapping.count, window)
+            ):
+                due.append((max(target.since_ms, alert.updated_ms), "flapping"))
+            if not target.present and not held:
+                needed = round(rule.flapping.clear_for_s * 1000) if alert.flapping else rule.clear_for_ms
+                due.append((target.since_ms + needed, "resolve"))
+            escalate_after = rule.escalate_after_ms
+            if (
+                escalate_after is not None
+                and rule.escalate_to is not None
+                and alert.state == AlertState.FIRING
+                and not alert.escalated
+                and not held
+            ):
+                due.append((max(alert.started_ms + escalate_after, alert.updated_ms), "escalate"))
+        ready = [d for d in due if d[0] <= until]
+        return min(ready) if ready else None
+
+    def settle(self, key: Key) -> None:
+        """At the cycle's end: held flags, announcements, and forgetting what is over."""
         target = self.target(key)
         if target is None:
             return
         rule = self.engine.rules.get(key[0])
-        if rule is None:  # the rule was removed or disabled since this state was saved
-            self._retire(key, target)
+        if rule is None:
             return
-        now = self.now
-        if target.device:
-            held = rule.detector != SILENCE_DETECTOR and self.is_silent(target.device)
-        else:
-            held = key in self.held_areas
-        flapping = is_flapping(target.onsets, now, rule.flapping.count, round(rule.flapping.window_s * 1000))
-        alert = target.alert
-        if alert is None:
-            if target.present and not held and (flapping or now - target.since_ms >= rule.for_ms):
-                edited = self.edit(key)
-                assert edited is not None
-                self._fire(rule, key, edited, flapping)
-            elif not target.present and not _remembered(target, now, rule):
+        if target.alert is None:
+            if not target.present and not _remembered(target, self.now, rule):
                 self.outcome.targets[key] = None
             return
-        edited = self.edit(key)
-        assert edited is not None
-        assert edited.alert is not None
-        if edited.alert.held != held:
+        held = self.held(key, target, rule)
+        if target.alert.held != held:
+            edited = self.edit(key)
+            assert edited is not None
+            assert edited.alert is not None
             edited.alert = replace(edited.alert, held=held)
-        if target.present:
-            if flapping and not edited.alert.flapping:
-                edited.alert = next_event(edited.alert, now, flapping=True, **self._values(rule, key, edited))
-                self.emit(EventType.FLAPPING, edited.alert)
-        elif not held:
-            needed = round(rule.flapping.clear_for_s * 1000) if edited.alert.flapping else rule.clear_for_ms
-            if now - target.since_ms >= needed:
-                self._resolve(rule, key, edited)
-                return
-        escalate_after = rule.escalate_after_ms
-        if (
-            escalate_after is not None
-            and rule.escalate_to is not None
-            and edited.alert.state == AlertState.FIRING
-            and not edited.alert.escalated
-            and not held
-            and now - edited.alert.started_ms >= escalate_after
-        ):
-            edited.alert = next_event(
-                edited.alert,
-                now,
-                severity=rule.escalate_to,
-                escalated=True,
-                **self._values(rule, key, edited),
-            )
-            self.emit(EventType.ESCALATED, edited.alert)
-        if not edited.alert.announced and self.silenced_by(edited.alert) == "":
-            edited.alert = next_event(edited.alert, now, announced=True)
-            self.emit(EventType.FIRED, edited.alert)
-        if self.engine.targets.get(key) == edited:
+            target = edited
+        assert target.alert is not None
+        if not target.alert.announced and self.silenced_by(target.alert) == "":
+            edited = self.edit(key)
+            assert edited is not None
+            assert edited.alert is not None
+            edited.alert = next_event(edited.alert, self.now, announced=True)
+            self.emit(EventType.FIRED, edited.alert, self.now)
+        if key in self.outcome.targets and self.engine.targets.get(key) == self.outcome.targets[key]:
             del self.outcome.targets[key]  # nothing changed after all: keep the cycle's write small
 
-    def _fire(self, rule: Rule, key: Key, target: Target, flapping: bool) -> None:
-        now = self.now
+    def _fire(self, rule: Rule, key: Key, target: Target, at: int) -> None:
+        window = round(rule.flapping.window_s * 1000)
         alert = Alert(
-            id=alert_id(rule.name, key[1], now),
+            id=alert_id(rule.name, key[1], at),
             rule=rule.name,
             kind=target.kind,
             target=key[1],
@@ -370,36 +431,34 @@ class _Run:
             severity=rule.severity,
             category=rule.alert_category,
             state=AlertState.FIRING,
-            started_ms=now,
-            updated_ms=now,
+            started_ms=at,
+            updated_ms=at,
             message="",
             message_vi="",
             lat=target.lat,
             lon=target.lon,
-            flapping=flapping,
+            flapping=is_flapping(target.onsets, at, rule.flapping.count, window),
             events=1,
         )
-        alert = replace(alert, **self._values(rule, key, target, alert))
+        alert = replace(alert, **self._values(rule, target, alert))
         alert = replace(alert, announced=not self.silenced_by(alert))
         target.alert = alert
-        self.emit(EventType.FIRED, alert)
+        self.emit(EventType.FIRED, alert, at)
 
-    def _resolve(self, rule: Rule, key: Key, target: Target) -> None:
+    def _resolve(self, rule: Rule, key: Key, target: Target, at: int) -> None:
         assert target.alert is not None
         resolved = next_event(
-            target.alert, self.now, state=AlertState.RESOLVED, held=False, **self._values(rule, key, target)
+            target.alert, at, state=AlertState.RESOLVED, held=False, **self._values(rule, target)
         )
         target.alert = None
-        self.emit(EventType.RESOLVED, resolved)
-        if not target.present and not _remembered(target, self.now, rule):
-            self.outcome.targets[key] = None
+        self.emit(EventType.RESOLVED, resolved, at)
 
-    def _retire(self, key: Key, target: Target) -> None:
+    def _retire(self, key: Key, target: Target, at: int) -> None:
         if target.alert is not None:
-            self.emit(EventType.RESOLVED, next_event(target.alert, self.now, state=AlertState.RESOLVED))
+            self.emit(EventType.RESOLVED, next_event(target.alert, at, state=AlertState.RESOLVED), at)
         self.outcome.targets[key] = None
 
-    def _values(self, rule: Rule, key: Key, target: Target, alert: Alert | None = None) -> dict[str, Any]:
+    def _values(self, rule: Rule, target: Target, alert: Alert | None = None) -> dict[str, Any]:
         """The alert's value, limit and messages from the target's latest judgement."""
         alert = alert or target.alert
         limit = rule.threshold if rule.field is not None else rule.limit
@@ -427,18 +486,45 @@ class _Run:
             "message_vi": render(rule.message_vi, values),
         }
 
-    # --- 5. events and silences --------------------------------------------------------------------
+    # --- events and silences ------------------------------------------------------------------------
     def silenced_by(self, alert: Alert) -> str:
         for silence in self.silences:
             if silence.matches(alert):
                 return silence.id
         return ""
 
-    def emit(self, kind: EventType, alert: Alert) -> None:
+    def emit(self, kind: EventType, alert: Alert, at: int) -> None:
         silenced_by = self.silenced_by(alert)
         if not silenced_by and not alert.announced:
             silenced_by = UNANNOUNCED
-        self.outcome.events.append(AlertEvent(kind, self.now, alert, silenced_by))
+        self.outcome.events.append(AlertEvent(kind, at, alert, silenced_by))
+
+
+class _AreaCounts:
+    """Per district of one area rule: devices seeing the condition, silent ones, and the reporting total."""
+
+    def __init__(self) -> None:
+        self.seeing: dict[str, int] = {}
+        self.unheard: dict[str, int] = {}
+        """Devices that saw the condition and then went silent."""
+        self.silent: dict[str, int] = {}
+
+    def member(self, district: str, joined: bool, silent: bool) -> None:
+        tally = self.unheard if silent else self.seeing
+        tally[district] = tally.get(district, 0) + (1 if joined else -1)
+
+    def silenced(self, district: str, is_member: bool, silent: bool) -> None:
+        step = 1 if silent else -1
+        self.silent[district] = self.silent.get(district, 0) + step
+        if is_member:
+            self.seeing[district] = self.seeing.get(district, 0) - step
+            self.unheard[district] = self.unheard.get(district, 0) + step
+
+    def unknown(self, district: str, size: int) -> bool:
+        """Nothing can be said: every device went silent, or every device that saw it did."""
+        if size - self.silent.get(district, 0) <= 0:
+            return True
+        return self.seeing.get(district, 0) == 0 and self.unheard.get(district, 0) > 0
 
 
 def _remembered(target: Target, now_ms: int, rule: Rule) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from processors.alerts import (
     Ack,
@@ -56,9 +56,12 @@ class Driver:
         acks: Iterable[Ack] = (),
     ) -> list[AlertEvent]:
         now = T0 + int(minute * MIN)
+        at_now = {
+            rule: [replace(j, ts_ms=j.ts_ms or now) for j in js] for rule, js in (by_rule or {}).items()
+        }
         cycle = CycleInput(
             now,
-            Judged(by_rule or {}, list(silence)),
+            Judged(at_now, [replace(j, ts_ms=j.ts_ms or now) for j in silence]),
             tuple(acks),
             tuple(s for s in self.silences if s.in_force(now)),
         )

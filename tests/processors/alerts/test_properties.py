@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.alerts import AlertEvent, EventType
-from tests.processors.alerts.helpers import Driver, engine_of, seen
+from processors.alerts import AlertEvent, CycleInput, EventType, Judged, Judgement
+from tests.processors.alerts.helpers import MIN, T0, Driver, engine_of, seen
 
 RULE = """
 [[rules]]
@@ -121,3 +122,35 @@ def test_a_flapping_signal_is_one_alert(toggles: list[tuple[int, int]]) -> None:
         minute += on + off
     assert [str(e.type) for e in d.events] == ["fired"]
     assert d.events[0].alert.flapping
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(step, max_size=50), st.integers(min_value=1, max_value=3))
+def test_a_backlog_in_one_cycle_raises_what_the_same_readings_raise_live(
+    steps: list[tuple[int, bool | None, bool | None]], n: int
+) -> None:
+    """Each judgement counts at its own time, so cycle boundaries change nothing."""
+    judged: list[tuple[int, dict[str, list[Judgement]], list[Judgement]]] = []
+    minute = 0
+    for i, (gap, present, silent) in enumerate(steps):
+        minute += gap
+        at = T0 + minute * MIN
+        device = f"w{i % n}"
+        rules = {} if present is None else {"murky": [replace(seen(device, present, value=5.0), ts_ms=at)]}
+        silence = [] if silent is None else [replace(seen(device, silent), ts_ms=at)]
+        judged.append((at, rules, silence))
+    live = engine_of(RULE)
+    live_events: list[AlertEvent] = []
+    for at, rules, silence in judged:
+        outcome = live.evaluate(CycleInput(at, Judged(rules, silence)))
+        live.commit(outcome)
+        live_events += outcome.events
+    backlog = engine_of(RULE)
+    merged: dict[str, list[Judgement]] = {"murky": [j for _, r, _ in judged for j in r.get("murky", [])]}
+    at_end = judged[-1][0] if judged else T0
+    replayed = backlog.evaluate(CycleInput(at_end, Judged(merged, [j for _, _, s in judged for j in s]))).events
+
+    def key(e: AlertEvent) -> tuple[int, str, str, str]:
+        return (e.at_ms, e.alert.target, str(e.type), e.event_id)
+
+    assert sorted(map(key, replayed)) == sorted(map(key, live_events))
