@@ -169,6 +169,8 @@ class Dispatcher:
                 try:
                     self._gather(outbox, held, groups)
                     wait_ms = self._deliver_due(outbox, held, groups, buckets)
+                    if len(held) < self.capacity and (self._backlog.is_set() or not self._queue.empty()):
+                        wait_ms = 0  # room again, and more waiting on disk or in the queue: take it now
                 except (sqlite3.Error, AlertStoreError) as bad:
                     log.warning("alert channel %s: outbox unavailable (%s); trying again", self.name, bad)
                     wait_ms = 1000

@@ -116,9 +116,9 @@ def _detector_judgements(
     clear_below = rule.clear_score if rule.clear_score is not None else CLEAR_SHARE * minimum
     present = best >= minimum
     rows = np.flatnonzero(present)
-    if tracked:
-        clear_rows = np.flatnonzero((best < clear_below) & _of_devices(scored.device, scored.table, tracked))
-        rows = np.union1d(rows, clear_rows)
+    watched = _watched(scored.device, rows, scored.table, tracked)
+    if watched is not None:
+        rows = np.union1d(rows, np.flatnonzero((best < clear_below) & watched))
     kind = KINDS[kind_name]
     out: list[Judgement] = []
     for r in rows.tolist():
@@ -160,8 +160,9 @@ def _threshold_judgements(rule: Rule, batch: ReadingBatch, tracked: AbstractSet[
             present = x < rule.below
             clear = x >= rule.below + rule.hysteresis
     rows = np.flatnonzero(present)
-    if tracked:
-        rows = np.union1d(rows, np.flatnonzero(clear & _of_devices(batch.device, batch.table, tracked)))
+    watched = _watched(batch.device, rows, batch.table, tracked)
+    if watched is not None:
+        rows = np.union1d(rows, np.flatnonzero(clear & watched))
     return [
         _judgement(
             batch.table,
@@ -177,10 +178,16 @@ def _threshold_judgements(rule: Rule, batch: ReadingBatch, tracked: AbstractSet[
     ]
 
 
-def _of_devices(device: NDArray[np.intp], table: DeviceTable, ids: AbstractSet[str]) -> NDArray[np.bool_]:
-    positions = [p for p in (table.index.get(i) for i in ids) if p is not None]
+def _watched(
+    device: NDArray[np.intp], present_rows: NDArray[np.intp], table: DeviceTable, tracked: AbstractSet[str]
+) -> NDArray[np.bool_] | None:
+    """Rows of devices whose clear judgements matter: tracked ones, and those present in this very
+    batch (a backlog's condition may start and end within one cycle). None when there are none."""
+    positions = [p for p in (table.index.get(i) for i in tracked) if p is not None]
+    if present_rows.size:
+        positions += device[present_rows].tolist()
     if not positions:
-        return np.zeros(device.shape, dtype=np.bool_)
+        return None
     return np.isin(device, np.asarray(positions, dtype=np.intp))
 
 
