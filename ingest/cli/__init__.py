@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from ingest.cli import demo, detect, evaluate, simulate
+from ingest.cli import alerts, demo, detect, evaluate, simulate
 from ingest.cli import ingest as ingest_command
 from ingest.cli.common import UserError, err
 
@@ -26,6 +26,7 @@ app.command("detect")(detect.detect)
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("ingest")(ingest_command.ingest)
 app.command("simulate")(simulate.simulate)
+app.add_typer(alerts.app, name="alerts")
 
 
 def main() -> None:
