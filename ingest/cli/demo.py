@@ -81,4 +81,11 @@ def _show_summary(summary: dict[str, object]) -> None:
             f"  {kind:9} received {counts['received']:>7,}  stored {counts['stored']:>7,}"
             f"  rejected {counts['rejected']:>5,}"
         )
+    by_severity = summary.get("alerts_by_severity") or {}
+    assert isinstance(by_severity, dict)
+    severities = ", ".join(f"{s} {n}" for s, n in sorted(by_severity.items())) or "none"
+    err.print(
+        f"  alerts: {summary['alerts']} fired ({severities}), {summary['alerts_resolved']} resolved, "
+        f"{summary['alerts_open']} open · citypulse alerts list --config ... shows them"
+    )
     err.print(f"  store: {summary['store']} · registry: {summary['registry']}")
