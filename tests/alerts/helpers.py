@@ -35,7 +35,7 @@ def ingest_settings(tmp_path: Path, mqtt_url: str, **values: Any) -> Settings:
     """Settings for an in-process ingest writing SQLite in ``tmp_path``; ``alerts`` merged into [alerts]."""
     alerts = {"store": tmp_path / "alerts.sqlite", **values.pop("alerts", {})}
     return Settings(
-        mqtt_url=mqtt_url,  # type: ignore[arg-type]
+        mqtt_url=mqtt_url,
         mqtt_client_id=f"alerts-test-{id(tmp_path)}",
         sqlite_path=tmp_path / "store.sqlite",
         spool_dir=tmp_path / "spool",

@@ -12,6 +12,7 @@ clearing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class Collected:
         self.counts = OutputCounts()
         self.messages: list[tuple[int, str, bytes]] = []
 
-    def publish_slice(self, messages: list[tuple[int, str, bytes]]) -> None:
+    def publish_slice(self, messages: Sequence[tuple[int, str, bytes]]) -> None:
         self.messages += messages
         self.counts.published += len(messages)
         self.counts.acknowledged += len(messages)
