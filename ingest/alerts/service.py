@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +53,8 @@ from processors.registry import Registry
 log = logging.getLogger(__name__)
 
 _NO_BATCHES: Mapping[str, ReadingBatch] = {}
+RECENT = 50
+"""Latest alert events kept in memory for the demo's live view."""
 
 
 def load_rules(path: Path | None) -> RuleSet:
@@ -98,6 +100,7 @@ class _Counts:
     events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     fired: int = 0
     open: dict[str, int] = field(default_factory=dict)
+    recent: deque[AlertEvent] = field(default_factory=lambda: deque(maxlen=RECENT))
 
 
 class AlertService:
@@ -247,6 +250,7 @@ class AlertService:
         with self._counts.lock:
             for e in events:
                 self._counts.events[(str(e.alert.severity), e.alert.kind, str(e.alert.state))] += 1
+                self._counts.recent.append(e)
             self._counts.fired += len(fired)
         self._count_open()
         if self.stats is not None:
@@ -270,6 +274,11 @@ class AlertService:
             )
         counts.channels.update({d.name: d.snapshot() for d in self.dispatchers})
         return counts
+
+    def recent(self) -> list[AlertEvent]:
+        """The latest alert events, oldest first (safe from any thread)."""
+        with self._counts.lock:
+            return list(self._counts.recent)
 
     def alerting_devices(self) -> frozenset[str]:
         """Devices with an open device alert: the city map's ``alerting`` state (safe from any thread)."""

@@ -148,7 +148,9 @@ def test_a_backlog_in_one_cycle_raises_what_the_same_readings_raise_live(
     backlog = engine_of(RULE)
     merged: dict[str, list[Judgement]] = {"murky": [j for _, r, _ in judged for j in r.get("murky", [])]}
     at_end = judged[-1][0] if judged else T0
-    replayed = backlog.evaluate(CycleInput(at_end, Judged(merged, [j for _, _, s in judged for j in s]))).events
+    replayed = backlog.evaluate(
+        CycleInput(at_end, Judged(merged, [j for _, _, s in judged for j in s]))
+    ).events
 
     def key(e: AlertEvent) -> tuple[int, str, str, str]:
         return (e.at_ms, e.alert.target, str(e.type), e.event_id)
