@@ -315,14 +315,16 @@ def parse_rules(default_text: str, override_text: str | None = None, where: str 
         try:
             rule = Rule.model_validate(merged)
         except ValidationError as bad:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'rule'}: {e['msg'].removeprefix('Value error, ')}"
-                for e in bad.errors()
-            )
+            problems = "; ".join(_problem(e["loc"], e["msg"]) for e in bad.errors())
             raise RulesError(f"{where}: rule {name!r}: {problems}") from None
         if rule.enabled:
             rules.append(rule)
     return RuleSet(tuple(rules))
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return f"{'.'.join(str(p) for p in loc)}: {message}" if loc else message
 
 
 def _with_defaults(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

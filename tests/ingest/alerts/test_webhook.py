@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from pathlib import Path
 
+import jsonschema
+
 from processors.alerts import EventType, Severity
+from tests.alerts.docs import verify_function, webhook_schema
 from tests.e2e.helpers import wait_until
 from tests.ingest.alerts.channels import delivering, owe, quiet, settle
 from tests.ingest.alerts.helpers import event
@@ -18,11 +19,6 @@ SECRET = "hook-secret-1"
 
 def hook(receiver: WebhookReceiver, **extra: object) -> dict[str, object]:
     return {"name": "ops", "url": receiver.url, "secret": SECRET, **extra}
-
-
-def verify(secret: str, body: bytes, header: str) -> bool:
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header)
 
 
 def test_events_of_one_group_arrive_together_signed_with_the_subscribers_secret(
@@ -39,11 +35,14 @@ def test_events_of_one_group_arrive_together_signed_with_the_subscribers_secret(
     assert first["type"] == "citypulse.alerts"
     assert [e["event_id"] for e in first["events"]] == [event(n).event_id for n in (1, 2, 3)]
     assert first["events"][0]["alert"]["message_vi"] == "Nghi cháy thùng rác waste-000001"
+    verify = verify_function()  # as docs/alerts.md shows it to receivers
+    schema = webhook_schema()
     for received in webhook_receiver.received:
+        jsonschema.validate(received.json(), schema)
         header = received.headers["X-Citypulse-Signature"]
-        assert verify(SECRET, received.body, header)
-        assert not verify("another-secret", received.body, header)
-        assert not verify(SECRET, received.body + b" ", header)
+        assert verify(received.body, header, SECRET)
+        assert not verify(received.body, header, "another-secret")
+        assert not verify(received.body + b" ", header, SECRET)
 
 
 def test_filters_pick_what_each_subscriber_receives(
