@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 
 _NO_BATCHES: Mapping[str, ReadingBatch] = {}
 RECENT = 50
+CLOCK_SAVE_S = 10.0
+"""A cycle that changed no alert saves the alert clock at most this often (no fsync per quiet cycle)."""
 """Latest alert events kept in memory for the demo's live view."""
 
 
@@ -120,7 +123,7 @@ class AlertService:
         self.engine = AlertEngine(self.rules, AreaIndex.of(registry))
         self.store = AlertStore(a.store)
         restored = self.store.restore()
-        self.engine.restore(restored.targets, restored.members, restored.silent)
+        self.engine.restore(restored.targets, restored.members, restored.silent, restored.clock_ms)
         self.clock_ms = restored.clock_ms
         self.channels = channels if channels is not None else open_channels(settings)
         policy = RetryPolicy(first_s=a.retry_first_s, max_s=a.retry_max_s)
@@ -135,6 +138,7 @@ class AlertService:
             )
             for channel in self.channels
         ]
+        self._clock_saved = time.monotonic()
         self._acks: tuple[Ack, ...] = ()
         self._silences: list[Silence] = []
         self._in_force: frozenset[str] = frozenset()
@@ -190,10 +194,13 @@ class AlertService:
         leaves the cycle unacknowledged and retries it.
         """
         outcome = staged.outcome
-        if not outcome.changed and staged.clock_ms == self.clock_ms:
+        if not outcome.changed and time.monotonic() - self._clock_saved < CLOCK_SAVE_S:
+            self.engine.commit(outcome)  # only the clock moved: kept in memory, saved now and then
+            self.clock_ms = staged.clock_ms
             return
         routed = self._route(outcome.events)
         saved = self.store.save(outcome, routed, staged.clock_ms)
+        self._clock_saved = time.monotonic()
         self.engine.commit(outcome)
         self.clock_ms = staged.clock_ms
         if outcome.acks:

@@ -497,6 +497,10 @@ class _Run:
         silenced_by = self.silenced_by(alert)
         if not silenced_by and not alert.announced:
             silenced_by = UNANNOUNCED
+        if kind == EventType.RESOLVED and alert.announced:
+            silenced_by = (
+                ""  # who heard it fire hears it end: a resolution pages nobody, and closes their view
+            )
         self.outcome.events.append(AlertEvent(kind, at, alert, silenced_by))
 
 

@@ -4,7 +4,9 @@ A silence matches alerts by device, district, rule and kind (every matcher it
 sets must match) between its start and end. A silenced alert is still raised,
 stored and listed; only its notifications are withheld. An alert that fired
 while silenced stays quiet until the silence ends; if it is still open then,
-subscribers are told it fired.
+subscribers are told it fired. The resolution of an alert subscribers were told
+of is always delivered: it pages nobody, and it closes what they opened (the
+retained MQTT state of an open alert, a ticket).
 
 Whether a silence is in force is a wall-clock question (works are planned in
 real time), so the caller passes the engine only the silences in force now.

@@ -278,3 +278,18 @@ def test_alerts_of_a_rule_that_no_longer_exists_are_resolved() -> None:
     assert [e.type for e in retired.events] == [EventType.RESOLVED]
     other.commit(retired)
     assert other.targets == {}
+
+
+def test_a_silence_keeps_escalations_quiet_but_not_the_end_of_an_alert_subscribers_were_told_of() -> None:
+    d = Driver(engine_of(TURBIDITY))
+    d.cycle(0, murky())
+    d.cycle(10, murky())
+    d.silences.append(Silence("works", T0 + 20 * MIN, T0 + 200 * MIN, device="w1"))
+    d.cycle(70, murky())
+    d.cycle(80, murky(present=False))
+    d.cycle(95, {})
+    assert [(str(e.type), e.silenced_by) for e in d.events] == [
+        ("fired", ""),
+        ("escalated", "works"),
+        ("resolved", ""),
+    ]
