@@ -77,6 +77,10 @@ class AlertEngine:
         self.clock_ms = 0
         """The latest cycle's time: no judgement is taken as earlier (time never runs back)."""
         self._devices: dict[str, set[str]] = {}
+        self.waiting: set[Key] = set()
+        """Targets something may fall due for without a new judgement (pending, clearing, not yet
+        escalated, held ...): the only ones a cycle looks at besides those it touches. A steady open
+        alert costs a cycle nothing."""
 
     # --- what the caller asks ---------------------------------------------------------------
     def tracked(self, rule: str) -> Set[str]:
@@ -103,10 +107,10 @@ class AlertEngine:
                 run.member_seen(rule, j, at)
             else:
                 run.device_seen(rule, j, at)
-        for key in run.target_keys():
+        for key in run.final_keys():
             run.advance(key, run.now)
         run.acknowledge(cycle.acks)
-        for key in run.target_keys():
+        for key in run.final_keys():
             run.settle(key)
         return run.outcome
 
@@ -116,10 +120,15 @@ class AlertEngine:
             rule, target_id = key
             if target is None:
                 self.targets.pop(key, None)
+                self.waiting.discard(key)
                 if not target_id.startswith(AREA_PREFIX):
                     self._devices.get(rule, set()).discard(target_id)
             else:
                 self.targets[key] = target
+                if _waits(target, self.rules.get(rule)):
+                    self.waiting.add(key)
+                else:
+                    self.waiting.discard(key)
                 if not target_id.startswith(AREA_PREFIX):
                     self._devices.setdefault(rule, set()).add(target_id)
         for (rule, device), member in outcome.members.items():
@@ -194,6 +203,17 @@ class _Run:
 
     def target_keys(self) -> list[Key]:
         return list(dict.fromkeys([*self.engine.targets, *self.outcome.targets]))
+
+    def final_keys(self) -> list[Key]:
+        """What the cycle's end must look at: what it touched, what waits on the clock, and the
+        targets of devices that went silent or came back (their held flags)."""
+        keys = dict.fromkeys([*self.outcome.targets, *self.engine.waiting])
+        for device in self.outcome.silent:
+            for rule in self.engine.rules.rules:
+                key = (rule.name, device)
+                if self.target(key) is not None:
+                    keys[key] = None
+        return list(keys)
 
     def is_silent(self, device: str) -> bool:
         staged = self.outcome.silent
@@ -529,6 +549,16 @@ class _AreaCounts:
         if size - self.silent.get(district, 0) <= 0:
             return True
         return self.seeing.get(district, 0) == 0 and self.unheard.get(district, 0) > 0
+
+
+def _waits(target: Target, rule: Rule | None) -> bool:
+    """Whether the clock alone may change this target (see :attr:`AlertEngine.waiting`)."""
+    alert = target.alert
+    if rule is None or alert is None or not target.present or not target.device:
+        return True
+    if not alert.announced or alert.held:
+        return True
+    return alert.state == AlertState.FIRING and not alert.escalated and rule.escalate_after_ms is not None
 
 
 def _remembered(target: Target, now_ms: int, rule: Rule) -> bool:

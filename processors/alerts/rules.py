@@ -267,15 +267,14 @@ class RuleSet:
         names = [r.name for r in self.rules]
         if len(names) != len(set(names)):
             raise ValueError("two rules share a name")
+        object.__setattr__(self, "_by_name", {r.name: r for r in self.rules})
 
     def __len__(self) -> int:
         return len(self.rules)
 
     def get(self, name: str) -> Rule | None:
-        for rule in self.rules:
-            if rule.name == name:
-                return rule
-        return None
+        found: Rule | None = self._by_name.get(name)  # type: ignore[attr-defined]
+        return found
 
     def names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.rules)
