@@ -181,7 +181,14 @@ class AlertService:
                 clock = max(clock, int(batch.ts_ms.max()))
         clock = min(clock, wall_now_ms)
         clock = max(clock, self.clock_ms)
-        judged = judge(self.rules.rules, detection, batches, self.engine.tracked)
+        judged = judge(
+            self.rules.rules,
+            detection,
+            batches,
+            self.engine.tracked,
+            self.engine.holding,
+            self.engine.silent.keys(),
+        )
         silences = tuple(s for s in self._silences if s.in_force(wall_now_ms))
         self._in_force = frozenset(s.id for s in silences)
         outcome = self.engine.evaluate(CycleInput(clock, judged, self._acks, silences))

@@ -62,14 +62,23 @@ class Judged:
 Tracked = Callable[[str], AbstractSet[str]]
 """The device ids the engine holds state for under a rule (so their clear judgements matter)."""
 
+_NONE: frozenset[str] = frozenset()
+
 
 def judge(
     rules: Sequence[Rule],
     detection: Detection | None,
     batches: Mapping[str, ReadingBatch],
     tracked: Tracked,
+    present: Tracked = lambda rule: _NONE,
+    silent: AbstractSet[str] = _NONE,
 ) -> Judged:
-    """Every rule's judgements for one cycle, each rule's in timestamp order."""
+    """Every rule's judgements for one cycle, each rule's in timestamp order.
+
+    A clock check (silence) repeats its verdict on every silent device every
+    cycle; only changes are passed on: ``present`` names the devices whose
+    condition already holds under a rule, ``silent`` those already silent.
+    """
     judged = Judged()
     scored_by: dict[str, list[tuple[str, Scored, ReadingBatch | None]]] = {}
     if detection is not None:
@@ -80,7 +89,8 @@ def judge(
         if rule.detector is not None:
             for kind_name, scored, batch in scored_by.get(rule.detector, ()):
                 if kind_name in rule.kinds:
-                    found += _detector_judgements(rule, kind_name, scored, batch, tracked(rule.name))
+                    holds = present(rule.name) if scored.rows is None else _NONE
+                    found += _detector_judgements(rule, kind_name, scored, batch, tracked(rule.name), holds)
         else:
             for kind_name in rule.kinds:
                 batch = batches.get(kind_name)
@@ -92,18 +102,23 @@ def judge(
     for kind_name, scored, _ in scored_by.get(SILENCE_DETECTOR, ()):
         threshold = scored.detector.threshold
         best = scored.scores.max(axis=1) if scored.scores.shape[1] else np.zeros(len(scored.device))
-        present = best >= threshold
-        clear = best < CLEAR_SHARE * threshold
-        rows = np.flatnonzero(present | clear)
+        quiet = best >= threshold
+        known = _of(scored.device, scored.table, silent)
+        rows = np.flatnonzero((quiet & ~known) | ((best < CLEAR_SHARE * threshold) & known))
         judged.silence += [
-            _judgement(scored.table, kind_name, int(scored.device[r]), bool(present[r]), int(scored.ts_ms[r]))
+            _judgement(scored.table, kind_name, int(scored.device[r]), bool(quiet[r]), int(scored.ts_ms[r]))
             for r in rows.tolist()
         ]
     return judged
 
 
 def _detector_judgements(
-    rule: Rule, kind_name: str, scored: Scored, batch: ReadingBatch | None, tracked: AbstractSet[str]
+    rule: Rule,
+    kind_name: str,
+    scored: Scored,
+    batch: ReadingBatch | None,
+    tracked: AbstractSet[str],
+    holds: AbstractSet[str] = _NONE,
 ) -> list[Judgement]:
     columns = scored.columns
     wanted = [i for i, c in enumerate(columns) if not rule.fields or c in rule.fields]
@@ -115,7 +130,7 @@ def _detector_judgements(
     minimum = rule.min_score if rule.min_score is not None else scored.detector.threshold
     clear_below = rule.clear_score if rule.clear_score is not None else CLEAR_SHARE * minimum
     present = best >= minimum
-    rows = np.flatnonzero(present)
+    rows = np.flatnonzero(present & ~_of(scored.device, scored.table, holds) if holds else present)
     watched = _watched(scored.device, rows, scored.table, tracked)
     if watched is not None:
         rows = np.union1d(rows, np.flatnonzero((best < clear_below) & watched))
@@ -176,6 +191,14 @@ def _threshold_judgements(rule: Rule, batch: ReadingBatch, tracked: AbstractSet[
         )
         for r in rows.tolist()
     ]
+
+
+def _of(device: NDArray[np.intp], table: DeviceTable, ids: AbstractSet[str]) -> NDArray[np.bool_]:
+    """Rows of the devices named in ``ids``."""
+    if not ids:
+        return np.zeros(device.shape, dtype=np.bool_)
+    positions = [p for p in (table.index.get(i) for i in ids) if p is not None]
+    return np.isin(device, np.asarray(positions, dtype=np.intp))
 
 
 def _watched(

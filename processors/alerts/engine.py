@@ -77,6 +77,7 @@ class AlertEngine:
         self.clock_ms = 0
         """The latest cycle's time: no judgement is taken as earlier (time never runs back)."""
         self._devices: dict[str, set[str]] = {}
+        self._present: dict[str, set[str]] = {}
         self.waiting: set[Key] = set()
         """Targets something may fall due for without a new judgement (pending, clearing, not yet
         escalated, held ...): the only ones a cycle looks at besides those it touches. A steady open
@@ -86,6 +87,10 @@ class AlertEngine:
     def tracked(self, rule: str) -> Set[str]:
         """Device ids with state under ``rule``: their clear judgements matter."""
         return self._devices.get(rule, _EMPTY)
+
+    def holding(self, rule: str) -> Set[str]:
+        """Device ids whose condition holds under ``rule`` now."""
+        return self._present.get(rule, _EMPTY)
 
     def open_alerts(self) -> list[Alert]:
         return [t.alert for t in self.targets.values() if t.alert is not None]
@@ -123,6 +128,7 @@ class AlertEngine:
                 self.waiting.discard(key)
                 if not target_id.startswith(AREA_PREFIX):
                     self._devices.get(rule, set()).discard(target_id)
+                    self._present.get(rule, set()).discard(target_id)
             else:
                 self.targets[key] = target
                 if _waits(target, self.rules.get(rule)):
@@ -131,14 +137,21 @@ class AlertEngine:
                     self.waiting.discard(key)
                 if not target_id.startswith(AREA_PREFIX):
                     self._devices.setdefault(rule, set()).add(target_id)
+                    present = self._present.setdefault(rule, set())
+                    if target.present:
+                        present.add(target_id)
+                    else:
+                        present.discard(target_id)
         for (rule, device), member in outcome.members.items():
             if member is None:
                 self.members.get(rule, {}).pop(device, None)
+                self._present.get(rule, set()).discard(device)
                 if (rule, device) not in self.targets:
                     self._devices.get(rule, set()).discard(device)
             else:
                 self.members.setdefault(rule, {})[device] = member
                 self._devices.setdefault(rule, set()).add(device)
+                self._present.setdefault(rule, set()).add(device)
         for device, silent in outcome.silent.items():
             if silent is None:
                 self.silent.pop(device, None)

@@ -56,3 +56,16 @@ def test_judgements_are_made_for_present_conditions_and_for_tracked_devices_only
     assert pressure == [("w0", False, 3.0), ("w1", True, 1.0)]
     assert judged.silence == []
     assert all(j.district == "Ba Đình" and j.lat == 21.0 for j in judged.by_rule["low_pressure"])
+
+
+def test_the_silence_check_passes_on_only_changes() -> None:
+    registry = Registry(Device(f"w{i}", "water", "Ba Đình", 21.0, 105.8, None, 300.0) for i in range(2))
+    rules = parse_rules(DEFAULT_RULES_FILE.read_text(encoding="utf-8"), "replace_defaults = true\n").rules
+    engine = DetectionEngine(registry, enabled=["silence"])
+    t0 = 1_800_000_000_000
+    engine.commit(engine.score({"water": water_batch(registry, t0, [0.5, 0.5], [3.0, 3.0])}, t0))
+    quiet = engine.score({}, t0 + 20 * 60_000)
+    unknown = judge(rules, quiet, {}, lambda rule: frozenset())
+    assert [(j.device, j.present) for j in unknown.silence] == [("w0", True), ("w1", True)]
+    known = judge(rules, quiet, {}, lambda rule: frozenset(), silent=frozenset({"w0"}))
+    assert [(j.device, j.present) for j in known.silence] == [("w1", True)], "w0 is known to be silent"
