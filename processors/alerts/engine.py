@@ -157,6 +157,10 @@ class AlertEngine:
                 self.silent.pop(device, None)
             else:
                 self.silent[device] = silent
+        for key, (value, field, unit) in outcome.values.items():
+            steady = self.targets.get(key)
+            if steady is not None:
+                steady.value, steady.field, steady.unit = value, field, unit
         self.clock_ms = max(self.clock_ms, outcome.now_ms)
 
     def restore(
@@ -211,6 +215,9 @@ class _Run:
         if found is None:
             return None
         copy = replace(found)
+        latest = self.outcome.values.pop(key, None)
+        if latest is not None:
+            copy.value, copy.field, copy.unit = latest
         staged[key] = copy
         return copy
 
@@ -265,6 +272,12 @@ class _Run:
 
     def device_seen(self, rule: Rule, j: Judgement, at: int) -> None:
         key = (rule.name, j.device)
+        if j.present and key not in self.outcome.targets and key not in self.engine.waiting:
+            steady = self.engine.targets.get(key)
+            if steady is not None and steady.present:
+                # Still there, and nothing can fall due: only the value moves (the common case).
+                self.outcome.values[key] = (j.value, j.field, j.unit)
+                return
         target = self.edit(key)
         if target is None:
             if not j.present:
@@ -431,10 +444,24 @@ class _Run:
         rule = self.engine.rules.get(key[0])
         if rule is None:
             return
-        if target.alert is None:
-            if not target.present and not _remembered(target, self.now, rule):
-                self.outcome.targets[key] = None
+        if target.alert is None and not target.present and not _remembered(target, self.now, rule):
+            self.outcome.targets[key] = None
             return
+        if target.alert is not None:
+            self._refresh(key, target, rule)
+        staged, base = self.outcome.targets.get(key), self.engine.targets.get(key)
+        if (
+            staged is not None
+            and base is not None
+            and replace(staged, value=base.value, field=base.field, unit=base.unit) == base
+        ):
+            del self.outcome.targets[key]  # at most the value moved: nothing to save
+            if (staged.value, staged.field, staged.unit) != (base.value, base.field, base.unit):
+                self.outcome.values[key] = (staged.value, staged.field, staged.unit)
+
+    def _refresh(self, key: Key, target: Target, rule: Rule) -> None:
+        """An open alert's held flag, and its announcement once no silence covers it."""
+        assert target.alert is not None
         held = self.held(key, target, rule)
         if target.alert.held != held:
             edited = self.edit(key)
@@ -449,8 +476,6 @@ class _Run:
             assert edited.alert is not None
             edited.alert = next_event(edited.alert, self.now, announced=True)
             self.emit(EventType.FIRED, edited.alert, self.now)
-        if key in self.outcome.targets and self.engine.targets.get(key) == self.outcome.targets[key]:
-            del self.outcome.targets[key]  # nothing changed after all: keep the cycle's write small
 
     def _fire(self, rule: Rule, key: Key, target: Target, at: int) -> None:
         window = round(rule.flapping.window_s * 1000)

@@ -138,7 +138,11 @@ class Outcome:
     members: dict[Key, Member | None] = field(default_factory=dict)
     """(rule, device) -> the member, or None where a device left."""
     silent: dict[str, SilentDevice | None] = field(default_factory=dict)
+    values: dict[Key, tuple[float | None, str, str]] = field(default_factory=dict)
+    """(value, field, unit) of steady open alerts' latest readings: kept in memory, not saved (a
+    restart only loses the latest value, which the next reading brings back)."""
 
     @property
     def changed(self) -> bool:
+        """Whether anything must be saved (new values alone need not)."""
         return bool(self.events or self.acks or self.targets or self.members or self.silent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from processors.alerts import (
     Ack,
     AlertState,
@@ -293,3 +295,19 @@ def test_a_silence_keeps_escalations_quiet_but_not_the_end_of_an_alert_subscribe
         ("escalated", "works"),
         ("resolved", ""),
     ]
+
+
+def test_a_steady_alert_follows_its_latest_value_without_an_event_or_a_save() -> None:
+    d = Driver(engine_of(TURBIDITY))
+    d.cycle(0, murky(value=5.0))
+    d.cycle(10, murky(value=6.0))
+    outcome = d.engine.evaluate(
+        CycleInput(
+            T0 + 30 * MIN, Judged({"murky": [replace(seen("w1", True, value=9.5), ts_ms=T0 + 30 * MIN)]})
+        )
+    )
+    assert (outcome.events, outcome.targets, outcome.changed) == ([], {}, False), "nothing to store"
+    d.engine.commit(outcome)
+    [escalated] = d.cycle(70, {})
+    assert (escalated.type, escalated.alert.value) == (EventType.ESCALATED, 9.5)
+    assert escalated.alert.message == "turbidity 9.5 NTU at w1"
