@@ -59,8 +59,8 @@ class Judged:
         return sum(len(v) for v in self.by_rule.values()) + len(self.silence)
 
 
-Tracked = Callable[[str], AbstractSet[str]]
-"""The device ids the engine holds state for under a rule (so their clear judgements matter)."""
+Tracked = Callable[[str, str], AbstractSet[str]]
+"""The device ids of a kind the engine holds state for under a rule (their clear judgements matter)."""
 
 _NONE: frozenset[str] = frozenset()
 
@@ -70,7 +70,7 @@ def judge(
     detection: Detection | None,
     batches: Mapping[str, ReadingBatch],
     tracked: Tracked,
-    present: Tracked = lambda rule: _NONE,
+    present: Tracked = lambda rule, kind: _NONE,
     silent: AbstractSet[str] = _NONE,
 ) -> Judged:
     """Every rule's judgements for one cycle, each rule's in timestamp order.
@@ -89,13 +89,14 @@ def judge(
         if rule.detector is not None:
             for kind_name, scored, batch in scored_by.get(rule.detector, ()):
                 if kind_name in rule.kinds:
-                    holds = present(rule.name) if scored.rows is None else _NONE
-                    found += _detector_judgements(rule, kind_name, scored, batch, tracked(rule.name), holds)
+                    holds = present(rule.name, kind_name) if scored.rows is None else _NONE
+                    watched = tracked(rule.name, kind_name)
+                    found += _detector_judgements(rule, kind_name, scored, batch, watched, holds)
         else:
             for kind_name in rule.kinds:
                 batch = batches.get(kind_name)
                 if batch is not None and len(batch):
-                    found += _threshold_judgements(rule, batch, tracked(rule.name))
+                    found += _threshold_judgements(rule, batch, tracked(rule.name, kind_name))
         if found:
             found.sort(key=lambda j: j.ts_ms)
             judged.by_rule[rule.name] = found
@@ -124,9 +125,8 @@ def _detector_judgements(
     wanted = [i for i, c in enumerate(columns) if not rule.fields or c in rule.fields]
     if not wanted or not len(scored.device):
         return []
-    scores = scored.scores[:, wanted]
-    best_col = np.argmax(scores, axis=1)
-    best = scores[np.arange(len(best_col)), best_col]
+    scores = scored.scores if len(wanted) == len(columns) else scored.scores[:, wanted]
+    best = scores.max(axis=1)
     minimum = rule.min_score if rule.min_score is not None else scored.detector.threshold
     clear_below = rule.clear_score if rule.clear_score is not None else CLEAR_SHARE * minimum
     present = best >= minimum
@@ -134,10 +134,13 @@ def _detector_judgements(
     watched = _watched(scored.device, rows, scored.table, tracked)
     if watched is not None:
         rows = np.union1d(rows, np.flatnonzero((best < clear_below) & watched))
+    if rows.size == 0:
+        return []  # the usual cycle: nothing alarming, nothing tracked judged
+    best_col = scores[rows].argmax(axis=1)
     kind = KINDS[kind_name]
     out: list[Judgement] = []
-    for r in rows.tolist():
-        column = columns[wanted[int(best_col[r])]]
+    for i, r in enumerate(rows.tolist()):
+        column = columns[wanted[int(best_col[i])]]
         value: float | None = None
         unit = ""
         if column in kind.measure_names:

@@ -76,21 +76,21 @@ class AlertEngine:
         self.silent: dict[str, SilentDevice] = {}
         self.clock_ms = 0
         """The latest cycle's time: no judgement is taken as earlier (time never runs back)."""
-        self._devices: dict[str, set[str]] = {}
-        self._present: dict[str, set[str]] = {}
+        self._devices: dict[tuple[str, str], set[str]] = {}
+        self._present: dict[tuple[str, str], set[str]] = {}
         self.waiting: set[Key] = set()
         """Targets something may fall due for without a new judgement (pending, clearing, not yet
         escalated, held ...): the only ones a cycle looks at besides those it touches. A steady open
         alert costs a cycle nothing."""
 
     # --- what the caller asks ---------------------------------------------------------------
-    def tracked(self, rule: str) -> Set[str]:
-        """Device ids with state under ``rule``: their clear judgements matter."""
-        return self._devices.get(rule, _EMPTY)
+    def tracked(self, rule: str, kind: str) -> Set[str]:
+        """Device ids of ``kind`` with state under ``rule``: their clear judgements matter."""
+        return self._devices.get((rule, kind), _EMPTY)
 
-    def holding(self, rule: str) -> Set[str]:
-        """Device ids whose condition holds under ``rule`` now."""
-        return self._present.get(rule, _EMPTY)
+    def holding(self, rule: str, kind: str) -> Set[str]:
+        """Device ids of ``kind`` whose condition holds under ``rule`` now."""
+        return self._present.get((rule, kind), _EMPTY)
 
     def open_alerts(self) -> list[Alert]:
         return [t.alert for t in self.targets.values() if t.alert is not None]
@@ -124,34 +124,35 @@ class AlertEngine:
         for key, target in outcome.targets.items():
             rule, target_id = key
             if target is None:
-                self.targets.pop(key, None)
+                gone = self.targets.pop(key, None)
                 self.waiting.discard(key)
-                if not target_id.startswith(AREA_PREFIX):
-                    self._devices.get(rule, set()).discard(target_id)
-                    self._present.get(rule, set()).discard(target_id)
+                if gone is not None and gone.device:
+                    self._devices.get((rule, gone.kind), set()).discard(target_id)
+                    self._present.get((rule, gone.kind), set()).discard(target_id)
             else:
                 self.targets[key] = target
                 if _waits(target, self.rules.get(rule)):
                     self.waiting.add(key)
                 else:
                     self.waiting.discard(key)
-                if not target_id.startswith(AREA_PREFIX):
-                    self._devices.setdefault(rule, set()).add(target_id)
-                    present = self._present.setdefault(rule, set())
+                if target.device:
+                    self._devices.setdefault((rule, target.kind), set()).add(target_id)
+                    present = self._present.setdefault((rule, target.kind), set())
                     if target.present:
                         present.add(target_id)
                     else:
                         present.discard(target_id)
         for (rule, device), member in outcome.members.items():
             if member is None:
-                self.members.get(rule, {}).pop(device, None)
-                self._present.get(rule, set()).discard(device)
-                if (rule, device) not in self.targets:
-                    self._devices.get(rule, set()).discard(device)
+                left = self.members.get(rule, {}).pop(device, None)
+                if left is not None:
+                    self._present.get((rule, left.kind), set()).discard(device)
+                    if (rule, device) not in self.targets:
+                        self._devices.get((rule, left.kind), set()).discard(device)
             else:
                 self.members.setdefault(rule, {})[device] = member
-                self._devices.setdefault(rule, set()).add(device)
-                self._present.setdefault(rule, set()).add(device)
+                self._devices.setdefault((rule, member.kind), set()).add(device)
+                self._present.setdefault((rule, member.kind), set()).add(device)
         for device, silent in outcome.silent.items():
             if silent is None:
                 self.silent.pop(device, None)

@@ -47,7 +47,7 @@ def test_judgements_are_made_for_present_conditions_and_for_tracked_devices_only
     engine = DetectionEngine(registry, enabled=["drinking_water"])
     batch = water_batch(registry, 1_800_000_000_000, [0.5, 5.0, 1.9, 0.5], [3.0, 1.0, 1.8, 3.0])
     detection = engine.score({"water": batch})
-    judged = judge(rules, detection, {"water": batch}, lambda rule: frozenset({"w0", "w2"}))
+    judged = judge(rules, detection, {"water": batch}, lambda rule, kind: frozenset({"w0", "w2"}))
     quality = [(j.device, j.present, j.value, j.field, j.unit) for j in judged.by_rule["water_quality"]]
     # w1 is murky; w0 is clear and tracked; w2 sits between the thresholds (no judgement); w3 untracked.
     assert quality == [("w0", False, 0.5, "turbidity", "NTU"), ("w1", True, 5.0, "turbidity", "NTU")]
@@ -65,7 +65,7 @@ def test_the_silence_check_passes_on_only_changes() -> None:
     t0 = 1_800_000_000_000
     engine.commit(engine.score({"water": water_batch(registry, t0, [0.5, 0.5], [3.0, 3.0])}, t0))
     quiet = engine.score({}, t0 + 20 * 60_000)
-    unknown = judge(rules, quiet, {}, lambda rule: frozenset())
+    unknown = judge(rules, quiet, {}, lambda rule, kind: frozenset())
     assert [(j.device, j.present) for j in unknown.silence] == [("w0", True), ("w1", True)]
-    known = judge(rules, quiet, {}, lambda rule: frozenset(), silent=frozenset({"w0"}))
+    known = judge(rules, quiet, {}, lambda rule, kind: frozenset(), silent=frozenset({"w0"}))
     assert [(j.device, j.present) for j in known.silence] == [("w1", True)], "w0 is known to be silent"

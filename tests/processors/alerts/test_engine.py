@@ -268,7 +268,7 @@ def test_state_round_trips_through_json_and_restores() -> None:
     fresh.restore(saved, {}, {})
     assert fresh.open_alerts() == d.engine.open_alerts()
     assert fresh.alerting_devices() == {"w1"}
-    assert fresh.tracked("murky") == {"w1"}
+    assert fresh.tracked("murky", "water") == {"w1"}
 
 
 def test_alerts_of_a_rule_that_no_longer_exists_are_resolved() -> None:
