@@ -9,6 +9,10 @@ memory of recent timestamps (duplicates) and the detectors' baselines are
 committed once the cycle is stored. A cycle whose write failed is therefore
 validated and scored again exactly as the first time, and nothing is learned
 twice or from readings that were never stored.
+
+Alerts follow the same rule: their events are worked out before the write and
+stored with it (the ``alerts`` measurement), and the alert state and the
+deliveries owed are saved only after it, before the cycle is acknowledged.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ingest.alerts.service import AlertService, AlertStoreError, StagedAlerts
 from ingest.deadletters import deadletter_event, deadletter_message
 from ingest.device_states import DeviceStates
-from ingest.sinks.base import Sink
+from ingest.sinks.base import Sink, SinkError
 from ingest.stats import PipelineStats
 from processors.air_index import AirIndex
 from processors.anomaly import DetectionEngine
@@ -59,6 +64,8 @@ class Pipeline:
     """Hourly VN_AQI and US AQI points (``aqi``); ``None`` writes none."""
     device_states: DeviceStates | None = None
     """The ``devices`` measurement behind the city map; ``None`` writes none."""
+    alerts: AlertService | None = None
+    """Alert rules, store and delivery; ``None``: no alerts."""
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -86,11 +93,16 @@ class Pipeline:
             else None
         )
         events += (indices.events if indices else ()) + (states.events if states else ())
+        staged = None if self.alerts is None else self.alerts.evaluate(result.batches, detection, now_ms)
+        if staged is not None:
+            events += staged.store_events()
         batch = WriteBatch(readings=tuple(b for b in result.batches.values() if len(b)), events=events)
         if len(batch):
             started = time.perf_counter()
             self.sink.write(batch)
             self.stats.record_write(time.perf_counter() - started)
+        if staged is not None:
+            self.commit_alerts(staged)
         self.validator.remember(result)
         self.engine.commit(detection)
         if indices is not None and self.air_index is not None:
@@ -107,6 +119,27 @@ class Pipeline:
                 )
             self.stats.record_deadletters_published(len(result.rejects))
         return result
+
+    def commit_alerts(self, staged: StagedAlerts) -> None:
+        """Save a stored cycle's alerts; a store that cannot take them fails the cycle (retried, unacked)."""
+        assert self.alerts is not None
+        try:
+            self.alerts.commit(staged)
+        except AlertStoreError as failed:
+            raise SinkError(str(failed), retryable=True) from failed
+
+    def alert_tick(self) -> bool:
+        """Between cycles: apply acknowledgements and silences from the command line; True if any."""
+        if self.alerts is None:
+            return False
+        staged = self.alerts.tick(self.clock_ms())
+        if staged is None:
+            return False
+        events = staged.store_events()
+        if events:
+            self.sink.write(WriteBatch(events=events))
+        self.commit_alerts(staged)
+        return True
 
 
 STATE_FORMAT = 1

@@ -18,7 +18,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ingest.device_states import DeviceStates
+from ingest.alerts.service import AlertService
+from ingest.device_states import DeviceStates, no_open_alerts
 from ingest.durable import DurableSink, RetryPolicy
 from ingest.metrics import MetricsServer, Observation, SourceState, pipeline_event
 from ingest.mqtt_source import Delivery, MqttSource
@@ -43,6 +44,8 @@ MAX_BACKOFF_S = 30.0
 IDLE_CYCLE_S = 5.0
 """With no message for this long, a cycle runs anyway: the clock checks (silence) and the
 device map must see a city gone quiet, not only one device among talkative ones."""
+ALERT_TICK_S = 1.0
+"""How often, while no readings arrive, acknowledgements and silences from the command line are applied."""
 
 
 class IngestService:
@@ -110,6 +113,14 @@ class IngestService:
                 inner.close()
                 raise
         self.sink: Sink = self.durable if self.durable is not None else inner
+        self.alerts: AlertService | None = None
+        if settings.alerts.enabled:
+            try:
+                self.alerts = AlertService(settings, self.registry, self.stats)
+            except Exception:
+                self.sink.close()
+                raise
+        alerting = self.alerts.alerting_devices if self.alerts is not None else no_open_alerts
         self.pipeline = Pipeline(
             Validator(self.registry, settings.validation, topics),
             self.sink,
@@ -117,7 +128,12 @@ class IngestService:
             publish_deadletter=lambda topic, payload: self.source.publish(topic, payload, qos=1),
             engine=DetectionEngine(self.registry, settings.detection, settings.detector_names),
             air_index=AirIndex(self.registry),
-            device_states=DeviceStates(self.registry, settings.devices),
+            device_states=DeviceStates(
+                self.registry,
+                settings.devices,
+                open_alert_devices=alerting,
+            ),
+            alerts=self.alerts,
         )
         self._state_path = settings.detector_state if str(settings.detector_state) not in ("", ".") else None
         if self._state_path is not None:
@@ -136,6 +152,8 @@ class IngestService:
             line += f", spooling to {s.spool_dir} (up to {s.spool_max_bytes / 2**20:.0f} MiB) while it fails"
         if self.metrics is not None:
             line += f", metrics at {self.metrics.url}"
+        if self.alerts is not None:
+            line += f"; {self.alerts.describe()}"
         return line
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -153,6 +171,8 @@ class IngestService:
                     failed,
                 )
         self.source.start(timeout_s)
+        if self.alerts is not None:
+            self.alerts.start()
         log.info(self.describe())
 
     def observe(self) -> Observation:
@@ -166,6 +186,7 @@ class IngestService:
                 self.source.reconnects,
                 self.source.sessions_lost,
             ),
+            alerts=self.alerts.snapshot() if self.alerts is not None else None,
         )
 
     def request_stop(self) -> None:
@@ -174,7 +195,7 @@ class IngestService:
     def run(self, drain_timeout_s: float = 30.0) -> None:
         """Process cycles until :meth:`request_stop`, then drain, disconnect and close the sink."""
         s = self.settings
-        last_progress = last_sample = last_saved = last_cycle = time.monotonic()
+        last_progress = last_sample = last_saved = last_cycle = last_alert_tick = time.monotonic()
         last = self.stats.snapshot()
         sampled: Observation | None = None
         try:
@@ -183,6 +204,9 @@ class IngestService:
                 if deliveries or time.monotonic() - last_cycle >= IDLE_CYCLE_S:
                     self._cycle(deliveries, give_up_at=None)
                     last_cycle = time.monotonic()
+                elif time.monotonic() - last_alert_tick >= ALERT_TICK_S:
+                    self._alert_tick()
+                    last_alert_tick = time.monotonic()
                 if self.progress_every_s and time.monotonic() - last_progress >= self.progress_every_s:
                     last = self._log_progress(last)
                     last_progress = time.monotonic()
@@ -204,6 +228,8 @@ class IngestService:
             self.source.stop()
             self._save_state()
             self.sink.close()
+            if self.alerts is not None:
+                self.alerts.close()
             if self.metrics is not None:
                 self.metrics.stop()
             self.stopped.set()
@@ -229,6 +255,13 @@ class IngestService:
                 self._state_path,
                 size,
             )
+
+    def _alert_tick(self) -> None:
+        """While no readings come: acknowledgements and silences from the command line take effect."""
+        try:
+            self.pipeline.alert_tick()
+        except SinkError as failure:
+            log.debug("alert acknowledgements wait for the store: %s", failure)
 
     def _drain(self, give_up_at: float) -> None:
         """Store and acknowledge what was already received; new arrivals wait at the broker."""

@@ -64,6 +64,11 @@ class StatsSnapshot:
     """Seconds those writes took, in total."""
     anomaly_detectors: dict[tuple[str, str], int] = field(default_factory=dict)
     """Anomaly onsets by (sensor kind, detector)."""
+    alerts_by_severity: dict[str, int] = field(default_factory=dict)
+    """Alerts fired so far, by severity (and below by kind); ``alerts`` is their total."""
+    alerts_by_kind: dict[str, int] = field(default_factory=dict)
+    alerts_resolved: int = 0
+    alerts_open: int = 0
 
     @property
     def lag_count(self) -> int:
@@ -106,6 +111,10 @@ class StatsSnapshot:
             "anomalies": dict(sorted(self.anomalies.items())),
             "anomalies_by_detector": self.anomalies_by_detector(),
             "alerts": self.alerts,
+            "alerts_by_severity": dict(sorted(self.alerts_by_severity.items())),
+            "alerts_by_kind": dict(sorted(self.alerts_by_kind.items())),
+            "alerts_resolved": self.alerts_resolved,
+            "alerts_open": self.alerts_open,
             "write_failures": self.write_failures,
         }
 
@@ -132,6 +141,10 @@ class PipelineStats:
     events_refused: int = 0
     writes: int = 0
     write_s_sum: float = 0.0
+    alerts_by_severity: Counter[str] = field(default_factory=Counter)
+    alerts_by_kind: Counter[str] = field(default_factory=Counter)
+    alerts_resolved: int = 0
+    alerts_open: int = 0
     clock_ms: Callable[[], int] = field(default=wall_clock_ms, repr=False)
 
     def record_cycle(self, messages: int, result: ValidationResult) -> None:
@@ -169,6 +182,16 @@ class PipelineStats:
             for (kind, detector), count in onsets.items():
                 self.anomalies[kind] += count
                 self.anomaly_detectors[(kind, detector)] += count
+
+    def record_alert_events(self, fired: Sequence[tuple[str, str]], resolved: int, open_now: int) -> None:
+        """Alerts that fired (severity, kind), how many resolved, and how many are open now."""
+        with self._lock:
+            self.alerts += len(fired)
+            for severity, kind in fired:
+                self.alerts_by_severity[severity] += 1
+                self.alerts_by_kind[kind] += 1
+            self.alerts_resolved += resolved
+            self.alerts_open = open_now
 
     def record_deadletters_published(self, count: int) -> None:
         with self._lock:
@@ -210,6 +233,10 @@ class PipelineStats:
                 writes=self.writes,
                 write_s_sum=self.write_s_sum,
                 anomaly_detectors=dict(self.anomaly_detectors),
+                alerts_by_severity=dict(self.alerts_by_severity),
+                alerts_by_kind=dict(self.alerts_by_kind),
+                alerts_resolved=self.alerts_resolved,
+                alerts_open=self.alerts_open,
             )
 
 

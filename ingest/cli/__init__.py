@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ingest.cli import anomalies, dashboards, demo, detect, evaluate, replay, simulate, storage
+from ingest.cli import alerts, anomalies, dashboards, demo, detect, evaluate, replay, simulate, storage
 from ingest.cli import ingest as ingest_command
 from ingest.cli.common import Command, Group, UserError, err
 
@@ -33,6 +33,7 @@ app.command("replay", cls=Command)(replay.replay)
 app.command("simulate", cls=Command)(simulate.simulate)
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(storage.app, name="storage")
+app.add_typer(alerts.app, name="alerts")
 
 
 def installed_version() -> str:

@@ -130,5 +130,13 @@ def _show_summary(summary: dict[str, object]) -> None:
         err.print(
             "  anomalies by detector: " + ", ".join(f"{name} {n:,}" for n, name in pairs), highlight=False
         )
+    by_severity = summary.get("alerts_by_severity") or {}
+    assert isinstance(by_severity, dict)
+    severities = ", ".join(f"{s} {n}" for s, n in sorted(by_severity.items())) or "none"
+    err.print(
+        f"  alerts: {summary['alerts']} fired ({severities}), {summary['alerts_resolved']} resolved, "
+        f"{summary['alerts_open']} open",
+        highlight=False,
+    )
     err.print(f"  store: {summary['store']} · registry: {summary['registry']}", highlight=False)
     err.print(f"  list the anomalies: citypulse anomalies --sqlite-path {summary['store']}", highlight=False)

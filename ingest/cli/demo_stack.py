@@ -5,6 +5,11 @@ on a free loopback port (or yours, with ``--mqtt-url``), a fleet of all kinds
 with a little bad input mixed in, the same ingest service as production, and the
 SQLite store. The demo uses its own topic prefix and client id, so pointing it
 at a real broker never touches production readings.
+
+The fleet has a water main burst early in its simulated span (after the water
+detectors' half-hour warm-up), so the default rules raise a critical district
+alert and resolve it a while after the burst ends: the live view shows alerts
+firing and resolving, as ``citypulse alerts tail`` would.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from ingest.sinks.sqlite import SqliteSettings, SqliteSink
 from processors.endpoint import ConnectOptions
 from processors.kinds import KINDS
 from simulators.fleet import make_registry
+from simulators.incidents import IncidentSpec
 from simulators.outputs import MqttOutput
 from simulators.plan import FleetChoices, build
 from simulators.runner import Progress, Simulation, SimulationResult
@@ -35,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DEMO_PREFIX = "citypulse-demo/v1"
 DEMO_CLIENT_ID = "citypulse-demo-ingest"
+DEMO_INCIDENTS = (IncidentSpec("pipe_burst", at="+45m", duration_s=45 * 60.0),)
+"""Staged so the burst fires about 45 simulated minutes in and resolves about an hour later."""
 
 
 REPLAY_MARGIN_S = 3600.0
@@ -128,6 +136,13 @@ def _run(
             "detector_state": _fresh(
                 options.sqlite_path.with_name(options.sqlite_path.stem + "-detectors.npz")
             ),
+            "alerts": base.alerts.model_copy(
+                update={
+                    "store": _fresh(
+                        options.sqlite_path.with_name(options.sqlite_path.stem + "-alerts.sqlite")
+                    )
+                }
+            ),
         }
     )
     registry = make_registry(options.devices, list(KINDS), options.seed)
@@ -160,6 +175,7 @@ def _run(
             max_payload_bytes=settings.max_payload_bytes,
             max_future_ms=int(settings.max_future_s * 1000),
             max_age_ms=int(settings.max_age_s * 1000),
+            incidents=DEMO_INCIDENTS,
         ),
     )
     output = MqttOutput(
@@ -193,6 +209,7 @@ def _run(
         simulator=lambda: latest[-1] if latest else None,
         speed=options.speed,
         hint=f"list the anomalies: citypulse anomalies --sqlite-path {options.sqlite_path}",
+        alerts=service.alerts.recent if service.alerts is not None else None,
     )
     log.info("demo: broker %s, store %s, registry %s", where, options.sqlite_path, registry_path)
     try:
@@ -246,7 +263,7 @@ def _remove_store(path: Path) -> bool:
 
 
 def _fresh(state: Path) -> Path:
-    """The demo's own detector state, started anew each run.
+    """The demo's own detector (or alert) state, started anew each run.
 
     Each run replays the last ``duration x speed`` of simulated time up to now, so
     a second run soon after the first goes back over time the first one covered:
@@ -254,5 +271,6 @@ def _fresh(state: Path) -> Path:
     demo must never touch the state of a real ``citypulse ingest`` in the same
     directory, so it keeps its own file.
     """
-    state.unlink(missing_ok=True)
+    for path in (state, state.with_name(state.name + "-wal"), state.with_name(state.name + "-shm")):
+        path.unlink(missing_ok=True)
     return state

@@ -48,6 +48,7 @@ def ingest(
     Prometheus metrics on CITYPULSE_METRICS_PORT. Logs one start-up line saying
     where it reads and writes, then progress every 10 s.
     """
+    from ingest.alerts.db import AlertStoreError
     from ingest.service import IngestService
     from ingest.sinks import SinkError
     from ingest.spool import SpoolLockedError
@@ -61,7 +62,7 @@ def ingest(
         service = IngestService(settings, serve_metrics=True)
     except RegistryError as bad:
         raise UserError(str(bad)) from None
-    except (ValueError, SinkError, SpoolLockedError) as bad:
+    except (ValueError, SinkError, SpoolLockedError, AlertStoreError) as bad:
         raise UserError(str(bad)) from None
     stop_requested = threading.Event()
 

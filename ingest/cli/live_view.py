@@ -13,6 +13,7 @@ from rich.text import Text
 
 from ingest.sinks.base import SinkHealth
 from ingest.stats import StatsSnapshot
+from processors.alerts import AlertEvent
 from processors.kinds import KINDS
 from processors.timestamps import format_rfc3339
 from processors.units import human_bytes, human_rate
@@ -43,6 +44,8 @@ class LiveView:
     speed: float = 1.0
     hint: str = ""
     """A last line, e.g. how to look closer."""
+    alerts: Callable[[], list[AlertEvent]] | None = None
+    """The latest alert events (oldest first), when alerts are on."""
     _previous: StatsSnapshot | None = None
     _rates: dict[str, float] | None = None
 
@@ -121,7 +124,11 @@ class LiveView:
         tables.add_column(ratio=1)
         tables.add_column(ratio=1)
         tables.add_row(reasons, detectors)
-        return Panel(Group(kinds, tables, Text("\n".join(lines))), title=self.title)
+        parts: list[RenderableType] = [kinds, tables]
+        if self.alerts is not None:
+            parts.append(alert_table(now, self.alerts()))
+        parts.append(Text("\n".join(lines)))
+        return Panel(Group(*parts), title=self.title)
 
     def _pace(self, progress: Progress) -> str:
         behind_s = (time.time_ns() // 1_000_000 - progress.sim_ms) / 1000.0
@@ -129,3 +136,32 @@ class LiveView:
         if behind_s > max(5.0, self.speed) and self.speed > 1:
             return f"replaying the past at {self.speed:g}x, {_span(behind_s)} behind the present"
         return "live: the fleet's natural rate"
+
+
+SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def alert_table(now: StatsSnapshot, events: list[AlertEvent], latest: int = 6) -> Table:
+    """Alerts by severity and kind, and the latest events: what fired, escalated, resolved."""
+    by_severity = " · ".join(f"{s} {n}" for s, n in sorted(now.alerts_by_severity.items())) or "none"
+    by_kind = " · ".join(f"{k} {n}" for k, n in sorted(now.alerts_by_kind.items())) or "none"
+    table = Table(
+        title=f"Alerts: {now.alerts:,} fired ({by_severity}; by kind {by_kind}), "
+        f"{now.alerts_resolved:,} resolved, {now.alerts_open:,} open",
+        expand=True,
+    )
+    for column in ("time (data)", "event", "severity", "rule", "target", "message"):
+        table.add_column(column, overflow="fold")
+    for e in events[-latest:]:
+        a = e.alert
+        table.add_row(
+            format_rfc3339(e.at_ms)[11:19],
+            str(e.type) + (" (silenced)" if e.silenced else ""),
+            Text(str(a.severity), style=SEVERITY_STYLE.get(str(a.severity), "")),
+            a.rule,
+            a.target,
+            a.message_vi or a.message,
+        )
+    if not events:
+        table.add_row("", "none yet", "", "", "", "")
+    return table

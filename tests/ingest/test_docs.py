@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import ingest.docs
-from ingest.docs import COMMAND, configuration, detectors, main, stale
+from ingest.docs import COMMAND, DOCS, configuration, detectors, main, stale
+from ingest.metrics import every_family
 from ingest.settings import Settings, load_settings, sections
 from processors.detectors import DETECTORS
 from processors.kinds import KINDS
@@ -29,7 +30,7 @@ def test_check_names_a_stale_file_and_a_build_rewrites_it(
     assert main(["--check"], said.append) == 1
     assert said == [
         f"docs/{name} is stale: run `{COMMAND}` and commit the result\n"
-        for name in ("configuration.md", "detectors.md")
+        for name in ("configuration.md", "detectors.md", "metrics.md")
     ]
     assert main([], said.append) == 0
     assert (tmp_path / "docs" / "detectors.md").read_text() == detectors()
@@ -114,3 +115,10 @@ def test_every_example_in_the_detector_reference_runs() -> None:
     for i, example in enumerate(examples):
         runner.run(parser.get_doctest(example, {}, f"detectors.md example {i}", None, 0))
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_metrics_reference_lists_every_family_a_scrape_can_serve() -> None:
+    documented = set(re.findall(r"^\| `(citypulse_\w+)` \|", (DOCS / "metrics.md").read_text(), flags=re.M))
+    served = {f.name + ("_total" if f.type == "counter" else "") for f in every_family()}
+    assert served == documented
+    assert {"citypulse_cycles_total", "citypulse_anomalies_total", "citypulse_alerts_total"} <= documented
