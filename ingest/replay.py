@@ -21,12 +21,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from ingest.alerts.service import AlertService, StagedAlerts
 from ingest.pipeline import Pipeline
 from processors.anomaly import Detection, DetectionEngine
 from processors.detectors import DetectorConfig
 from processors.registry import Registry
 from processors.replay import AlarmLog, DeviceIds, TimedMessage, record_alarms
+from processors.replay_report import AlertRecord
 from processors.validate import RawMessage
 
 Progress = Callable[[int, int], None]
@@ -46,6 +49,30 @@ class RecordingEngine(DetectionEngine):
     def commit(self, detection: Detection) -> None:
         super().commit(detection)
         record_alarms(detection, self.alarms, self._ids)
+
+
+class RecordingAlerts(AlertService):
+    """The alert service, keeping every alert event of the cycles that were stored."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.history: list[AlertRecord] = []
+
+    def commit(self, staged: StagedAlerts) -> None:
+        super().commit(staged)
+        for event in staged.outcome.events:
+            alert = event.alert
+            self.history.append(
+                AlertRecord(
+                    alert.id,
+                    str(event.type),
+                    event.at_ms,
+                    alert.rule,
+                    alert.kind,
+                    alert.device,
+                    alert.district,
+                )
+            )
 
 
 class ReplayClock:

@@ -36,6 +36,53 @@ ALL = "all"
 
 
 @dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert event of a replay, as the alert service emitted it."""
+
+    alert_id: str
+    event: str
+    """``fired``, ``escalated``, ``acknowledged``, ``flapping`` or ``resolved``."""
+    at_ms: int
+    rule: str
+    kind: str
+    device: str
+    """Empty for an area alert (a district's)."""
+    district: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpan:
+    """When one alert was open: from its firing to its resolution (or the end of the replay)."""
+
+    rule: str
+    device: str
+    district: str
+    start_ms: int
+    end_ms: int
+
+
+def alert_spans(history: Sequence[AlertRecord], end_ms: int) -> list[AlertSpan]:
+    """The open spans of the alerts in ``history`` (an alert still open at the end runs to ``end_ms``).
+
+    >>> spans = alert_spans([AlertRecord("a", "fired", 10, "r", "air", "", "X"),
+    ...                      AlertRecord("a", "resolved", 50, "r", "air", "", "X")], 99)
+    >>> [(s.district, s.start_ms, s.end_ms) for s in spans]
+    [('X', 10, 50)]
+    """
+    opened: dict[str, AlertRecord] = {}
+    spans: list[AlertSpan] = []
+    for record in history:
+        if record.event == "fired" and record.alert_id not in opened:
+            opened[record.alert_id] = record
+        elif record.event == "resolved" and record.alert_id in opened:
+            first = opened.pop(record.alert_id)
+            spans.append(AlertSpan(first.rule, first.device, first.district, first.at_ms, record.at_ms))
+    for first in opened.values():
+        spans.append(AlertSpan(first.rule, first.device, first.district, first.at_ms, end_ms))
+    return spans
+
+
+@dataclass(frozen=True, slots=True)
 class Part:
     """A named span of the records, ``[start_ms, end_ms)``, optionally of some devices only."""
 
@@ -95,6 +142,11 @@ class PartReport:
     """Days with a daily VN_AQI at all (enough hourly values)."""
     episodes_alarmed: Counter[str] = field(default_factory=Counter)
     """Episode days with an alarm of each standards detector."""
+    episodes_alerted: int | None = None
+    """Episode days on which an alert of a standards rule was open for the device or its district
+    (None: the replay raised no alerts)."""
+    alerts: Counter[str] = field(default_factory=Counter)
+    """Alerts fired in the part that concern the device (its own, or its district's), by rule."""
 
     def per_device_day(self) -> dict[str, float]:
         days = self.device_days
@@ -114,6 +166,10 @@ class PartReport:
             found["daily_vn_aqi_days"] = self.index_days
             found["episode_days"] = self.episode_days
             found["episode_days_alarmed"] = {d: self.episodes_alarmed.get(d, 0) for d in EPISODE_DETECTORS}
+        if self.episodes_alerted is not None:
+            found["alerts_fired"] = dict(sorted(self.alerts.items()))
+            if self.index_days:
+                found["episode_days_alerted"] = self.episodes_alerted
         return found
 
 
@@ -123,8 +179,16 @@ def report(
     parts: Sequence[Part],
     tz: tzinfo,
     interval_s: Mapping[str, float],
+    alerts: Sequence[AlertSpan] | None = None,
+    districts: Mapping[str, str] | None = None,
+    episode_rules: frozenset[str] = frozenset(),
 ) -> list[PartReport]:
-    """Alarm onsets per device-day and episode days, for every (part, device) and each device overall."""
+    """Alarm onsets per device-day and episode days, for every (part, device) and each device overall.
+
+    Given the replay's ``alerts`` (with each device's district, and the rules that
+    speak of the standards detectors), an episode day is *alerted* when one of those
+    rules' alerts for the device, or for its district, was open at some moment of it.
+    """
     arrays = alarms.arrays()
     device_of_alarm = np.asarray(arrays["device"]).astype(str)
     ts_of_alarm = np.asarray(arrays["ts_ms"], dtype=np.int64)
@@ -161,8 +225,31 @@ def report(
                 for detector in EPISODE_DETECTORS:
                     alarmed_days = np.unique(local_day_of_alarm[mine & (names[code] == detector)])
                     entry.episodes_alarmed[detector] = int(np.isin(episode[in_part], alarmed_days).sum())
+            if alerts is not None:
+                district = (districts or {}).get(device, "")
+                concerning = [
+                    a for a in alerts if a.device == device or (not a.device and a.district == district)
+                ]
+                entry.alerts.update(a.rule for a in concerning if lo <= a.start_ms < hi)
+                entry.episodes_alerted = 0
+                if days is not None:
+                    standards = [a for a in concerning if a.rule in episode_rules]
+                    entry.episodes_alerted = _days_covered(episode[in_part], standards, tz)
             found.append(entry)
     return found
+
+
+def _days_covered(days: NDArray[np.int64], spans: Sequence[AlertSpan], tz: tzinfo) -> int:
+    """How many of the local ``days`` some span overlaps."""
+    if not spans or days.size == 0:
+        return 0
+    covered: set[int] = set()
+    for span in spans:
+        first, last = (
+            local_ms(np.array([span.start_ms, max(span.end_ms - 1, span.start_ms)]), tz) // DAY_MS
+        ).tolist()
+        covered.update(range(int(first), int(last) + 1))
+    return int(np.isin(days, np.fromiter(covered, dtype=np.int64)).sum())
 
 
 def _day_range(lo_ms: int, hi_ms: int, tz: tzinfo) -> tuple[int, int]:
@@ -199,6 +286,8 @@ def totals(reports: Sequence[PartReport]) -> dict[str, dict[str, Any]]:
         group["onsets"].update(entry.onsets)
         group["episode_days"] += entry.episode_days
         group["episode_days_alarmed"].update(entry.episodes_alarmed)
+        if entry.episodes_alerted is not None:
+            group["episode_days_alerted"] = group.get("episode_days_alerted", 0) + entry.episodes_alerted
     for group in grouped.values():
         days = group["device_days"]
         group["per_device_day"] = (

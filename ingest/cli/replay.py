@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import signal
+import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,10 +27,18 @@ from ingest.cli.common import (
     print_json,
     settings_from,
 )
-from ingest.device_states import DeviceStates
+from ingest.device_states import DeviceStates, no_open_alerts
 from ingest.pipeline import Pipeline
 from ingest.registry_file import load_registry, save_registry
-from ingest.replay import PublishResult, RecordingEngine, ReplayClock, feed, publish, shift_to_now
+from ingest.replay import (
+    PublishResult,
+    RecordingAlerts,
+    RecordingEngine,
+    ReplayClock,
+    feed,
+    publish,
+    shift_to_now,
+)
 from ingest.settings import Settings
 from ingest.sinks import Sink, open_sink
 from ingest.sinks.sqlite import SqliteSink
@@ -44,7 +55,15 @@ from processors.recordings import (
     parse_mapping,
 )
 from processors.registry import Registry, RegistryError
-from processors.replay_report import PartReport, fault_detectors, parse_part, report, totals
+from processors.replay_report import (
+    EPISODE_DETECTORS,
+    PartReport,
+    alert_spans,
+    fault_detectors,
+    parse_part,
+    report,
+    totals,
+)
 from processors.timestamps import format_rfc3339, parse_timestamp
 from processors.units import human_rate
 from processors.validate import Validator
@@ -112,6 +131,13 @@ def replay(
         ),
     ] = None,
     cycle: Annotated[str, typer.Option(help="With --feed: replayed time per pipeline cycle.")] = "30s",
+    alerts_store: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --feed: keep the replay's alerts in this new file (they are never delivered).",
+            show_default="a temporary file",
+        ),
+    ] = None,
     mqtt_url: Annotated[
         str | None, typer.Option(help="Broker to publish to.", show_default="CITYPULSE_MQTT_URL")
     ] = None,
@@ -207,7 +233,7 @@ def replay(
     for example in recording.examples:
         err.print(f"  {example}", highlight=False)
     if feed_mode:
-        summary |= _feed(recording, fleet, settings, sqlite, cycle, shift_ms, parts, zone)
+        summary |= _feed(recording, fleet, settings, sqlite, cycle, shift_ms, parts, zone, alerts_store)
     else:
         summary |= _publish(recording, settings, speed, shift_ms, client_id)
     if as_json:
@@ -343,39 +369,67 @@ def _feed(
     shift_ms: int,
     parts: list[Any],
     zone: tzinfo,
+    alerts_store: Path | None,
 ) -> dict[str, Any]:
     cycle_s = duration_option(cycle, "--cycle")
     assert cycle_s is not None
+    if alerts_store is not None and alerts_store.exists():
+        raise UserError(
+            f"--alerts-store {alerts_store} exists; name a new file, so the replay's alerts stand alone"
+        )
     clock = ReplayClock()
-    sink: Sink = SqliteSink(sqlite) if sqlite is not None else open_sink(settings)
     engine = RecordingEngine(fleet, settings.detection, settings.detector_names)
     stats = PipelineStats(clock_ms=clock)
-    pipeline = Pipeline(
-        Validator(fleet, settings.validation, settings.topics),
-        sink,
-        stats,
-        clock_ms=clock,
-        engine=engine,
-        air_index=AirIndex(fleet),
-        device_states=DeviceStates(fleet, settings.devices),
-    )
-    try:
-        result = feed(
-            recording.messages(settings.topics, shift_ms),
-            pipeline,
-            clock,
-            cycle_ms=int(cycle_s * 1000),
-            progress=_progress(len(recording)),
-        )
-        sink.flush()
-    finally:
-        sink.close()
+    with tempfile.TemporaryDirectory(prefix="citypulse-replay-") as scratch:
+        alerts = _alerts(settings, fleet, stats, alerts_store or Path(scratch) / "alerts.sqlite")
+        sink: Sink = SqliteSink(sqlite) if sqlite is not None else open_sink(settings)
+        try:
+            pipeline = Pipeline(
+                Validator(fleet, settings.validation, settings.topics),
+                sink,
+                stats,
+                clock_ms=clock,
+                engine=engine,
+                air_index=AirIndex(fleet),
+                device_states=DeviceStates(
+                    fleet,
+                    settings.devices,
+                    open_alert_devices=alerts.alerting_devices if alerts is not None else no_open_alerts,
+                ),
+                alerts=alerts,
+            )
+            result = feed(
+                recording.messages(settings.topics, shift_ms),
+                pipeline,
+                clock,
+                cycle_ms=int(cycle_s * 1000),
+                progress=_progress(len(recording)),
+            )
+            sink.flush()
+        finally:
+            sink.close()
+            if alerts is not None:
+                alerts.close()
     snapshot = stats.snapshot()
     intervals = {
         d.device_id: fleet.tables[d.kind].interval_s(fleet.tables[d.kind].index[d.device_id]) for d in fleet
     }
-    shifted = _shifted_alarms(engine, shift_ms)
-    reports = report(recording, shifted, parts, zone, intervals)
+    spans = None
+    standards_rules: frozenset[str] = frozenset()
+    if alerts is not None:
+        history = [replace(a, at_ms=a.at_ms - shift_ms) for a in alerts.history]
+        spans = alert_spans(history, int(recording.ts_ms[-1]) + round(max(intervals.values()) * 1000))
+        standards_rules = frozenset(r.name for r in alerts.rules.rules if r.detector in EPISODE_DETECTORS)
+    reports = report(
+        recording,
+        _shifted_alarms(engine, shift_ms),
+        parts,
+        zone,
+        intervals,
+        spans,
+        {d.device_id: d.district for d in fleet},
+        standards_rules,
+    )
     err.print(
         f"fed {result.messages:,} readings in {result.cycles:,} cycles in {result.elapsed_s:.0f} s "
         f"({human_rate(result.messages / max(result.elapsed_s, 1e-9))} readings/s): "
@@ -387,6 +441,9 @@ def _feed(
     arrays = engine.alarms.arrays()
     for code, name in enumerate(engine.alarms.detectors):
         alarm_rows[name] = int((arrays["detector"] == code).sum())
+    fired: Counter[str] = Counter()
+    if alerts is not None:
+        fired.update(record.rule for record in alerts.history if record.event == "fired")
     return {
         "stored": sum(snapshot.stored.values()),
         "rejects": dict(sorted(snapshot.reasons.items())),
@@ -394,9 +451,24 @@ def _feed(
         "elapsed_s": round(result.elapsed_s, 2),
         "alarms_by_detector": dict(sorted(alarm_rows.items())),
         "onsets_by_detector": {d: n for (_, d), n in sorted(snapshot.anomaly_detectors.items())},
+        "alerts_fired": dict(sorted(fired.items())) if alerts is not None else None,
         "parts": [r.as_dict() for r in reports],
         "totals": totals(reports),
     }
+
+
+def _alerts(settings: Settings, fleet: Registry, stats: PipelineStats, store: Path) -> RecordingAlerts | None:
+    """The alert rules of the settings over the replay, kept in ``store`` and delivered to no one.
+
+    Years-old records must not page anybody, nor mix with the service's own alert store.
+    """
+    if not settings.alerts.enabled:
+        return None
+    scoped = settings.model_copy(update={"alerts": settings.alerts.model_copy(update={"store": store})})
+    try:
+        return RecordingAlerts(scoped, fleet, stats, channels=[])
+    except ValueError as bad:
+        raise UserError(str(bad)) from None
 
 
 def _shifted_alarms(engine: RecordingEngine, shift_ms: int) -> Any:
@@ -414,7 +486,17 @@ def _table(reports: Sequence[PartReport]) -> str:
     for entry in reports:
         categories |= entry.categories
     faults = fault_detectors(categories)
-    header = ["part", "device", "device-days", *faults, "episode days", "aqi_vn", "who_air", "aqi_us"]
+    header = [
+        "part",
+        "device",
+        "device-days",
+        *faults,
+        "episode days",
+        "aqi_vn",
+        "who_air",
+        "aqi_us",
+        "alerted",
+    ]
     rows = []
     for entry in reports:
         rate = entry.per_device_day()
@@ -429,10 +511,14 @@ def _table(reports: Sequence[PartReport]) -> str:
                     f"{entry.episodes_alarmed.get(d, 0)}" if entry.index_days else "-"
                     for d in ("aqi_vn", "who_air", "aqi_us")
                 ),
+                f"{entry.episodes_alerted}"
+                if entry.index_days and entry.episodes_alerted is not None
+                else "-",
             ]
         )
     title = (
-        "alarm onsets per device-day (sensor-fault detectors) and episode days alarmed (daily VN_AQI > 150)\n"
+        "alarm onsets per device-day (sensor-fault detectors); episode days (daily VN_AQI > 150), "
+        "those alarmed by each standards detector and those alerted\n"
     )
     return title + aligned(header, rows, right=header[2:])
 

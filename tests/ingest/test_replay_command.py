@@ -64,7 +64,7 @@ def test_two_weeks_of_real_records_go_through_the_whole_pipeline(tmp_path: Path)
     done = run_citypulse(
         "replay", str(tmp_path / "cut.csv"), "--feed", "--kind", "air", "--map", BEIJING_MAP,
         "--time", "year,month,day,hour", "--tz", "+08:00", "--device-column", "station",
-        "--sqlite", str(store), "--part", "first=2014-01-10..2014-01-17", "--json",
+        "--sqlite", str(store), "--part", "first=2014-01-10..2014-01-17", "--district", "Beijing", "--json",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = last_json_line(done.stdout)
@@ -94,6 +94,11 @@ def test_two_weeks_of_real_records_go_through_the_whole_pipeline(tmp_path: Path)
     # That fortnight was smog most days; every such day raised the VN_AQI alarm.
     assert dongsi["episode_days"] >= 7
     assert dongsi["episode_days_alarmed"]["aqi_vn"] == dongsi["episode_days"]
+    # And the alert path raised the city's alert on them: VN_AQI above 150 at both of Beijing's stations
+    # (the default district rule), or 250 at one; the replay's alerts are kept apart and delivered to no one.
+    assert summary["alerts_fired"]["air_quality_district"] > 0
+    assert dongsi["episode_days_alerted"] >= dongsi["episode_days"] - 1
+    assert not Path("citypulse-alerts.sqlite").exists(), "the service's own alert store is left alone"
     assert sum(p["onsets"].get("stuck", 0) for k, p in parts.items() if k[0] == "all") == summary[
         "onsets_by_detector"
     ].get("stuck", 0)

@@ -11,7 +11,7 @@ from processors.detectors import Category
 from processors.kinds import get_kind
 from processors.recordings import Recording
 from processors.replay import AlarmLog
-from processors.replay_report import parse_part, report, totals
+from processors.replay_report import AlertRecord, alert_spans, parse_part, report, totals
 
 AIR = get_kind("air")
 HOUR = 3_600_000
@@ -94,3 +94,25 @@ def test_onsets_are_counted_per_device_day_in_each_part_and_episodes_by_local_da
     assert summed["confirm"]["device_days"] == 4.0
     assert summed["confirm"]["per_device_day"] == {"aqi_vn": 0.25, "spike": 0.25, "stuck": 0.25}
     assert summed["confirm"]["episode_days_alarmed"] == {"aqi_us": 0, "aqi_vn": 1, "who_air": 0}
+
+
+def test_an_episode_day_is_alerted_when_an_alert_for_the_device_or_its_district_was_open() -> None:
+    history = [
+        AlertRecord("d1", "fired", 2 * DAY + 20 * HOUR, "air_quality_district", "air", "", "City"),
+        AlertRecord("x", "fired", 2 * DAY + 21 * HOUR, "sensor_stuck", "air", "a", "City"),
+        AlertRecord("d1", "resolved", 3 * DAY + 2 * HOUR, "air_quality_district", "air", "", "City"),
+        AlertRecord("o", "fired", 2 * DAY, "air_quality_district", "air", "", "Elsewhere"),
+    ]
+    spans = alert_spans(history, 4 * DAY)
+    assert [(s.rule, s.start_ms, s.end_ms) for s in spans][:1] == [
+        ("air_quality_district", 2 * DAY + 20 * HOUR, 3 * DAY + 2 * HOUR)
+    ]
+    found = report(
+        recording(4), AlarmLog(), [], UTC, {"a": 3600.0, "b": 3600.0}, spans, {"a": "City", "b": "City"},
+        frozenset({"air_quality_district"}),
+    )  # fmt: skip
+    a = next(r for r in found if r.device == "a")
+    assert a.episode_days == 1
+    assert a.episodes_alerted == 1
+    assert dict(a.alerts) == {"air_quality_district": 1, "sensor_stuck": 1}  # not another district's
+    assert a.as_dict()["episode_days_alerted"] == 1
