@@ -3,7 +3,8 @@
 The format is a contract with the evaluation (``processors/evaluation.py``):
 
 ``fault``, ``scope``
-    The fault's name and family (``signal``, ``message``, ``incident``).
+    The fault's name and family (``signal``, ``message``, ``incident``, or ``behaviour`` for
+    what real devices do that is not a fault: a gap, an excursion).
 ``device``, ``kind``, ``field``
     What was affected; ``field`` is null when the whole reading or device was.
 ``start_ms``, ``end_ms`` (and ``start``, ``end`` as RFC 3339)

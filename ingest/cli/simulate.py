@@ -98,7 +98,8 @@ def simulate(
     faults: Annotated[
         str | None,
         typer.Option(
-            help="Faults to inject: 'all', or a list such as spike,stuck,duplicates (see README).",
+            help="Faults to inject: 'all', or a list such as spike,stuck,duplicates; the real-data "
+            "behaviours gap, excursion and recalibration are added by name (all,gap,...).",
             show_default="none",
         ),
     ] = None,
