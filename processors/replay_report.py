@@ -109,7 +109,8 @@ def parse_part(text: str, tz: tzinfo) -> Part:
     start_text, dots, end_text = span.partition("..")
     if not equals or not dots or not name.strip():
         raise ValueError(
-            f"--part {text!r}: write NAME=START..END[@DEVICE+DEVICE], e.g. dev=2013-03-01..2015-03-01"
+            f"--part {text!r}: write NAME=START..END or NAME=START..END@DEVICE+DEVICE, "
+            "e.g. dev=2013-03-01..2015-03-01"
         )
     try:
         start = _local_midnight_ms(start_text.strip(), tz)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.helpers import last_json_line, run_citypulse
 
-COMMANDS = [[], ["anomalies"], ["demo"], ["detect"], ["evaluate"], ["ingest"], ["simulate"]]
+COMMANDS = [[], ["anomalies"], ["demo"], ["detect"], ["evaluate"], ["ingest"], ["replay"], ["simulate"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -19,7 +19,7 @@ def test_help_explains_each_command(command: list[str]) -> None:
     assert done.returncode == 0
     assert "Usage: citypulse" in done.stdout
     if not command:
-        for sub in ("anomalies", "demo", "detect", "evaluate", "ingest", "simulate"):
+        for sub in ("anomalies", "demo", "detect", "evaluate", "ingest", "replay", "simulate"):
             assert sub in done.stdout
 
 

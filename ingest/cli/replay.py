@@ -156,8 +156,8 @@ def replay(
     part: Annotated[
         list[str] | None,
         typer.Option(
-            help="A named span for the report, NAME=START..END[@DEVICE+DEVICE] (local dates, END exclusive); "
-            "repeat it.",
+            help="A named span for the report, NAME=START..END, or NAME=START..END@DEVICE+DEVICE for some "
+            "devices only (local dates, END exclusive); repeat it.",
         ),
     ] = None,
     client_id: Annotated[str, typer.Option(help="MQTT client id when publishing.")] = "citypulse-replay",
@@ -171,12 +171,12 @@ def replay(
     --map says which column feeds which measure of --kind (and converts units),
     --time where the time is, --tz its zone. Missing values stay missing; a row
     with none of the mapped measures is a gap. With --feed the records run
-    through validation, detection, the air indices and the store in this
-    process, on a clock that follows the replay, and the summary reports alarm
+    through validation, detection, the air indices, the alert rules and the store
+    in this process, on a clock that follows the replay, and the summary reports alarm
     onsets per device-day by detector (per --part) and, for air, the days whose
-    daily VN_AQI was above 150 and whether the standards detectors alarmed on
-    them. Without it they are published to the broker (QoS 1) for a running
-    'citypulse ingest'.
+    daily VN_AQI was above 150 and whether the standards detectors alarmed and
+    the alert rules alerted on them. Without it they are published to the
+    broker (QoS 1) for a running 'citypulse ingest'.
     """
     settings = settings_from(config, mqtt_url=mqtt_url) if mqtt_url else settings_from(config)
     keep_freed_memory(settings.malloc_keep_mb)
