@@ -103,9 +103,9 @@ def test_rows_become_a_sorted_timeline_with_gaps_and_missing_values_kept() -> No
     }
     # The gap counts as a longer wait, not a shorter interval: the median step is still one hour.
     assert recording.interval_s()["Dongsi"] == 3600.0
-    registry = recording.registry()
-    assert registry.get("Dongsi") is not None
-    assert registry.get("Dongsi").interval_s == 3600.0
+    dongsi = recording.registry().get("Dongsi")
+    assert dongsi is not None
+    assert dongsi.interval_s == 3600.0
 
 
 def test_unreadable_rows_and_cells_are_counted_with_their_line_not_guessed() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from processors.kinds import KINDS
+from processors.kinds import KINDS, Measure
 from processors.registry import Registry
 from processors.topics import TopicScheme
 from processors.validate import RawMessage, ValidationPolicy, Validator
@@ -149,7 +149,7 @@ def _check(
         rows = faulty.within(device, start, end)
         twins = [_clean_twin(clean, faulty, i) for i in rows]
         got, was = _field_values(faulty, rows, field), _field_values(clean, twins, field)
-        was += np.array([faulty.offset(device, field, ts_of(faulty.readings[i])) for i in rows])  # type: ignore[arg-type]
+        was += np.array([faulty.offset(device, field, _stamp(faulty, i)) for i in rows])
         assert label["detail"]["readings"] == len(rows), label
         if fault == "stuck":
             assert len(rows) >= 8
@@ -185,50 +185,10 @@ def _check(
         return set()
     if fault == "recalibration":
         assert measure is not None
-        step = label["detail"]["step"]
-        band = measure.normal[1] - measure.normal[0]
-        assert 0.15 * band - 0.01 <= abs(step) <= 0.4 * band + 0.01
-        # Inside its window the level is moved by the step; after it, for good (and so is every
-        # later reading of that measure: those differences are this label's too).
-        rows = faulty.within(device, start, end)
-        assert label["detail"]["readings"] == len(rows) > 0
-        twins = [_clean_twin(clean, faulty, i) for i in rows]
-        moved = _field_values(faulty, rows, field) - _field_values(clean, twins, field)
-        earlier = np.array(
-            [faulty.offset(device, field, ts_of(faulty.readings[i]), before=start) for i in rows]
-        )  # type: ignore[arg-type]
-        clipped = np.isin(_field_values(faulty, rows, field), [measure.lo, measure.hi])
-        assert np.median((moved - earlier)[~clipped]) == pytest.approx(step, abs=0.011)
-        later = [
-            i
-            for i in faulty.by_device[device]
-            if (r := faulty.readings[i]) is not None and "ts" in r and ts_of(r) >= start and field in r
-        ]
-        return {
-            i
-            for i in later
-            if (twin := clean.at.get((device, faulty.messages[i][0]))) is not None
-            and clean.readings[twin] is not None
-            and clean.readings[twin].get(field) != faulty.readings[i][field]
-        }  # type: ignore[union-attr,index]
+        return _check_recalibration(label, clean, faulty, measure)
     if fault == "excursion":
-        assert label["scope"] == "behaviour"
-        rows = faulty.within(device, start, end)
-        assert label["detail"]["readings"] == len(rows) >= 3
-        twins = [_clean_twin(clean, faulty, i) for i in rows]
-        offsets = np.array([faulty.offset(device, field, ts_of(faulty.readings[i])) for i in rows])  # type: ignore[arg-type]
-        moved = _field_values(faulty, rows, field) - _field_values(clean, twins, field) - offsets
-        amplitude = label["detail"]["amplitude"]
-        assert abs(amplitude) >= 3 * label["detail"]["noise"] - 0.01
-        assert np.all(moved * np.sign(amplitude) >= -0.011), "an excursion goes one way"
-        assert (
-            np.abs(moved).max() >= 0.5 * abs(amplitude) - 0.011
-            or np.isin(
-                _field_values(faulty, rows, field),
-                [measure.lo, measure.hi],  # type: ignore[union-attr]
-            ).any()
-        )
-        return set(rows)
+        assert measure is not None
+        return _check_excursion(label, clean, faulty, measure)
     if fault == "clock_skew":
         rows = [i for i in faulty.by_device[device] if start <= faulty.messages[i][0] <= end]
         assert len(rows) >= 6
@@ -264,6 +224,56 @@ def _check(
     result = Validator(registry, POLICY).validate([RawMessage(*faulty.messages[i][1:])], sent)
     assert [str(r.reason) for r in result.rejects] == [label["expected_reason"]]
     return {i}
+
+
+def _stamp(run: Run, i: int) -> int:
+    reading = run.readings[i]
+    assert reading is not None
+    return ts_of(reading)
+
+
+def _check_recalibration(label: dict[str, Any], clean: Run, faulty: Run, measure: Measure) -> set[int]:
+    """The level moved by the step inside the label, and kept for good: every later difference is its."""
+    device, field, start, end = label["device"], label["field"], label["start_ms"], label["end_ms"]
+    step = label["detail"]["step"]
+    band = measure.normal[1] - measure.normal[0]
+    assert 0.15 * band - 0.01 <= abs(step) <= 0.4 * band + 0.01
+    rows = faulty.within(device, start, end)
+    assert label["detail"]["readings"] == len(rows) > 0
+    twins = [_clean_twin(clean, faulty, i) for i in rows]
+    got = _field_values(faulty, rows, field)
+    steps_before = np.array([faulty.offset(device, field, _stamp(faulty, i), before=start) for i in rows])
+    clipped = np.isin(got, [measure.lo, measure.hi])
+    assert np.median((got - _field_values(clean, twins, field) - steps_before)[~clipped]) == pytest.approx(
+        step, abs=0.011
+    )
+    explained: set[int] = set()
+    for i in faulty.by_device[device]:
+        reading = faulty.readings[i]
+        if reading is None or "ts" not in reading or ts_of(reading) < start or field not in reading:
+            continue
+        twin = clean.at.get((device, faulty.messages[i][0]))
+        twin_reading = clean.readings[twin] if twin is not None else None
+        if twin_reading is not None and twin_reading.get(field) != reading[field]:
+            explained.add(i)
+    return explained
+
+
+def _check_excursion(label: dict[str, Any], clean: Run, faulty: Run, measure: Measure) -> set[int]:
+    """One field bumped one way over at least three readings, by a few of its usual variations or more."""
+    assert label["scope"] == "behaviour"
+    device, field = label["device"], label["field"]
+    rows = faulty.within(device, label["start_ms"], label["end_ms"])
+    assert label["detail"]["readings"] == len(rows) >= 3
+    twins = [_clean_twin(clean, faulty, i) for i in rows]
+    steps = np.array([faulty.offset(device, field, _stamp(faulty, i)) for i in rows])
+    got = _field_values(faulty, rows, field)
+    bump = got - _field_values(clean, twins, field) - steps
+    amplitude = label["detail"]["amplitude"]
+    assert abs(amplitude) >= 3 * label["detail"]["noise"] - 0.01
+    assert np.all(bump * np.sign(amplitude) >= -0.011), "an excursion goes one way"
+    assert np.abs(bump).max() >= 0.5 * abs(amplitude) - 0.011 or np.isin(got, [measure.lo, measure.hi]).any()
+    return set(rows)
 
 
 def test_every_label_is_in_the_data_and_every_difference_is_labelled(
