@@ -12,7 +12,6 @@ because on two cores they compete with the contender.
 from __future__ import annotations
 
 import http.client
-import os
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._e2e_data import COUNT_FIELD, Backlog, citypulse, python_env
-from bench._servers import Influxd, Mosquitto, cpu_and_peak, free_port, stop_process
+from bench._servers import Influxd, Mosquitto, cpu_and_peak, free_port, run_measured, stop_process
 
 Progress = Callable[[str], None]
 
@@ -51,11 +50,20 @@ def check_stored(influxd: Influxd, db: str, backlog: Backlog) -> dict[str, Any]:
     return {"every_reading_stored": missing == 0 and extra == 0, "missing": missing, "extra": extra}
 
 
+Ready = Callable[[], bool]
+"""Whether a contender has finished starting (connected to the broker); polled, must be quick."""
+
+
+def log_says(path: Path, text: str) -> Ready:
+    return lambda: path.exists() and text in path.read_text(errors="replace")
+
+
 def watch_drain(
     servers: Servers,
     db: str,
     target: int,
     process: subprocess.Popen[bytes],
+    ready: Ready,
     started: float,
     timeout_s: float,
     poll_s: float,
@@ -65,14 +73,16 @@ def watch_drain(
 ) -> dict[str, Any]:
     """Poll the database until it holds ``target`` readings; times, rates and the process's CPU and memory.
 
-    Gives up after ``timeout_s``, or when nothing new was stored for ``stall_s`` (``complete`` is then
-    false, and the times are those of the last point seen).
+    ``wall_s`` runs from starting the process; the *sustained* figures from the moment it was
+    ready (connected), so that interpreter start-up and imports are left out of them. Gives up
+    after ``timeout_s``, or when nothing new was stored for ``stall_s`` (``complete`` is then false
+    and the times are those of the last point seen).
     """
-    first_at: float | None = None
-    first_count = 0
-    first_cpu = 0.0
+    ready_at: float | None = None
+    ready_count = 0
+    ready_cpu = 0.0
     stored = 0
-    last_report = last_change = done_at = time.monotonic()
+    last_report = last_change = done_at = last_poll = time.monotonic()
     while stored < target:
         if process.poll() is not None:
             raise RuntimeError(f"{label} exited with {process.returncode} before storing everything")
@@ -80,43 +90,43 @@ def watch_drain(
         if now - started > timeout_s or now - last_change > stall_s:
             progress(f"  {label}: gave up with {stored:,} of {target:,} readings stored")
             break
-        time.sleep(poll_s)
+        time.sleep(0.02)
+        if ready_at is None and ready():
+            ready_at, ready_cpu = time.monotonic(), cpu_and_peak(process.pid)[0]
+            ready_count = sum(servers.influxd.counts(db, COUNT_FIELD).values())
+        if time.monotonic() - last_poll < poll_s:
+            continue
         count = sum(servers.influxd.counts(db, COUNT_FIELD).values())
-        now = time.monotonic()
+        now = last_poll = time.monotonic()
         if count != stored:
             stored, last_change, done_at = count, now, now
-        if stored and first_at is None:
-            first_at, first_count, first_cpu = now, stored, cpu_and_peak(process.pid)[0]
         if now - last_report >= 5:
             progress(f"  {label}: {stored:,}/{target:,} stored after {now - started:.0f} s")
             last_report = now
     cpu, peak = cpu_and_peak(process.pid)
-    first_at = first_at if first_at is not None else done_at
-    steady_s = max(done_at - first_at, 1e-9)
+    if ready_at is None or ready_at >= done_at:  # never seen ready before the end: count from the start
+        ready_at, ready_count, ready_cpu = started, 0, 0.0
     return {
         "complete": stored >= target,
         "stored": stored,
         "wall_s": round(done_at - started, 3),
-        "startup_s": round(first_at - started, 3),
-        "sustained_s": round(steady_s, 3),
-        "sustained_readings": stored - first_count,
+        "startup_s": round(ready_at - started, 3),
+        "sustained_s": round(done_at - ready_at, 3),
+        "sustained_readings": stored - ready_count,
         "cpu_s": round(cpu, 3),
-        "cpu_s_sustained": round(cpu - first_cpu, 3),
+        "cpu_s_sustained": round(cpu - ready_cpu, 3),
         "peak_rss_mb": round(peak / 2**20, 1),
     }
 
 
 def rates(result: dict[str, Any], messages: int, readings: int) -> dict[str, Any]:
-    """Rates from a drain: from start-up, and sustained (first point seen stored to last).
-
-    A drain so short that one poll saw it all has no sustained window: its rates are from start-up.
-    """
+    """Rates from a drain: from starting the process, and sustained (from ready to the last point)."""
     per_message = readings / messages
     stored = result["stored"]
     window_readings, window_s, window_cpu = (
-        (result["sustained_readings"], result["sustained_s"], result["cpu_s_sustained"])
-        if result["sustained_readings"] > 0
-        else (stored, result["wall_s"], result["cpu_s"])
+        result["sustained_readings"],
+        result["sustained_s"],
+        result["cpu_s_sustained"],
     )
     return {
         "messages": messages,
@@ -138,24 +148,17 @@ def drain_mosquitto_sub(
         "-i", client_id, "-t", topic, "-C", str(messages),
     ]  # fmt: skip
     broker0, _ = servers.cpu()
-    started = time.monotonic()
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    timer = threading.Timer(timeout_s, process.kill)
-    timer.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.monotonic() - started
-    timer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"mosquitto_sub exited with {process.returncode} (did not receive {messages:,})")
+    done = run_measured(args, timeout_s)
+    if done.returncode != 0:
+        raise RuntimeError(f"mosquitto_sub exited with {done.returncode} (did not receive {messages:,})")
     broker1, _ = servers.cpu()
     return {
-        "wall_s": round(wall, 3),
+        "wall_s": round(done.wall_s, 3),
         "messages": messages,
-        "msg_per_s": round(messages / wall),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "cpu_s_per_10k_messages": round((usage.ru_utime + usage.ru_stime) / messages * 10_000, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "msg_per_s": round(messages / done.wall_s),
+        "cpu_s": round(done.cpu_s, 3),
+        "cpu_s_per_10k_messages": round(done.cpu_s / messages * 10_000, 3),
+        "peak_rss_mb": round(done.peak_rss_bytes / 2**20, 1),
         "broker_cpu_s": round(broker1 - broker0, 3),
         "every_message_received": True,
     }
@@ -181,18 +184,37 @@ def ingest_env(
     }
 
 
-def start_ingest(workdir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+INGEST_READY = "citypulse ingest: reading"
+"""What ``citypulse ingest`` logs once it is connected and subscribed."""
+
+
+def start_ingest(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Ready]:
     workdir.mkdir(parents=True, exist_ok=True)
-    log = (workdir / "ingest.log").open("ab")
-    return subprocess.Popen(citypulse("ingest"), cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    path = workdir / "ingest.log"
+    log = path.open("ab")
+    process = subprocess.Popen(
+        citypulse("ingest"), cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    return process, log_says(path, INGEST_READY)
 
 
-def wait_for_log(path: Path, text: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+def start_naive(
+    servers: Servers, workdir: Path, db: str, client_id: str
+) -> tuple[subprocess.Popen[bytes], Ready]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "bridge.log"
+    script = Path(__file__).with_name("naive_bridge.py")
+    args = [sys.executable, str(script), servers.mosquitto.url, servers.influxd.url, db, client_id]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=path.open("ab"))
+    return process, log_says(path, "naive bridge: connected")
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], ready: Ready, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not (path.exists() and text in path.read_text(errors="replace")):
+    while not ready():
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"no {text!r} in {path} (exit code {process.poll()})")
-        time.sleep(0.05)
+            raise RuntimeError(f"{process.args!r} did not get ready (exit code {process.poll()})")
+        time.sleep(0.02)
 
 
 def drain_process(
@@ -200,7 +222,7 @@ def drain_process(
     label: str,
     db: str,
     backlog: Backlog,
-    start: Callable[[], subprocess.Popen[bytes]],
+    start: Callable[[], tuple[subprocess.Popen[bytes], Ready]],
     timeout_s: float,
     poll_s: float,
     progress: Progress,
@@ -209,10 +231,10 @@ def drain_process(
     servers.influxd.create_database(db)
     broker0, db0 = servers.cpu()
     started = time.monotonic()
-    process = start()
+    process, ready = start()
     try:
         result = watch_drain(
-            servers, db, backlog.readings, process, started, timeout_s, poll_s, progress, label
+            servers, db, backlog.readings, process, ready, started, timeout_s, poll_s, progress, label
         )
         broker1, db1 = servers.cpu()
     finally:
@@ -223,11 +245,6 @@ def drain_process(
     result.update(check_stored(servers.influxd, db, backlog))
     servers.influxd.drop_database(db)
     return result
-
-
-def naive_command(servers: Servers, db: str, client_id: str) -> list[str]:
-    script = Path(__file__).with_name("naive_bridge.py")
-    return [sys.executable, str(script), servers.mosquitto.url, servers.influxd.url, db, client_id]
 
 
 def ceiling_bodies(points: int, per_body: int = 5000, series: int = 10_000) -> list[bytes]:

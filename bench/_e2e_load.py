@@ -12,7 +12,6 @@ as infinite), so a contender that falls behind shows it in its p99 instead of hi
 from __future__ import annotations
 
 import math
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -181,14 +180,3 @@ def offered_load(
 def _seconds(value: float) -> float | None:
     """JSON-friendly: ``None`` for a reading never seen (or no readings at all)."""
     return None if not math.isfinite(value) else round(value, 3)
-
-
-def settle(servers: Servers, db: str, contender: subprocess.Popen[bytes], quiet_s: float = 2.0) -> None:
-    """Wait until the database stops growing, so one load's tail does not spill into the next."""
-    last = -1
-    stable_since = time.monotonic()
-    while time.monotonic() - stable_since < quiet_s and contender.poll() is None:
-        now = sum(servers.influxd.counts(db, COUNT_FIELD).values())
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        time.sleep(0.25)

@@ -9,12 +9,11 @@ processes, output to a file), the difference over the difference in devices.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from bench._e2e_data import citypulse, python_env
+from bench._servers import run_measured
 
 
 def simulator_peak_rss(workdir: Path, devices: int, span: str = "5m") -> int:
@@ -25,13 +24,11 @@ def simulator_peak_rss(workdir: Path, devices: int, span: str = "5m") -> int:
         "--labels", str(workdir / f"labels-{devices}.jsonl"), "--output", str(workdir / f"out-{devices}.tsv"),
         "--quiet",
     )  # fmt: skip
-    process = subprocess.Popen(command, env=python_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"citypulse simulate --devices {devices} failed with {process.returncode}")
+    done = run_measured(command, timeout_s=900, env=python_env())
+    if done.returncode != 0:
+        raise RuntimeError(f"citypulse simulate --devices {devices} failed with {done.returncode}")
     (workdir / f"out-{devices}.tsv").unlink()
-    return int(usage.ru_maxrss) * 1024
+    return done.peak_rss_bytes
 
 
 def simulator_marginal(workdir: Path, small: int, large: int) -> dict[str, Any]:

@@ -22,24 +22,27 @@ from bench._e2e_data import (
 )
 from bench._e2e_drain import (
     Progress,
+    Ready,
     Servers,
     database_ceiling,
     drain_mosquitto_sub,
     drain_process,
     ingest_env,
-    naive_command,
     rates,
     start_ingest,
-    wait_for_log,
+    start_naive,
+    wait_until_ready,
     watch_drain,
 )
-from bench._e2e_load import offered_load, settle
+from bench._e2e_load import offered_load
 from bench._e2e_memory import simulator_marginal
 from bench._e2e_profile import start_sampling, stop_sampling, summarise
 from bench._servers import stop_process
 from processors.topics import TopicScheme
 
 READINGS_TOPIC = "citypulse/v1/readings/+/+"
+Start = Callable[[], tuple[subprocess.Popen[bytes], Ready]]
+"""Starts a contender: its process, and how to tell that it is connected."""
 INGEST_TOPICS = TopicScheme().subscriptions()
 
 
@@ -62,15 +65,13 @@ class Size:
     simulator_devices: tuple[int, int]
     shares: tuple[float, ...]
     """Offered loads as shares of citypulse's measured maximum."""
-    quiet_s: float
-    """How long the database must stop growing before the next load starts."""
 
 
 SIZES = {
     "full": Size("full", 10_000, "40m", 100, 30.0, 10_000, 60.0, 0.25, 1800.0, 100_000, "15m",
-                 (10_000, 100_000), (0.25, 0.5, 0.9), 2.0),
+                 (10_000, 100_000), (0.25, 0.5, 0.9)),
     "small": Size("small", 300, "10m", 100, 1.0, 500, 5.0, 0.1, 120.0, 1_000, "15m",
-                  (300, 1_000), (0.5,), 0.5),
+                  (300, 1_000), (0.5,)),
 }  # fmt: skip
 
 
@@ -87,9 +88,7 @@ class Run:
     red: Path | None = None
     """Node-RED's ``red.js`` once installed; None when it could not be."""
 
-    def ingest(
-        self, name: str, db: str, registry: Path, **extra: str
-    ) -> Callable[[], subprocess.Popen[bytes]]:
+    def ingest(self, name: str, db: str, registry: Path, **extra: str) -> Start:
         env = ingest_env(self.servers, self.work / name, f"bench-{name}", db, registry, **extra)
         return lambda: start_ingest(self.work / name, env)
 
@@ -141,13 +140,13 @@ def drains(run: Run) -> dict[str, Any]:
     )
     out["mosquitto_sub"]["label"] = "mosquitto_sub -q 1 (broker ceiling, discards)"
     forget_session(url, "bench-mosquitto-sub", v5=False)
-    contenders: list[tuple[str, str, Callable[[], subprocess.Popen[bytes]]]] = [
+    contenders: list[tuple[str, str, Start]] = [
         ("citypulse_singles", "citypulse ingest, one reading per message",
          run.ingest("citypulse-singles", "bench_singles", run.singles.registry)),
         ("citypulse_no_detectors", "citypulse ingest, CITYPULSE_DETECTORS=none",
          run.ingest("citypulse-nodetect", "bench_nodetect", run.singles.registry, detectors="none")),
         ("naive_bridge", "naive bridge: paho -> Point -> one /write each",
-         lambda: subprocess.Popen(naive_command(s, "bench_naive", "bench-naive"), stderr=subprocess.DEVNULL)),
+         lambda: start_naive(s, run.work / "naive", "bench_naive", "bench-naive")),
     ]  # fmt: skip
     for key, label, start in contenders:
         progress(f"draining: {label}")
@@ -192,10 +191,10 @@ def node_red_backlog(run: Run) -> dict[str, Any]:
     progress(f"draining: {label}")
     keep = run.node_red("node-red-keep", "bench_node_red_keep", False)
 
-    def start() -> subprocess.Popen[bytes]:
-        keep.start()
+    def start() -> tuple[subprocess.Popen[bytes], Ready]:
+        keep.start()  # returns once Node-RED is connected to the broker
         assert keep.process is not None
-        return keep.process
+        return keep.process, lambda: True
 
     result = drain_process(
         s, label, keep.database, run.singles, start, run.size.drain_timeout_s, run.size.poll_s, progress
@@ -208,48 +207,55 @@ def node_red_backlog(run: Run) -> dict[str, Any]:
 
 
 def latency(run: Run, max_singles: float, node_red: bool) -> dict[str, Any]:
-    """Fixed offered loads against a live citypulse ingest and (singles only) a live Node-RED."""
+    """Fixed offered loads against citypulse ingest and (singles only) Node-RED, live.
+
+    Each load gets a fresh contender process and database, so one load's backlog or failure
+    (Node-RED's exhausted sockets, say) never carries over into the next.
+    """
     assert run.singles is not None
     size, s = run.size, run.servers
     singles = live_templates(run.singles.path, size.devices)
     gateways = gateway_templates(singles, size.batch)
-    loads = [(share, share * max_singles) for share in size.shares]
+    plan = [
+        (f"{share:.0%} of citypulse's maximum", share * max_singles, False, False) for share in size.shares
+    ]
+    plan.append((f"fixed {size.fixed_load:,} readings/s", float(size.fixed_load), True, False))
     out: dict[str, Any] = {}
-    contenders = [("citypulse", True)] + ([("node_red", False)] if node_red and run.red is not None else [])
-    for who, with_gateway in contenders:
-        db = f"bench_latency_{who}"
-        s.influxd.create_database(db)
-        red = None
-        if who == "citypulse":
-            process = run.ingest("citypulse-live", db, run.singles.registry)()
-            wait_for_log(run.work / "citypulse-live" / "ingest.log", "citypulse ingest: reading", process)
-        else:
-            red = run.node_red("node-red-live", db)
-            red.start()
-            assert red.process is not None
-            process = red.process
-        plan = [(f"{share:.0%} of citypulse's maximum", rate, False, False) for share, rate in loads]
-        plan.append((f"fixed {size.fixed_load:,} readings/s", float(size.fixed_load), True, False))
-        if with_gateway:
-            plan.append(
-                (f"fixed {size.fixed_load:,} readings/s in batches", float(size.fixed_load), True, True)
-            )
+    contenders = ["citypulse"] + (["node_red"] if node_red and run.red is not None else [])
+    for who in contenders:
+        loads = plan if who != "citypulse" else [
+            *plan, (f"fixed {size.fixed_load:,} readings/s in batches", float(size.fixed_load), True, True)
+        ]  # fmt: skip
         results: list[dict[str, Any]] = []
-        try:
-            for label, rate, fixed, batched in plan:
+        for number, (label, rate, fixed, batched) in enumerate(loads):
+            name = f"{who.replace('_', '-')}-live-{number}"
+            db = f"bench_latency_{who}_{number}"
+            s.influxd.create_database(db)
+            red = None
+            if who == "citypulse":
+                process, ready = run.ingest(name, db, run.singles.registry)()
+                wait_until_ready(process, ready)
+            else:
+                red = run.node_red(name, db)
+                red.start()
+                assert red.process is not None
+                process = red.process
+            try:
                 r = offered_load(
                     s, db, singles, gateways if batched else [], rate, size.load_s, size.settle_s,
                     min(size.poll_s, 0.05), process.pid, run.progress, f"{who} {label}",
                 )  # fmt: skip
-                r["fixed"] = fixed
-                results.append(r)
-                settle(s, db, process, size.quiet_s)
-        finally:
+            finally:
+                if red is not None:
+                    red.stop()
+                else:
+                    stop_process(process, grace_s=60.0)
+                    forget_session(s.mosquitto.url, f"bench-{name}")
+            r["fixed"] = fixed
             if red is not None:
-                out["node_red_write_errors_logged"] = red.errors()
-                red.stop()
-            else:
-                stop_process(process, grace_s=60.0)
+                r["write_errors_logged"] = red.errors()
+            results.append(r)
+            s.influxd.drop_database(db)
         out[who] = results
     return out
 
@@ -301,15 +307,15 @@ def profile(run: Run, gil: bool) -> dict[str, Any]:
     run.progress(f"profiling a singles drain with py-spy{' --gil' if gil else ''}")
     raw = run.work / f"{name}.txt"
     started = time.monotonic()
-    process = run.ingest(name, db, run.singles.registry)()
+    process, ready = run.ingest(name, db, run.singles.registry)()
     sampler = None
     try:
         # Sampling starts once the service is up: the drain, not the imports, is what is profiled.
-        wait_for_log(run.work / name / "ingest.log", "citypulse ingest: reading", process)
+        wait_until_ready(process, ready)
         sampler = start_sampling(process.pid, raw, gil=gil)
         drained = watch_drain(
-            s, db, run.singles.readings, process, started, run.size.drain_timeout_s, run.size.poll_s,
-            run.progress, name,
+            s, db, run.singles.readings, process, ready, started, run.size.drain_timeout_s,
+            run.size.poll_s, run.progress, name,
         )  # fmt: skip
     finally:
         if sampler is not None:

@@ -210,6 +210,39 @@ def cpu_and_peak(pid: int) -> tuple[float, int]:
     return cpu, peak
 
 
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_bytes: int
+
+
+def run_measured(args: list[str], timeout_s: float, env: dict[str, str] | None = None) -> Finished:
+    """Run a command to its end: wall time, CPU seconds and peak resident memory of that process.
+
+    The peak is VmHWM read from /proc while it runs (every 5 ms; it only grows). ``wait4``'s
+    ``ru_maxrss`` would be wrong here: Linux carries the parent's high-water mark over a fork and
+    exec, so every child of a large benchmark process would report at least the parent's size.
+    """
+    started = time.monotonic()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    deadline = started + timeout_s
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        with contextlib.suppress(OSError, ValueError):
+            peak = max(peak, cpu_and_peak(process.pid)[1])
+        if time.monotonic() > deadline:
+            process.kill()
+        time.sleep(0.005)
+    wall = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Finished(process.returncode, wall, usage.ru_utime + usage.ru_stime, peak)
+
+
 def post(url: str, body: bytes, timeout_s: float = 60.0) -> int:
     """POST ``body`` and return the HTTP status (an error status is returned, not raised)."""
     try:

@@ -77,7 +77,12 @@ def main() -> None:
     bridge = Bridge(influx_url, database)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     client.on_message = bridge.on_message
-    client.on_connect = lambda c, *args: c.subscribe("citypulse/v1/readings/+/+", qos=1)
+
+    def on_connect(c: mqtt.Client, *args: object) -> None:
+        c.subscribe("citypulse/v1/readings/+/+", qos=1)
+        print("naive bridge: connected", file=sys.stderr, flush=True)
+
+    client.on_connect = on_connect
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *args: stop.set())
     client.connect(broker.hostname or "127.0.0.1", broker.port or 1883)
