@@ -10,7 +10,7 @@ messages. Afterwards the session is checked to hold nothing: every message was a
 
 1. **paho manual ack** - citypulse's own receive path, ``ingest.mqtt_source.MqttSource``: paho's
    network thread queues each delivery, the main thread takes batches and acknowledges with
-   ``client.ack`` after the write.
+   ``client.ack`` after the write. Once on MQTT 5 (citypulse's default), once on MQTT 3.1.1.
 2. **gmqtt, MQTT 5, optimistic_acknowledgement=False** - asyncio; each message's ``on_message``
    awaits the write of its batch, and gmqtt sends the PUBACK when that coroutine returns.
 3. **lean socket receiver** - one thread, one blocking socket, the simulator's own MQTT packet
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import select
@@ -35,14 +36,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._e2e_data import forget_session, make_backlog, make_session, publish_file  # noqa: E402
-from bench._servers import Mosquitto, running  # noqa: E402
+from bench._servers import Mosquitto, cpu_and_peak, running  # noqa: E402
 
 TOPIC = "citypulse/v1/readings/+/+"
 BATCH = 5000
@@ -58,15 +59,15 @@ def durable_write(out: BinaryIO, payloads: list[bytes]) -> None:
 
 
 # --- 1. paho, manual acknowledgement (citypulse's MqttSource) ---------------------------------------
-def receive_paho(port: int, client_id: str, expected: int, out: BinaryIO) -> int:
-    from ingest.mqtt_client import ConnectOptions
+def receive_paho(port: int, client_id: str, expected: int, out: BinaryIO, protocol: str = "5") -> int:
+    from ingest.mqtt_client import ConnectOptions, Protocol
     from ingest.mqtt_source import MqttSource
     from ingest.settings import MqttEndpoint
 
     source = MqttSource(
         ConnectOptions(
-            MqttEndpoint(host="127.0.0.1", port=port), client_id, session_expiry_s=SESSION_EXPIRY_S,
-            receive_maximum=RECEIVE_MAXIMUM,
+            MqttEndpoint(host="127.0.0.1", port=port), client_id, protocol=cast(Protocol, protocol),
+            session_expiry_s=SESSION_EXPIRY_S, receive_maximum=RECEIVE_MAXIMUM,
         ),
         [TOPIC],
         max_pending=RECEIVE_MAXIMUM,
@@ -191,12 +192,25 @@ def receive_lean(port: int, client_id: str, expected: int, out: BinaryIO) -> int
             sock.sendall(b"".join(acks))
             received += len(payloads)
             payloads, acks = [], []
-    sock.sendall(b"\xe0\x00")
+    sock.sendall(b"\xe0\x00")  # DISCONNECT; then wait for the broker to close, so no PUBACK is cut off
+    sock.shutdown(socket.SHUT_WR)
+    while sock.recv(1 << 16):
+        pass
     sock.close()
     return received
 
 
-RECEIVERS = {"paho-manual-ack": receive_paho, "gmqtt-mqtt5": receive_gmqtt, "lean-socket": receive_lean}
+def receive_paho_v311(port: int, client_id: str, expected: int, out: BinaryIO) -> int:
+    """The same, on MQTT 3.1.1: paho builds no MQTT 5 ``Properties`` object per message."""
+    return receive_paho(port, client_id, expected, out, protocol="3.1.1")
+
+
+RECEIVERS = {
+    "paho-manual-ack": receive_paho,
+    "paho-manual-ack-3.1.1": receive_paho_v311,
+    "gmqtt-mqtt5": receive_gmqtt,
+    "lean-socket": receive_lean,
+}
 
 
 def child(name: str, port: int, client_id: str, expected: int) -> None:
@@ -207,9 +221,8 @@ def child(name: str, port: int, client_id: str, expected: int) -> None:
         received = RECEIVERS[name](port, client_id, expected, out)
         wall = time.monotonic() - started
         cpu = time.process_time() - cpu0
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark into ru_maxrss over fork and exec.
+    peak = cpu_and_peak(os.getpid())[1]
     print(json.dumps({"received": received, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak / 2**20}))
 
 
@@ -250,7 +263,12 @@ def main() -> None:
         name, port, client_id, expected = args.child
         child(name, int(port), client_id, int(expected))
         return
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in RECEIVERS}
+    receivers = list(RECEIVERS)
+    left_out: dict[str, str] = {}
+    if importlib.util.find_spec("gmqtt") is None:
+        receivers.remove("gmqtt-mqtt5")
+        left_out["gmqtt-mqtt5"] = "gmqtt is not installed (pip install gmqtt)"
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in receivers}
     with tempfile.TemporaryDirectory(prefix="receive-paths-") as scratch:
         work = Path(scratch)
         broker = Mosquitto(work / "mosquitto")
@@ -258,9 +276,9 @@ def main() -> None:
             backlog = make_backlog(work, "singles", args.devices, args.span, 0, work / "devices.csv")
             print(f"backlog: {backlog.messages:,} single-reading messages", file=sys.stderr)
             for round_ in range(args.rounds):
-                for name in RECEIVERS:
+                for name in receivers:
                     client_id = f"receive-{name}-{round_}"
-                    make_session(broker.url, client_id, [TOPIC])
+                    make_session(broker.url, client_id, [TOPIC], v5=not name.endswith("3.1.1"))
                     publish_file(broker.url, backlog.path)
                     done = subprocess.run(
                         [sys.executable, __file__, "--child", name, str(broker.port), client_id,
@@ -276,19 +294,21 @@ def main() -> None:
                     figures["cpu_s_per_10k"] = round(figures["cpu_s"] / figures["received"] * 10_000, 3)
                     results[name].append(figures)
                     print(
-                        f"{name:<16} {figures['msg_per_s']:>8,} msg/s  {figures['cpu_s_per_10k']:.3f} "
+                        f"{name:<22} {figures['msg_per_s']:>8,} msg/s  {figures['cpu_s_per_10k']:.3f} "
                         f"CPU-s/10k  {figures['peak_rss_mb']:.0f} MB peak  "
                         f"{figures['left_unacknowledged']} left unacknowledged",
                         file=sys.stderr,
                     )
     best = {name: max(r["msg_per_s"] for r in runs) for name, runs in results.items()}
-    summary = {"messages": backlog.messages, "runs": results, "best_msg_per_s": best}
+    summary = {"messages": backlog.messages, "runs": results, "best_msg_per_s": best, "left_out": left_out}
     if args.json:
         print(json.dumps(summary))
     else:
         base = best["paho-manual-ack"]
         for name, rate in best.items():
-            print(f"{name:<16} {rate:>8,} msg/s  {rate / base:.2f}x paho manual ack")
+            print(f"{name:<22} {rate:>8,} msg/s  {rate / base:.2f}x paho manual ack (MQTT 5)")
+        for name, why in left_out.items():
+            print(f"{name:<22} left out: {why}")
 
 
 if __name__ == "__main__":
