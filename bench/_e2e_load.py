@@ -5,7 +5,8 @@ boundaries of the wall clock, and stamps every reading of a slice with that boun
 epoch milliseconds. A poller asks InfluxDB every ``poll_s`` how many points each 10 ms bucket of
 reading time holds (``GROUP BY time(10ms)``); a reading is queryable from the first poll whose
 count covers it, so its latency is that poll's completion time minus its stamp: an upper bound,
-at most ``poll_s`` late. Readings not queryable when the run gives up count as lost (their latency
+late by at most the time between polls (``poll_s``, or twice the last query's time when the window
+of open buckets grows). Readings not queryable when the run gives up count as lost (their latency
 as infinite), so a contender that falls behind shows it in its p99 instead of hiding it.
 """
 
@@ -56,8 +57,13 @@ class Poller(threading.Thread):
         return min(open_buckets) if open_buckets else None
 
     def run(self) -> None:
-        while not self.stop.wait(self.poll_s):
+        # Waits at least twice as long as a query took: a lagging contender widens the window of
+        # buckets asked about, and the poller must not take the database's CPU from it.
+        pause = self.poll_s
+        while not self.stop.wait(pause):
+            began = time.monotonic()
             self.poll()
+            pause = max(self.poll_s, 2 * (time.monotonic() - began))
 
     def poll(self) -> None:
         low = self.oldest_open()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--node-red-cache", default=str(DEFAULT_CACHE), help="where npm installs Node-RED")
     parser.add_argument("--workdir", help="keep servers' data and logs here instead of a temp dir")
     args = parser.parse_args()
+    # A stop request unwinds like an error: servers and contenders are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
