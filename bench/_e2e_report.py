@@ -102,6 +102,13 @@ def text_table(result: dict[str, Any]) -> str:
                 f"({r['readings_per_message']}/msg): stored {r['queryable']:,}/{r['published_readings']:,}, "
                 f"p50 {r['p50_s']} s, p95 {r['p95_s']} s, p99 {r['p99_s']} s"
             )
+    for n, again in enumerate(result.get("key_pairs_again", []), 1):
+        lines.append(
+            f"key pairs again ({n}): broker {again['mosquitto_sub_msg_per_s']:,} / citypulse "
+            f"{again['citypulse_singles_msg_per_s']:,} msg/s = {again['broker_ceiling_over_citypulse_singles']}x; "
+            f"gateway {again['citypulse_gateway_readings_per_s']:,} / influxd "
+            f"{again['database_1_connection_points_per_s']:,} = {again['citypulse_gateway_over_database']}x"
+        )
     for key, value in result.get("ratios", {}).items():
         lines.append(f"{key.replace('_', ' ')}: {value}x")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -116,13 +117,14 @@ def prepare(run: Run, node_red: bool, cache: Path) -> None:
             run.progress(f"Node-RED left out: {missing}")
 
 
-def drains(run: Run) -> dict[str, Any]:
+def drains(run: Run, naive: bool = True) -> dict[str, Any]:
     """Sessions made, the singles backlog published once, each contender draining it alone; then gateway."""
     assert run.singles is not None
     assert run.gateway is not None
     url, s, size, progress = run.servers.mosquitto.url, run.servers, run.size, run.progress
     make_session(url, "bench-mosquitto-sub", [READINGS_TOPIC], v5=False)
-    make_session(url, "bench-naive", [READINGS_TOPIC], v5=False)
+    if naive:
+        make_session(url, "bench-naive", [READINGS_TOPIC], v5=False)
     for name in ("citypulse-singles", "citypulse-nodetect"):
         make_session(url, f"bench-{name}", INGEST_TOPICS)
     if run.red is not None:
@@ -140,26 +142,27 @@ def drains(run: Run) -> dict[str, Any]:
     )
     out["mosquitto_sub"]["label"] = "mosquitto_sub -q 1 (broker ceiling, discards)"
     forget_session(url, "bench-mosquitto-sub", v5=False)
-    contenders: list[tuple[str, str, Start]] = [
-        ("citypulse_singles", "citypulse ingest, one reading per message",
+    contenders: list[tuple[str, str, str, Start]] = [
+        ("citypulse_singles", "citypulse ingest, one reading per message", "bench_singles",
          run.ingest("citypulse-singles", "bench_singles", run.singles.registry)),
-        ("citypulse_no_detectors", "citypulse ingest, CITYPULSE_DETECTORS=none",
+        ("citypulse_no_detectors", "citypulse ingest, CITYPULSE_DETECTORS=none", "bench_nodetect",
          run.ingest("citypulse-nodetect", "bench_nodetect", run.singles.registry, detectors="none")),
-        ("naive_bridge", "naive bridge: paho -> Point -> one /write each",
-         lambda: start_naive(s, run.work / "naive", "bench_naive", "bench-naive")),
     ]  # fmt: skip
-    for key, label, start in contenders:
+    if naive:
+        contenders.append((
+            "naive_bridge", "naive bridge: paho -> Point -> one /write each", "bench_naive",
+            lambda: start_naive(s, run.work / "naive", "bench_naive", "bench-naive"),
+        ))  # fmt: skip
+    for key, label, db, start in contenders:
         progress(f"draining: {label}")
-        db = {"citypulse_singles": "bench_singles", "citypulse_no_detectors": "bench_nodetect"}.get(
-            key, "bench_naive"
-        )
         out[key] = drain_process(
             s, label, db, run.singles, start, size.drain_timeout_s, size.poll_s, progress
         )
         out[key]["label"] = label
     for name in ("citypulse-singles", "citypulse-nodetect"):
         forget_session(url, f"bench-{name}")
-    forget_session(url, "bench-naive", v5=False)
+    if naive:
+        forget_session(url, "bench-naive", v5=False)
     if run.red is not None:
         out["node_red_keep_session"] = node_red_backlog(run)
     make_session(url, "bench-citypulse-gateway", INGEST_TOPICS)
@@ -343,3 +346,44 @@ def ceilings(run: Run) -> dict[str, Any]:
         run.progress(f"influxd alone: {points:,} points in 5,000-point bodies, {key.replace('_', ' ')}")
         out[key] = database_ceiling(run.servers, points, connections, gz)
     return out
+
+
+def key_pairs(run: Run, number: int) -> dict[str, Any]:
+    """The two comparisons the targets name, drained again side by side: a check on a shared machine."""
+    assert run.singles is not None
+    assert run.gateway is not None
+    url, s, size, progress = run.servers.mosquitto.url, run.servers, run.size, run.progress
+    sub, singles, gateway = f"bench-again-sub-{number}", f"again-singles-{number}", f"again-gateway-{number}"
+    make_session(url, sub, [READINGS_TOPIC], v5=False)
+    make_session(url, f"bench-{singles}", INGEST_TOPICS)
+    publish_file(url, run.singles.path)
+    progress(f"key pairs again ({number + 1}): mosquitto_sub, citypulse singles, gateway, influxd alone")
+    broker = drain_mosquitto_sub(s, sub, READINGS_TOPIC, run.singles.messages, size.drain_timeout_s)
+    forget_session(url, sub, v5=False)
+    db = f"bench_again_singles_{number}"
+    ours = drain_process(
+        s, singles, db, run.singles, run.ingest(singles, db, run.singles.registry), size.drain_timeout_s,
+        size.poll_s, progress,
+    )  # fmt: skip
+    forget_session(url, f"bench-{singles}")
+    make_session(url, f"bench-{gateway}", INGEST_TOPICS)
+    publish_file(url, run.gateway.path)
+    db = f"bench_again_gateway_{number}"
+    batched = drain_process(
+        s, gateway, db, run.gateway, run.ingest(gateway, db, run.gateway.registry), size.drain_timeout_s,
+        size.poll_s, progress,
+    )  # fmt: skip
+    forget_session(url, f"bench-{gateway}")
+    database = database_ceiling(s, run.singles.readings, 1)
+    return {
+        "mosquitto_sub_msg_per_s": broker["msg_per_s"],
+        "citypulse_singles_msg_per_s": ours["sustained_msg_per_s"],
+        "broker_ceiling_over_citypulse_singles": round(broker["msg_per_s"] / ours["sustained_msg_per_s"], 2),
+        "citypulse_gateway_readings_per_s": batched["sustained_readings_per_s"],
+        "database_1_connection_points_per_s": database["points_per_s"],
+        "citypulse_gateway_over_database": round(
+            batched["sustained_readings_per_s"] / database["points_per_s"], 2
+        ),
+        "every_reading_stored": ours["every_reading_stored"] and batched["every_reading_stored"],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }

@@ -51,6 +51,8 @@ from bench._e2e_report import commit, machine, ratios, text_table, write_doc  # 
 from bench._nodered import DEFAULT_CACHE  # noqa: E402
 from bench._servers import Influxd, Mosquitto, running  # noqa: E402
 
+SKIPPABLE = ("naive", "node-red", "latency", "memory")
+
 
 def progress(line: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
@@ -58,6 +60,7 @@ def progress(line: str) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     size = stages.SIZES[args.size]
+    skip = set(args.skip.split(",")) if args.skip else set()
     result: dict[str, Any] = {
         "size": size.name,
         "machine": machine(),
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mosquitto, influxd = Mosquitto(work / "mosquitto"), Influxd(work / "influxd")
         with running(mosquitto), running(influxd):
             r = stages.Run(Servers(mosquitto, influxd), work, size, progress)
-            stages.prepare(r, node_red=not args.no_node_red, cache=Path(args.node_red_cache))
+            stages.prepare(r, node_red="node-red" not in skip, cache=Path(args.node_red_cache))
             assert r.singles is not None
             assert r.gateway is not None
             result["backlog"] = {
@@ -83,17 +86,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "gateway_readings": r.gateway.readings,
                 "readings_by_kind": r.singles.per_kind,
             }
-            if args.no_node_red:
-                result["node_red"] = "left out (--no-node-red)"
+            if "node-red" in skip:
+                result["node_red"] = "left out (--skip node-red)"
             elif r.red is None:
                 result["node_red"] = "left out: Node.js/npm missing or the install failed (see progress)"
-            result["drain"] = stages.drains(r)
+            result["drain"] = stages.drains(r, naive="naive" not in skip)
             result["database_ceiling"] = stages.ceilings(r)
-            if not args.no_latency:
+            if "latency" not in skip:
                 best = result["drain"]["citypulse_singles"]["sustained_msg_per_s"]
-                result["latency"] = stages.latency(r, float(best), node_red=not args.no_node_red)
-            if not args.no_memory:
+                result["latency"] = stages.latency(r, float(best), node_red="node-red" not in skip)
+            if "memory" not in skip:
                 result["memory"] = stages.memory(r)
+            if args.repeat_key:
+                result["key_pairs_again"] = [stages.key_pairs(r, n) for n in range(args.repeat_key)]
             if args.profile:
                 result["profile"] = [stages.profile(r, gil=False), stages.profile(r, gil=True)]
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -108,12 +113,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
     parser.add_argument("--write-doc", action="store_true", help="append a row to docs/benchmarks.md")
     parser.add_argument("--profile", action="store_true", help="also profile a singles drain with py-spy")
-    parser.add_argument("--no-node-red", action="store_true", help="leave Node-RED out")
-    parser.add_argument("--no-latency", action="store_true", help="leave the fixed-load latency runs out")
-    parser.add_argument("--no-memory", action="store_true", help="leave the memory figures out")
+    parser.add_argument(
+        "--skip", default="", help=f"leave stages out, comma-separated: {', '.join(SKIPPABLE)}"
+    )
+    parser.add_argument(
+        "--repeat-key",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at the end, drain the key pairs N more times (mosquitto_sub and citypulse singles; "
+        "citypulse gateway and influxd alone) to see how much a shared machine moved them",
+    )
     parser.add_argument("--node-red-cache", default=str(DEFAULT_CACHE), help="where npm installs Node-RED")
     parser.add_argument("--workdir", help="keep servers' data and logs here instead of a temp dir")
     args = parser.parse_args()
+    unknown = set(filter(None, args.skip.split(","))) - set(SKIPPABLE)
+    if unknown:
+        parser.error(f"--skip {','.join(sorted(unknown))}: choose from {', '.join(SKIPPABLE)}")
     # A stop request unwinds like an error: servers and contenders are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
