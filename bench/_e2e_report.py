@@ -105,7 +105,8 @@ def text_table(result: dict[str, Any]) -> str:
     for n, again in enumerate(result.get("key_pairs_again", []), 1):
         lines.append(
             f"key pairs again ({n}): broker {again['mosquitto_sub_msg_per_s']:,} / citypulse "
-            f"{again['citypulse_singles_msg_per_s']:,} msg/s = {again['broker_ceiling_over_citypulse_singles']}x; "
+            f"{again['citypulse_singles_msg_per_s']:,} msg/s = "
+            f"{again['broker_ceiling_over_citypulse_singles']}x; "
             f"gateway {again['citypulse_gateway_readings_per_s']:,} / influxd "
             f"{again['database_1_connection_points_per_s']:,} = {again['citypulse_gateway_over_database']}x"
         )
