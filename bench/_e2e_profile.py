@@ -2,8 +2,9 @@
 
 ``py-spy record --format raw --threads`` writes one line per distinct stack with its sample count;
 idle threads are left out, so the shares are of the samples where a thread was running (``--gil``:
-only the thread holding the GIL). *Own* time is the innermost frame's; *inclusive* counts a function
-once per sample wherever it is on the stack.
+only the thread holding the GIL; ``--idle``: every thread, waiting or not, so shares of wall
+time). *Own* time is the innermost frame's; *inclusive* counts a function once per sample
+wherever it is on the stack.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]*)(?::\d+)?\)$")
 
 
-def start_sampling(pid: int, out: Path, rate: int = 200, gil: bool = False) -> subprocess.Popen[bytes]:
+def start_sampling(
+    pid: int, out: Path, rate: int = 200, gil: bool = False, idle: bool = False
+) -> subprocess.Popen[bytes]:
     """py-spy attached to ``pid`` until :func:`stop_sampling`; raise if py-spy is not installed."""
     binary = shutil.which("py-spy")
     if binary is None:
@@ -27,6 +30,8 @@ def start_sampling(pid: int, out: Path, rate: int = 200, gil: bool = False) -> s
     args = [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--threads"]
     if gil:
         args.append("--gil")
+    if idle:
+        args.append("--idle")
     return subprocess.Popen(
         [*args, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=out.with_suffix(".log").open("wb")
     )

@@ -298,26 +298,33 @@ def memory(run: Run) -> dict[str, Any]:
     return out
 
 
-def profile(run: Run, gil: bool) -> dict[str, Any]:
-    """A singles drain of citypulse ingest under py-spy (200 samples/s); the summary of where time went."""
+def profile(run: Run, mode: str) -> dict[str, Any]:
+    """A drain of citypulse ingest under py-spy (200 samples/s); the summary of where time went.
+
+    ``mode``: ``running`` (singles, every running thread), ``gil`` (singles, only the thread that
+    holds the GIL) or ``gateway-wall`` (gateway batches, every thread, idle ones too: where the
+    wall-clock time goes when the process is not busy).
+    """
     assert run.singles is not None
+    assert run.gateway is not None
+    backlog = run.gateway if mode == "gateway-wall" else run.singles
     s, url = run.servers, run.servers.mosquitto.url
-    name = f"profile{'-gil' if gil else ''}"
+    name = f"profile-{mode}"
     db = f"bench_{name.replace('-', '_')}"
     make_session(url, f"bench-{name}", INGEST_TOPICS)
-    publish_file(url, run.singles.path)
+    publish_file(url, backlog.path)
     s.influxd.create_database(db)
-    run.progress(f"profiling a singles drain with py-spy{' --gil' if gil else ''}")
+    run.progress(f"profiling a drain with py-spy ({mode})")
     raw = run.work / f"{name}.txt"
     started = time.monotonic()
-    process, ready = run.ingest(name, db, run.singles.registry)()
+    process, ready = run.ingest(name, db, backlog.registry)()
     sampler = None
     try:
         # Sampling starts once the service is up: the drain, not the imports, is what is profiled.
         wait_until_ready(process, ready)
-        sampler = start_sampling(process.pid, raw, gil=gil)
+        sampler = start_sampling(process.pid, raw, gil=mode == "gil", idle=mode == "gateway-wall")
         drained = watch_drain(
-            s, db, run.singles.readings, process, ready, started, run.size.drain_timeout_s,
+            s, db, backlog.readings, process, ready, started, run.size.drain_timeout_s,
             run.size.poll_s, run.progress, name,
         )  # fmt: skip
     finally:
@@ -327,10 +334,12 @@ def profile(run: Run, gil: bool) -> dict[str, Any]:
     forget_session(url, f"bench-{name}")
     s.influxd.drop_database(db)
     summary = summarise(raw)
-    summary["msg_per_s_while_sampled"] = rates(drained, run.singles.messages, run.singles.readings)[
-        "sustained_msg_per_s"
+    summary["mode"] = mode
+    summary["readings_per_s_while_sampled"] = rates(drained, backlog.messages, backlog.readings)[
+        "sustained_readings_per_s"
     ]
-    summary["gil_only"] = gil
+    summary["cpu_s_while_sampled"] = drained["cpu_s_sustained"]
+    summary["seconds_sampled"] = drained["sustained_s"]
     return summary
 
 

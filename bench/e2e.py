@@ -22,7 +22,8 @@ gateway batches of 100). Then:
    citypulse and Node-RED.
 4. **Memory**: ``citypulse ingest`` draining a 100,000-device backlog (singles and batches), and the
    simulator's resident memory per device with every fault and labels.
-5. With ``--profile``: the singles drain again under py-spy (all running threads, then ``--gil``).
+5. With ``--profile``: the singles drain again under py-spy (all running threads, then ``--gil``),
+   and a gateway drain with ``--idle`` (where the wall-clock time goes).
 
 Progress goes to stderr; the result is a table (or JSON with ``--json``) on stdout; ``--write-doc``
 appends a row to ``docs/benchmarks.md``. The machine may be shared: compare ratios within one run.
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.repeat_key:
                 result["key_pairs_again"] = [stages.key_pairs(r, n) for n in range(args.repeat_key)]
             if args.profile:
-                result["profile"] = [stages.profile(r, gil=False), stages.profile(r, gil=True)]
+                result["profile"] = [stages.profile(r, mode) for mode in ("running", "gil", "gateway-wall")]
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["ratios"] = ratios(result)
     return result
