@@ -63,7 +63,7 @@ def frame_name(frame: str) -> str:
     return f"{match['func']} ({Path(match['file']).name})"
 
 
-def summarise(raw: Path, top: int = 15) -> dict[str, Any]:
+def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
     """Shares of samples by thread, by function's own time and by function inclusive.
 
     The inclusive list leaves out frames that wrap (nearly) all of their thread's samples (the

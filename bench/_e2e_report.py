@@ -115,15 +115,22 @@ def text_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _p99(result: dict[str, Any]) -> str:
+    """p99 at the fixed load of single readings: '-' without a latency run, 'not all stored' if lost."""
+    fixed = [
+        x
+        for x in result.get("latency", {}).get("citypulse", [])
+        if x["fixed"] and x["readings_per_message"] == 1
+    ]
+    if not fixed:
+        return "-"
+    return f"{fixed[0]['p99_s']} s" if fixed[0]["p99_s"] is not None else "not all stored"
+
+
 def doc_row(result: dict[str, Any]) -> str:
     drain = result.get("drain", {})
     ceiling = result.get("database_ceiling", {})
     r = result.get("ratios", {})
-    fixed = [
-        x
-        for x in result.get("latency", {}).get("citypulse", [])
-        if x.get("fixed") and x["readings_per_message"] == 1
-    ]
     cells = [
         time.strftime("%Y-%m-%d"),
         result["commit"],
@@ -139,7 +146,7 @@ def doc_row(result: dict[str, Any]) -> str:
         _n(drain.get("naive_bridge", {}).get("sustained_msg_per_s")),
         _n(r.get("citypulse_singles_over_naive_bridge"), "x"),
         _n(node_red_best(result)),
-        f"{fixed[0]['p99_s']} s" if fixed and fixed[0]["p99_s"] is not None else "not all stored",
+        _p99(result),
     ]
     return "| " + " | ".join(cells) + " |"
 
