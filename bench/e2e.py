@@ -1,7 +1,7 @@
 """End to end: the pipeline as a user runs it, on real Mosquitto and influxd, contenders side by side.
 
 Run: ``python bench/e2e.py [--size small|full] [--json] [--write-doc] [--profile]``
-(full: about 15 minutes on two cores; small: well under a minute, what CI runs).
+(full: about 30 minutes on two cores with --profile; small: under a minute, what CI runs).
 
 One run starts its own Mosquitto (``max_queued_messages 0``, no persistence) and its own influxd 1.x
 on free loopback ports, and makes two backlogs with ``citypulse simulate --output`` (``--size full``:
