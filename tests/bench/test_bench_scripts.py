@@ -3,6 +3,7 @@ report figures. Their figures are not judged here (the machine is shared); what 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -43,3 +44,13 @@ def test_detect_bench_reports_speed_and_state_per_device_field() -> None:
     assert "reading-fields/s" in out
     assert re.search(r"\d+ vs \d+ bytes/device-field", out), out[-1500:]
     assert "one series of 200 hourly readings" in out
+
+
+def test_receive_paths_acknowledge_every_message_after_writing_it() -> None:
+    out = run("receive_paths.py", "--devices", "200", "--span", "10m", "--json")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert {"paho-manual-ack", "paho-manual-ack-3.1.1", "lean-socket"} <= set(summary["runs"])
+    for name, runs in summary["runs"].items():
+        for figures in runs:
+            assert figures["received"] == summary["messages"], name
+            assert figures["left_unacknowledged"] == 0, name
