@@ -11,7 +11,7 @@ import sys
 import typer
 
 from ingest.cli_common import UserError, err
-from ingest.commands import demo, detect, evaluate, ingest, simulate
+from ingest.commands import demo, detect, evaluate, evaluate_real, ingest, simulate
 
 app = typer.Typer(
     name="citypulse",
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.command("detect")(detect.detect)
 app.command("evaluate")(evaluate.evaluate_command)
+app.command("evaluate-real")(evaluate_real.evaluate_real)
 app.command("ingest")(ingest.ingest)
 app.command("simulate")(simulate.simulate)
 
