@@ -36,10 +36,11 @@ WARMUP = 60
 
 def q_tail(z: FloatArray) -> FloatArray:
     """Two-sided normal tail probability of |z| (the Q-function, doubled)."""
-    from scipy.special import erfc
-
-    tail: FloatArray = erfc(np.abs(z) / math.sqrt(2.0))
+    tail: FloatArray = _erfc(np.abs(z) / math.sqrt(2.0)).astype(np.float64)
     return tail
+
+
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 class Hysteresis:
@@ -198,7 +199,9 @@ def cusum(
     return score, alarm
 
 
-def spot(x: FloatArray, risk: float = 1e-4, drift: int = 0, init: int = 300) -> tuple[FloatArray, NDArray[np.bool_]]:
+def spot(
+    x: FloatArray, risk: float = 1e-4, drift: int = 0, init: int = 300
+) -> tuple[FloatArray, NDArray[np.bool_]]:
     """SPOT (Siffer et al. 2017): a generalised Pareto tail over each measure's peaks sets a threshold
     exceeded with probability ``risk``; peaks keep refitting it. ``drift`` > 0 is DSPOT: the value
     less the mean of its last ``drift`` normal rows. Both tails (|deviation| from the initial median)."""
@@ -260,7 +263,7 @@ def _gpd_threshold(peaks: list[float], u: float, total: int, risk: float) -> flo
     r = risk * total / k
     if abs(gamma) < 1e-6:
         return u - sigma * math.log(r)
-    return u + sigma / gamma * (r ** (-gamma) - 1)
+    return float(u + sigma / gamma * (r ** (-gamma) - 1))
 
 
 def t_squared(x: FloatArray, tau: float = 900.0, on: float = 4.0) -> tuple[FloatArray, NDArray[np.bool_]]:
@@ -280,7 +283,7 @@ def t_squared(x: FloatArray, tau: float = 900.0, on: float = 4.0) -> tuple[Float
         if t >= WARMUP:
             reg = cov + np.diag(np.maximum(floor**2, 1e-6 * np.diag(cov) + 1e-12))
             t2 = float(d @ np.linalg.solve(reg, d))
-            statistic = core.equivalent_z(t2, f)
+            statistic = float(core.equivalent_z(t2, f))
         else:
             statistic = 0.0
         score[t] = min(statistic / (2 * on), 1.0)

@@ -24,6 +24,7 @@ if it is already 1): :func:`edges` does the same.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -117,9 +118,8 @@ def windows(changepoints_ms: NDArray[np.int64], width_ms: int = WINDOW_MS) -> li
     [(0, 60000), (60000, 90000), (200000, 260000)]
     """
     found = [[int(t), int(t) + width_ms] for t in np.sort(changepoints_ms)]
-    for before, after in zip(found, found[1:], strict=False):
-        if before[1] >= after[0]:
-            after[0] = before[1]
+    for before, after in itertools.pairwise(found):
+        after[0] = max(before[1], after[0])
     return [(left, right) for left, right in found]
 
 

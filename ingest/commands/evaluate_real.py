@@ -65,7 +65,10 @@ def evaluate_real(
     recordings = load_skab(data, chosen)
     err.print(f"streaming {len(recordings)} files through {detector!r} ...", highlight=False)
     flags = run(recordings, runner, progress=lambda r: err.print(f"  {r.name}", highlight=False))
-    results = {"all rows": evaluate(recordings, flags, 0), "test rows": evaluate(recordings, flags, TRAIN_ROWS)}
+    results = {
+        "all rows": evaluate(recordings, flags, 0),
+        "test rows": evaluate(recordings, flags, TRAIN_ROWS),
+    }
     if as_json:
         print_json(
             {
@@ -89,7 +92,9 @@ def load_skab(folder: Path, parts: tuple[str, ...] = PARTS) -> list[Recording]:
     for part in parts:
         files = sorted((folder / part).glob("*.csv"), key=lambda p: (len(p.stem), p.stem))
         if not files:
-            raise UserError(f"{folder / part}: no CSV files; is --data the SKAB folder (valve1/, other/ ...)?")
+            raise UserError(
+                f"{folder / part}: no CSV files; is --data the SKAB folder (valve1/, other/ ...)?"
+            )
         found.extend(read_skab_file(path, part) for path in files)
     return found
 

@@ -128,6 +128,8 @@ class CoreState:
     fast: FloatArray = field(init=False)
     active: bool = False
     alarm_since: float = math.nan
+    judging: bool = False
+    """Whether the baseline had learned enough at the last block boundary to judge by."""
 
     def __post_init__(self) -> None:
         f = self.fields
@@ -155,9 +157,9 @@ class GenericCore:
         n = x.shape[0]
         if ts_ms is None:
             start = 0.0 if math.isnan(self.state.last_ts) else self.state.last_ts + 1000.0
-            t = start + 1000.0 * np.arange(n)
+            t = (start + 1000.0 * np.arange(n)).astype(np.float64)
         else:
-            t = np.asarray(ts_ms, dtype=np.float64)
+            t = np.asarray(ts_ms).astype(np.float64)
         score, alarm, level = np.zeros(n), np.zeros(n, dtype=np.bool_), np.zeros(n)
         i = 0
         while i < n:
@@ -167,7 +169,9 @@ class GenericCore:
             i = j
         return Found(score, alarm, level)
 
-    def _block(self, x: FloatArray, t: FloatArray, score: FloatArray, alarm: NDArray[np.bool_], level: FloatArray) -> None:
+    def _block(
+        self, x: FloatArray, t: FloatArray, score: FloatArray, alarm: NDArray[np.bool_], level: FloatArray
+    ) -> None:
         """One block (or the part of it in this call): judge against the block-start baseline, then learn."""
         s = self.state
         k = x.shape[0]
@@ -178,18 +182,20 @@ class GenericCore:
                 return
             s.ref = first[0].copy()
             s.fast = first[0].copy()
-        complete = np.isfinite(x).all(axis=1)
-        x = np.where(np.isfinite(x), x, s.fast)  # a missing measure reads as where it just was
+        finite = np.isfinite(x)
+        complete = finite.all(axis=1)
         dt = np.diff(np.r_[s.last_ts, t])
         dt = np.where(np.isfinite(dt), np.clip(dt, 0.0, 1e3 * TAU_SLOW_S), 0.0) / 1000.0
 
-        # Fast mean (learns from every reading): its value before each reading is what the score compares with.
+        # Fast mean (learns from every complete reading): its value before each reading is what the
+        # score compares with, and what a missing measure is taken to read.
         a_fast = -np.expm1(-dt / TAU_FAST_S) * complete
-        fast_before = _ew_path(s.fast, x, a_fast)
+        fast_before = _ew_path(s.fast, np.where(finite, x, 0.0), a_fast)
+        x = np.where(finite, x, fast_before[:-1])
         d_fast = x - fast_before[:-1]
         s.fast = fast_before[-1]
 
-        judging = s.learned >= WARMUP
+        judging = s.judging
         if judging:
             d = x - s.judge_mean
             t2 = np.einsum("ij,jk,ik->i", d, s.judge_precision, d)
@@ -217,16 +223,18 @@ class GenericCore:
             s.learned = float(count[-1])
         s.seen += k
         s.last_ts = float(t[-1])
+        if s.seen % BLOCK:
+            return
         if s.active and t[-1] - s.alarm_since >= 1000.0 * ACCEPT_S:
             s.learned, s.active, s.alarm_since = 0.0, False, math.nan
             s.ref = x[-1].copy()
-            s.s1, s.s2 = np.zeros(s.fields), np.zeros((s.fields, s.fields))
-        if s.seen % BLOCK == 0:
-            self._refresh()
+            s.s1, s.s2, s.wander = np.zeros(s.fields), np.zeros((s.fields, s.fields)), np.zeros(s.fields)
+        self._refresh()
 
     def _refresh(self) -> None:
         """At a block boundary: the baseline learned so far becomes the one readings are judged by."""
         s = self.state
+        s.judging = s.learned >= WARMUP
         mean = s.s1
         cov = s.s2 - np.outer(mean, mean)
         variance = np.diag(cov) + WANDER * s.wander
@@ -235,7 +243,7 @@ class GenericCore:
         cov[np.diag_indices_from(cov)] = np.maximum(variance, floor)
         s.judge_mean = s.ref + mean
         try:
-            s.judge_precision = np.linalg.inv(cov)
+            s.judge_precision = np.linalg.inv(cov).astype(np.float64)
         except np.linalg.LinAlgError:
             s.judge_precision = np.diag(1.0 / np.maximum(variance, floor))
 
