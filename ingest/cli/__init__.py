@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from ingest.cli import demo, detect, evaluate, simulate
+from ingest.cli import demo, detect, evaluate, evaluate_real, simulate
 from ingest.cli import ingest as ingest_command
 from ingest.cli.common import UserError, err
 
@@ -24,6 +24,7 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.command("detect")(detect.detect)
 app.command("evaluate")(evaluate.evaluate_command)
+app.command("evaluate-real")(evaluate_real.evaluate_real)
 app.command("ingest")(ingest_command.ingest)
 app.command("simulate")(simulate.simulate)
 

@@ -43,3 +43,23 @@ def test_detect_bench_reports_speed_and_state_per_device_field() -> None:
     assert "reading-fields/s" in out
     assert re.search(r"\d+ vs \d+ bytes/device-field", out), out[-1500:]
     assert "one series of 200 hourly readings" in out
+
+
+def test_detect_series_bench_times_both_paths_on_every_series() -> None:
+    skab = ROOT.parent / "shared" / "data" / "skab"
+    if not (skab / "valve1" / "0.csv").is_file():
+        skab = Path("/work/shared/data/skab")
+    out = run(
+        "detect_series_bench.py",
+        "--skab",
+        str(skab),
+        "--rows",
+        "3000",
+        "--today-rows",
+        "600",
+        "--repeat",
+        "1",
+    )
+    rates = re.findall(r"today\s+([\d,]+) rows/s\s+generic\s+([\d,]+) rows/s", out)
+    assert len(rates) == 3
+    assert all(int(a.replace(",", "")) > 0 and int(b.replace(",", "")) > 0 for a, b in rates)
