@@ -12,13 +12,14 @@ rows after the warm-up alarm.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import NDArray
 
-from processors.series import SeriesScorer
+from processors.series import PER_MEASURE_DETECTORS, SeriesScorer
 from processors.skab import PROFILES, Confusion, NabCounts, confusion, edges, nab_counts, nab_score
 
 TRAIN_ROWS = 400
@@ -160,14 +161,28 @@ TODAY_SAMPLE_ROWS = 2_000
 
 
 def today(recording: Recording) -> Flags:
-    """Today's ``citypulse detect`` on each measure alone; a row alarms when any measure scores >= 0.5.
+    """``citypulse detect``'s per-measure detectors, each measure alone; a row alarms when any scores >= 0.5.
 
-    Each measure goes through :class:`~processors.series.SeriesScorer` exactly as the
-    command feeds it (its normal band from the first 2,000 rows, its default detectors).
+    Each measure goes through :class:`~processors.series.SeriesScorer` as the command
+    fed it before the generic detector (its normal band from the first 2,000 rows;
+    spike, shift, noise and stuck), and is scored as it was then.
     """
     best = np.zeros(recording.ts_ms.size)
     for column in range(recording.values.shape[1]):
         values = recording.values[:, column]
-        scorer = SeriesScorer(values[:TODAY_SAMPLE_ROWS], recording.ts_ms[:TODAY_SAMPLE_ROWS])
-        np.maximum(best, scorer.score(recording.ts_ms, values), out=best)
+        sample = values[:TODAY_SAMPLE_ROWS], recording.ts_ms[:TODAY_SAMPLE_ROWS]
+        scorer = SeriesScorer(*sample, detectors=PER_MEASURE_DETECTORS)
+        np.maximum(best, scorer.score(recording.ts_ms, values).score, out=best)
     return Flags(alarm=best >= 0.5, score=best)
+
+
+def generic(recording: Recording) -> Flags:
+    """The generic detector on the recording's measures as one device, as ``citypulse detect`` runs it."""
+    sample = recording.values[:TODAY_SAMPLE_ROWS], recording.ts_ms[:TODAY_SAMPLE_ROWS]
+    found = SeriesScorer(*sample).score(recording.ts_ms, recording.values)
+    return Flags(alarm=found.alarm, score=found.score.astype(np.float64))
+
+
+RUNNERS: Mapping[str, Runner] = MappingProxyType({"today": today, "generic": generic})
+"""The detector sets ``citypulse evaluate-real`` compares: the per-measure detectors ``citypulse detect``
+ran before, and the generic detector it runs now."""

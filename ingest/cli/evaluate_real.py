@@ -19,8 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ingest.cli.common import UserError, err, print_json
-from processors.candidates import RUNNERS
-from processors.realeval import TRAIN_ROWS, PartResult, Recording, evaluate, run
+from processors.realeval import RUNNERS, TRAIN_ROWS, PartResult, Recording, evaluate, run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "skab"

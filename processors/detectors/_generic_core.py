@@ -1,276 +1,649 @@
-"""A generic streaming detector for one device of any kind: its measures judged together.
+"""The generic detector's arithmetic: any device's measures judged together, in its own time.
 
-What it computes, for a device with ``f`` measures read at times ``t``:
+For a device with ``f`` measures read every ``interval`` (its declared reporting
+interval live, the median gap of a recorded series), each reading goes through:
 
-- **A normal baseline** of the measures: their exponentially weighted mean and
-  covariance, with a memory of :data:`TAU_SLOW_S` seconds (the weight of each
-  reading follows the real time since the one before, so irregular sampling and
-  gaps are handled; the first readings are a plain average). It learns only from
-  readings that look normal: not while the alarm is on, not from a reading whose
-  statistic is past half the alarm level. The covariance is shrunk a little
-  towards its diagonal, and each variance has a floor, so a flat or quantised
-  sensor does not divide by zero.
-- **The alarm statistic** ``level``: Hotelling's T-squared of the reading against
-  that baseline, turned into the normal deviate with the same upper-tail
-  probability (Wilson-Hilferty), so that one threshold fits any number of
-  measures. It stays high for as long as the device is away from its normal, so
-  it drives the *alarm*: on at :data:`Z_ON`, off below half of it (hysteresis).
-  An alarm that lasts :data:`ACCEPT_S` is taken as a new normal: the baseline
-  starts again.
-- **The anomaly score** ``score`` in [0, 1], the evidence that *this* reading is
-  anomalous: T-squared of the reading against where the device has just been (a
-  fast mean, memory :data:`TAU_FAST_S`), measured with the normal covariance, as
-  the same normal deviate over ``2 Z_ON``. It is high where a change starts and
-  wherever new evidence arrives (a further step, a spike), and falls back as the
-  fast mean follows the device, as a CUSUM restart or HTM's anomaly likelihood do.
+1. **A variance-stabilising transform** per measure (:class:`~._robust.Transform`:
+   a log for concentrations and other heavy-tailed measures, the Anscombe square
+   root for counts, nothing for the rest), so that noise is about the same size
+   whatever the level.
+2. **A seasonal profile** taken out: the usual offset at this time of day (24
+   hourly bins) plus the usual offset at this hour of the week (168 bins),
+   linearly interpolated, learned only from readings judged normal. A bin learns
+   over about :data:`DAY_MEMORY` days (:data:`WEEK_MEMORY` weeks) of its own
+   hour, so on a one-second series it hardly moves and on an hourly one it
+   carries the day's cycle after a week.
+3. **A normal baseline** of what is left: its exponentially weighted mean and
+   covariance (memory :data:`SLOW` intervals), learned only from readings judged
+   normal, widened by how far the recent mean usually wanders from the baseline
+   (an engine's temperature strays by degrees while its second-to-second noise is
+   a tenth of one). The wander is a covariance too: measures that wander together
+   (two sensors on one pipe) keep their relation, and a break of it still shows.
 
-Why this method: on SKAB's development part (valve1) it beat every per-measure
-candidate (EWMA and windowed Gaussian, a robust baseline with NAB's anomaly
-likelihood, CUSUM, SPOT and DSPOT), because a faulty valve moves several
-measures a little each, together, against their usual relations, and T-squared
-weighs exactly that; ``docs/detection-real.md`` has the tables.
+Three statistics come out of it, each a standard normal deviate (a chi-square's
+or a maximum's upper tail mapped to the normal's), so that one scale fits any
+number of measures:
 
-Speed: the recursions are computed for a whole series at once, block by block.
-Within a block of :data:`BLOCK` readings the baseline used for judging is the one
-at the block's start, so the alarm and what is learned are known for the whole
-block before any learning; the block's learning is then one weighted sum. The
-block boundaries depend only on how many readings the device has had, and the
-state carries over between calls, so a series gives the same results however it
-is cut into calls, one reading at a time included.
+- ``level``: Hotelling's T-squared of the reading against the baseline. It stays
+  high for as long as the device is away from its normal, so it drives the
+  **alarm**: on once it has been at or above :data:`Z_ON` for :data:`CONFIRM`
+  readings in a row, off below :data:`REARM` of that. An alarm that lasts
+  :data:`ACCEPT` intervals is a new normal: the baseline learns again from scratch.
+- **fast evidence**: T-squared of the reading against where the device has just
+  been (a fast mean, :data:`FAST` intervals), measured with the normal covariance:
+  a spike, or a step, scores where it happens and fades as the fast mean follows.
+- **change evidence**: per measure, a short mean (:data:`SHORT`) less a longer one
+  (:data:`LONG`), over its own usual size (learned, as the baseline, only from
+  readings that do not look like a change): a slope or a step that is unusual
+  for this measure, whatever its level. It rises while a device is moving and
+  falls back once it settles, as a restarted CUSUM does.
 
->>> import numpy as np
->>> rng = np.random.default_rng(3)
->>> x = rng.standard_normal((2000, 3)) @ np.array([[1, 0.8, 0], [0, 0.6, 0], [0, 0, 1]])
->>> x[1200:1500, :2] += [2.0, -2.0]  # a small shift against the measures' correlation
->>> ts = 1_000 * np.arange(2000)
->>> core = GenericCore(3)
->>> found = core.run(x[:900], ts[:900]).alarm.tolist() + core.run(x[900:], ts[900:]).alarm.tolist()
->>> alarm = np.array(found)
->>> bool(alarm[1210:1500].mean() > 0.9), bool(alarm[:1200].any()), bool(alarm[1530:].any())
-(True, False, False)
+The **anomaly score** in [0, 1] is the largest of the two evidences (and, where
+an alarm starts, of the level), over ``2 Z_ON``: 0.5 is as surprising as the
+alarm's own level. It is the evidence that *this* reading is anomalous, high
+where a change starts and where new evidence arrives, low while an alarm holds
+without news; the alarm is the state.
+
+Time is counted in the device's reporting intervals, so one setting fits a
+series read every second and one read every hour. A reading after a gap counts
+for at most :data:`CAP` intervals of learning; across a gap longer than
+:data:`GAP` intervals the fast mean relaxes towards the baseline and the change
+evidence starts afresh, so the first reading after a gap is judged on its level
+against what is normal, not as a jump from where the device was days ago.
+
+**Blocks.** Readings are judged against the state at the start of their block of
+:data:`BLOCK` readings (the baseline, the profile, the change's usual size); what
+they teach is added as they come and takes effect at the block's end. The same
+arithmetic then runs reading by reading over many devices (the live detector,
+:mod:`processors.detectors.generic`) and block by block over one long series
+(:class:`processors.detectors._generic_series.GenericSeries`), with the same results.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
+from processors.detectors._robust import DAY_MS, Transform, time_of_day_bins
+from processors.detectors._storage import Spec, State, spec
 
-TAU_SLOW_S = 900.0
-"""Memory of the normal baseline (mean and covariance)."""
-TAU_FAST_S = 10.0
-"""Memory of the fast mean the score measures new evidence against."""
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+SLOW = 900.0
+"""Memory of the normal baseline (mean, covariance, wander), in reporting intervals."""
+FAST = 10.0
+"""Memory of the fast mean the fast evidence is measured against, in intervals."""
+SHORT = 3.0
+"""Memory of the short mean of the change evidence, in intervals."""
+LONG = 30.0
+"""Memory of the longer mean the short one is compared with, in intervals."""
+CHANGE_MEMORY = 900.0
+"""Memory of the change evidence's usual size, in intervals."""
 Z_ON = 4.0
 """Alarm level of the statistic (a normal deviate); the score is 0.5 there."""
+CONFIRM = 3
+"""Readings in a row at or above :data:`Z_ON` before the alarm goes on: a blip of one or two readings
+is evidence (the score shows it), not a state the operators should be paged for."""
 REARM = 0.5
 """The alarm ends when the statistic falls below this share of :data:`Z_ON`."""
-ACCEPT_S = 3_600.0
-"""An alarm this long is a new normal: the baseline starts learning again from scratch."""
+ACCEPT = 3_600.0
+"""An alarm this many intervals long is a new normal: the baseline starts learning again."""
 WARMUP = 60
 """Readings learned before the detector judges (per device)."""
-SHRINK = 0.1
-"""Share of the covariance's off-diagonal taken away (shrinkage towards the diagonal)."""
-FLOOR = 1e-3
-"""Smallest standard deviation believed, as a share of a measure's typical magnitude."""
 LEARN_BELOW = 0.5
 """A reading teaches the baseline only while its statistic is below this share of :data:`Z_ON`."""
+CHANGE_GATE = 4.0
+"""A change this many usual sizes or more does not teach the change's usual size."""
+SHRINK = 0.1
+"""Share of the covariance's off-diagonal taken away (shrinkage towards the diagonal)."""
+RELATIVE_FLOOR = 1e-3
+"""Smallest standard deviation believed for a linear measure, as a share of its level."""
 WANDER = 1.0
-"""Weight of each measure's wander in its variance: the mean square of how far its fast mean strays
-from the baseline while it is normal. A measure that wanders (an engine's temperature) is judged by
-how far it usually wanders, not by its second-to-second noise alone."""
+"""Weight of the wander's covariance in the baseline's."""
+CAP = 3.0
+"""A reading teaches at most this many intervals' worth, however long the gap before it."""
+GAP = 5.0
+"""A silence longer than this many intervals is a gap: the change evidence starts afresh after it."""
+DAY_MEMORY = 7.0
+"""Days of its own hour a daily-profile bin remembers."""
+WEEK_MEMORY = 4.0
+"""Weeks of its own hour a weekly-profile bin remembers."""
+DAY_BINS = 24
+WEEK_BINS = 7 * 24
+BINS = DAY_BINS + WEEK_BINS
+"""Profile bins per measure: the day's 24 hours, then the week's 168."""
+WEEK_MS = 7 * DAY_MS
 BLOCK = 32
-"""Readings judged against one baseline before it takes in what they taught."""
+"""Readings judged against one state before what they taught takes effect."""
+NEVER = np.iinfo(np.int64).min
 
 
-def equivalent_z(t2: FloatArray | float, dof: int) -> FloatArray:
+def equivalent_z(t2: FloatArray | float, dof: FloatArray | int) -> FloatArray:
     """The standard normal deviate with the upper tail of a chi-square with ``dof`` degrees (Wilson-Hilferty).
 
     >>> round(float(equivalent_z(8.0, 8)), 2), round(float(equivalent_z(20.09, 8)), 2)
     (0.17, 2.32)
     """
-    c = 2.0 / (9.0 * dof)
-    z: FloatArray = (np.cbrt(np.asarray(t2, dtype=np.float64) / dof) - (1.0 - c)) / math.sqrt(c)
+    k = np.maximum(np.asarray(dof, dtype=np.float64), 1.0)
+    c = 2.0 / (9.0 * k)
+    z: FloatArray = (np.cbrt(np.asarray(t2, dtype=np.float64) / k) - (1.0 - c)) / np.sqrt(c)
     return z
 
 
-@dataclass
+def largest_z(z_abs: FloatArray, count: FloatArray) -> FloatArray:
+    """The normal deviate as surprising as the largest of ``count`` two-sided deviates being ``z_abs``.
+
+    Solves ``Q(z') = 2 n Q(z)`` (the largest of ``n`` has about ``n`` times one's tail, both
+    sides counted) with the normal tail's ``Q(z) ~ exp(-z^2 / 2) / z``, by two fixed-point
+    steps: within 0.01 of exact beyond 3, and 0 where it is not surprising at all.
+
+    >>> z, n = np.array([4.0, 4.0, 6.0, 1.0]), np.array([1.0, 8.0, 8.0, 8.0])
+    >>> [round(float(v), 2) for v in largest_z(z, n)]
+    [3.83, 3.29, 5.53, 0.0]
+    """
+    z = np.maximum(z_abs, 1e-9)
+    base = z * z - 2.0 * np.log(2.0 * np.maximum(count, 1.0))
+    guess = np.sqrt(np.maximum(base, 1e-18))
+    for _ in range(2):
+        guess = np.sqrt(np.maximum(base + 2.0 * np.log(z / guess), 1e-18))
+    found: FloatArray = np.where(base > 0, guess, 0.0)
+    return found
+
+
+class Tables(Protocol):
+    """Where the seasonal profiles live: per device, :data:`BINS` x fields, as ``season`` (what readings
+    are judged by) and ``pending`` (what they taught since the block started)."""
+
+    def read(self, index: NDArray[np.intp]) -> NDArray[np.float32]:
+        """``season`` at ``index`` (shape (4, devices, k)): shape (4, devices, k, fields)."""
+
+    def add(self, index: NDArray[np.intp], values: NDArray[np.float32]) -> None:
+        """Add ``values`` (4, devices, k, fields) to ``pending`` at ``index``, repeated cells summed."""
+
+    def flush(self, devices: NDArray[np.intp]) -> None:
+        """For these devices (positions among the call's): ``season += pending``, ``pending = 0``."""
+
+
+def core_spec(fields: int) -> dict[str, Spec]:
+    """One device's state (besides its profiles): O(fields^2) numbers, whatever the series' length."""
+    f = (fields,)
+    return {
+        "seen": spec(np.int64, (), 0),
+        "learned": spec(np.float64, (), 0.0),
+        "last_ts": spec(np.int64, (), NEVER),
+        "ref": spec(np.float64, f, np.nan),
+        "s1": spec(np.float64, f, 0.0),
+        "s2": spec(np.float64, (fields, fields), 0.0),
+        "wander": spec(np.float64, (fields, fields), 0.0),
+        "judge_mean": spec(np.float64, f, 0.0),
+        "judge_precision": spec(np.float64, (fields, fields), 0.0),
+        "judging": spec(np.bool_, (), False),
+        "fast": spec(np.float64, f, np.nan),
+        "short": spec(np.float64, f, np.nan),
+        "long": spec(np.float64, f, np.nan),
+        "change_var": spec(np.float64, f, 0.0),
+        "change_n": spec(np.float64, f, 0.0),
+        "judge_change_var": spec(np.float64, f, 0.0),
+        "active": spec(np.bool_, (), False),
+        "run": spec(np.int64, (), 0),
+        "alarm_since": spec(np.int64, (), NEVER),
+        "culprit": spec(np.int64, (), -1),
+    }
+
+
+def table_spec(fields: int) -> dict[str, Spec]:
+    """The seasonal profiles: the day's and the week's bins per measure, and what a block taught them."""
+    return {
+        "season": spec(np.float32, (BINS, fields), 0.0),
+        "pending": spec(np.float32, (BINS, fields), 0.0),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """What is fixed per detector: the measures' transform and the noise floors it implies."""
+
+    transform: Transform
+    relative: NDArray[np.bool_]
+    """Measures whose noise floor is a share of their level (the linear ones)."""
+
+    @classmethod
+    def of(cls, transform: Transform) -> Setup:
+        return cls(transform, transform.mode == Transform.LINEAR)
+
+    @property
+    def fields(self) -> int:
+        return int(self.transform.mode.size)
+
+
+@dataclass(frozen=True, eq=False)
 class Found:
-    """What the core said of each reading of a call."""
+    """What the core said of each reading: shape (devices, readings)."""
 
     score: FloatArray
     """Evidence now, in [0, 1]."""
-    alarm: NDArray[np.bool_]
+    alarm: BoolArray
+    """The alarm state after each reading."""
     level: FloatArray
-    """The alarm statistic (a normal deviate; 0 during warm-up)."""
+    """The alarm statistic (a normal deviate; 0 while the device is not judged)."""
+    scored_by: NDArray[np.intp]
+    """The measure (its position among the fields) that carries most of each score's evidence."""
+    alarmed_by: NDArray[np.intp]
+    """The measure most of the level came from where the running alarm started (-1 without one)."""
 
 
-@dataclass
-class CoreState:
-    """One device's state: O(f^2) numbers, whatever the length of the series."""
+def bins_of(ts_ms: NDArray[np.int64]) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """The four profile bins around each time (the day's two, the week's two) and their weights.
 
-    fields: int
-    seen: int = 0
-    """Readings of the device so far (block boundaries are multiples of :data:`BLOCK`)."""
-    learned: float = 0.0
-    """Readings the baseline learned from since it (re)started."""
-    last_ts: float = math.nan
-    ref: FloatArray = field(init=False)
-    """The first reading: moments are kept about it, so large offsets lose no precision."""
-    s1: FloatArray = field(init=False)
-    s2: FloatArray = field(init=False)
-    wander: FloatArray = field(init=False)
-    judge_mean: FloatArray = field(init=False)
-    judge_precision: FloatArray = field(init=False)
-    fast: FloatArray = field(init=False)
-    active: bool = False
-    alarm_since: float = math.nan
-    judging: bool = False
-    """Whether the baseline had learned enough at the last block boundary to judge by."""
-
-    def __post_init__(self) -> None:
-        f = self.fields
-        self.ref = np.full(f, np.nan)
-        self.s1 = np.zeros(f)
-        self.s2 = np.zeros((f, f))
-        self.wander = np.zeros(f)
-        self.judge_mean = np.zeros(f)
-        self.judge_precision = np.zeros((f, f))
-        self.fast = np.full(f, np.nan)
+    Returns ``index`` (4, ...) and ``weight`` (4, ...): each reading reads and teaches
+    ``sum(weight * season[index])``.
+    """
+    d0, d1, dw = time_of_day_bins(ts_ms, DAY_BINS)
+    w0, w1, ww = time_of_day_bins(ts_ms, WEEK_BINS, WEEK_MS)
+    index = np.stack([d0, d1, DAY_BINS + w0, DAY_BINS + w1])
+    weight = np.stack([1.0 - dw, dw, 1.0 - ww, ww]).astype(np.float32)
+    return index, weight
 
 
-class GenericCore:
-    """The detector over one device's series; :meth:`run` takes any number of its next readings."""
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """What the core needs of each reading that does not depend on the state: shape (devices, k, ...).
 
-    def __init__(self, fields: int) -> None:
-        self.state = CoreState(fields)
+    Worked out once for a whole recorded series (then taken a block at a time with
+    :meth:`part`), or once per round live.
+    """
 
-    def run(self, x: FloatArray, ts_ms: NDArray[np.int64] | None = None) -> Found:
-        """Judge and learn the next readings (rows of ``x``, one column per measure; NaN = missing).
+    y: FloatArray
+    """The transformed readings (devices, k, fields); NaN = not reported."""
+    t: NDArray[np.int64]
+    newest: NDArray[np.int64]
+    """The device's newest time after each reading."""
+    gap: FloatArray
+    """Intervals since the device's newest reading before (1 for its first)."""
+    rates: FloatArray
+    """Per-reading weights (devices, k, 5): fast, short, long means; baseline; change's size."""
+    index: NDArray[np.intp]
+    weight: NDArray[np.float32]
+    """The profile bins of each reading and their weights, (4, devices, k)."""
+    share: NDArray[np.float32]
+    """``weight`` times each bin's learning rate."""
+    interval: FloatArray
+    """Each device's reporting interval, ms (devices,)."""
 
-        ``ts_ms``: their times (default: one second apart, after the last).
-        """
-        x = np.asarray(x, dtype=np.float64).reshape(len(x), self.state.fields)
-        n = x.shape[0]
-        if ts_ms is None:
-            start = 0.0 if math.isnan(self.state.last_ts) else self.state.last_ts + 1000.0
-            t = (start + 1000.0 * np.arange(n)).astype(np.float64)
-        else:
-            t = np.asarray(ts_ms).astype(np.float64)
-        score, alarm, level = np.zeros(n), np.zeros(n, dtype=np.bool_), np.zeros(n)
-        i = 0
-        while i < n:
-            room = BLOCK - self.state.seen % BLOCK
-            j = min(n, i + room)
-            self._block(x[i:j], t[i:j], score[i:j], alarm[i:j], level[i:j])
-            i = j
-        return Found(score, alarm, level)
-
-    def _block(
-        self, x: FloatArray, t: FloatArray, score: FloatArray, alarm: NDArray[np.bool_], level: FloatArray
-    ) -> None:
-        """One block (or the part of it in this call): judge against the block-start baseline, then learn."""
-        s = self.state
-        k = x.shape[0]
-        if np.isnan(s.ref).any():
-            first = x[np.isfinite(x).all(axis=1)]
-            if first.size == 0:
-                s.seen += k
-                return
-            s.ref = first[0].copy()
-            s.fast = first[0].copy()
-        finite = np.isfinite(x)
-        complete = finite.all(axis=1)
-        dt = np.diff(np.r_[s.last_ts, t])
-        dt = np.where(np.isfinite(dt), np.clip(dt, 0.0, 1e3 * TAU_SLOW_S), 0.0) / 1000.0
-
-        # Fast mean (learns from every complete reading): its value before each reading is what the
-        # score compares with, and what a missing measure is taken to read.
-        a_fast = -np.expm1(-dt / TAU_FAST_S) * complete
-        fast_before = _ew_path(s.fast, np.where(finite, x, 0.0), a_fast)
-        x = np.where(finite, x, fast_before[:-1])
-        d_fast = x - fast_before[:-1]
-        s.fast = fast_before[-1]
-
-        judging = s.judging
-        if judging:
-            d = x - s.judge_mean
-            t2 = np.einsum("ij,jk,ik->i", d, s.judge_precision, d)
-            level[:] = np.maximum(equivalent_z(t2, s.fields), 0.0)
-            t2_fast = np.einsum("ij,jk,ik->i", d_fast, s.judge_precision, d_fast)
-            score[:] = np.clip(equivalent_z(t2_fast, s.fields) / (2 * Z_ON), 0.0, 1.0)
-        alarm[:] = _latch(level, Z_ON, REARM * Z_ON, s.active)
-        if alarm[-1] and (~alarm).any():
-            s.alarm_since = float(t[np.flatnonzero(~alarm)[-1] + 1])
-        elif alarm[-1] and not s.active:
-            s.alarm_since = float(t[0])
-        s.active = bool(alarm[-1])
-
-        # Learning, gated: a reading teaches the baseline only if it looks normal.
-        learn = complete & ~alarm & (level < LEARN_BELOW * Z_ON)
-        count = s.learned + np.cumsum(learn)
-        a = np.where(learn, np.maximum(1.0 / np.maximum(count, 1.0), -np.expm1(-dt / TAU_SLOW_S)), 0.0)
-        if learn.any():
-            w, keep = _ew_weights(a)
-            c = x - s.ref
-            s.s1 = keep * s.s1 + w @ c
-            s.s2 = keep * s.s2 + (c * w[:, None]).T @ c
-            if judging:
-                s.wander = keep * s.wander + w @ (fast_before[1:] - s.judge_mean) ** 2
-            s.learned = float(count[-1])
-        s.seen += k
-        s.last_ts = float(t[-1])
-        if s.seen % BLOCK:
-            return
-        if s.active and t[-1] - s.alarm_since >= 1000.0 * ACCEPT_S:
-            s.learned, s.active, s.alarm_since = 0.0, False, math.nan
-            s.ref = x[-1].copy()
-            s.s1, s.s2, s.wander = np.zeros(s.fields), np.zeros((s.fields, s.fields)), np.zeros(s.fields)
-        self._refresh()
-
-    def _refresh(self) -> None:
-        """At a block boundary: the baseline learned so far becomes the one readings are judged by."""
-        s = self.state
-        s.judging = s.learned >= WARMUP
-        mean = s.s1
-        cov = s.s2 - np.outer(mean, mean)
-        variance = np.diag(cov) + WANDER * s.wander
-        floor = (FLOOR * (np.abs(s.ref + mean) + 1e-9)) ** 2
-        cov = (1.0 - SHRINK) * cov + SHRINK * np.diag(variance)
-        cov[np.diag_indices_from(cov)] = np.maximum(variance, floor)
-        s.judge_mean = s.ref + mean
-        try:
-            s.judge_precision = np.linalg.inv(cov).astype(np.float64)
-        except np.linalg.LinAlgError:
-            s.judge_precision = np.diag(1.0 / np.maximum(variance, floor))
+    def part(self, lo: int, hi: int) -> Prepared:
+        return Prepared(
+            self.y[:, lo:hi],
+            self.t[:, lo:hi],
+            self.newest[:, lo:hi],
+            self.gap[:, lo:hi],
+            self.rates[:, lo:hi],
+            self.index[:, :, lo:hi],
+            self.weight[:, :, lo:hi],
+            self.share[:, :, lo:hi],
+            self.interval,
+        )
 
 
-def _latch(level: FloatArray, on: float, off: float, active: bool) -> NDArray[np.bool_]:
-    """Hysteresis over a block: set where ``level >= on``, reset where ``level < off``, else held."""
-    event = np.where(level >= on, 1, np.where(level < off, -1, 0))
-    where = np.where(event != 0, np.arange(level.size), -1)
-    last = np.maximum.accumulate(where)
-    held: NDArray[np.bool_] = np.where(last >= 0, event[np.maximum(last, 0)] == 1, active)
-    return held
+def prepare(
+    x: FloatArray, ts_ms: NDArray[np.int64], last_ts: NDArray[np.int64], interval_ms: FloatArray, setup: Setup
+) -> Prepared:
+    """:class:`Prepared` of readings ``x`` (devices, k, fields) at ``ts_ms`` (devices, k), the devices'
+    newest times before them being ``last_ts`` and their reporting intervals ``interval_ms``."""
+    n_dev, k, f = x.shape
+    y = setup.transform.exact(x.reshape(n_dev * k, f)).reshape(n_dev, k, f)
+    interval = np.maximum(interval_ms, 1.0)[:, None]
+    t = ts_ms.astype(np.int64)
+    newest = np.maximum.accumulate(np.concatenate([last_ts[:, None], t], axis=1), axis=1)
+    gap = np.where(newest[:, :-1] != NEVER, (t - newest[:, :-1]) / interval, 1.0)
+    step = np.clip(gap, 0.0, CAP)[:, :, None]
+    rates = -np.expm1(-step / np.array([FAST, SHORT, LONG, SLOW, CHANGE_MEMORY]))
+    index, weight = bins_of(t)
+    day = interval[:, 0] / (DAY_MS / DAY_BINS) / DAY_MEMORY
+    week = interval[:, 0] / (WEEK_MS / WEEK_BINS) / WEEK_MEMORY
+    per_bin = np.minimum(np.stack([day, day, week, week]), 0.5)[:, :, None]
+    share = (weight * per_bin).astype(np.float32)
+    return Prepared(y, t, newest[:, 1:], gap, rates, index, weight, share, interval[:, 0])
 
 
-def _ew_weights(a: FloatArray) -> tuple[FloatArray, float]:
-    """Weights of ``m_k = (1 - a_k) m_{k-1} + a_k x_k`` over a block: m_end = keep * m_0 + w @ x."""
-    survive = np.r_[np.cumprod((1.0 - a)[::-1])[::-1][1:], 1.0]
-    return a * survive, float(np.prod(1.0 - a))
+def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
+    """Judge and learn the next ``k`` readings of each of ``devices`` devices (:func:`prepare`).
+
+    ``state`` holds the devices' rows (:func:`core_spec`), changed in place. Each
+    device's ``k`` readings must lie in one block: ``seen % BLOCK + k <= BLOCK``.
+    """
+    s = state
+    y = p.y
+    n_dev, k, f = y.shape
+    finite = np.isfinite(y)
+    whole = bool(finite.all())  # the usual case: every measure of every reading reported
+    fresh = p.gap > 0
+    across = p.gap > GAP
+    gaps = bool(across.any())
+
+    # Measures seen for the first time set their reference; a device that gains a measure
+    # after it started learning starts learning again (its covariance knows nothing of it).
+    unseen = np.isnan(s["ref"])
+    if unseen.any():
+        new_seen = unseen & finite.any(axis=1)
+        where = np.argmax(finite, axis=1)
+        first_values = np.take_along_axis(y, where[:, None, :], axis=1)[:, 0, :]
+        s["ref"] = np.where(new_seen, first_values, s["ref"])
+        regain = new_seen.any(axis=1) & (s["learned"] > 0)
+        if regain.any():
+            _restart(s, regain)
+        unseen = np.isnan(s["ref"])
+    seen = ~unseen
+    dof = seen.sum(axis=1).astype(np.float64)[:, None]
+    judging = s["judging"]
+    judge_mean = s["judge_mean"]
+
+    # The profile's expectation at each reading, from the block-start tables.
+    season = (p.weight[..., None] * tables.read(p.index)).sum(axis=0, dtype=np.float64)
+    resid = y - season
+    filled0 = resid if whole else np.where(finite, resid, 0.0)
+
+    # Three running means of what is left, as one recursion over 3f columns: the fast mean
+    # (relaxed towards the baseline across a gap), and the change evidence's short and long
+    # means (started afresh after a gap). A measure's first reading starts its means.
+    prior = np.concatenate([s["fast"], s["short"], s["long"]], axis=1)  # (d, 3f)
+    a = np.repeat(p.rates[:, :, :3], f, axis=2)
+    finite3 = None if whole else np.concatenate([finite, finite, finite], axis=2)
+    if finite3 is not None:
+        a *= finite3
+    starts = np.isnan(prior)
+    restart = None
+    if starts.any():
+        live = np.ones_like(a, dtype=np.bool_) if finite3 is None else finite3
+        restart = live & starts[:, None, :] & (np.cumsum(live, axis=1) == 1)
+        prior0 = np.where(starts, 0.0, prior)
+    else:
+        prior0 = prior
+    relax = None
+    if gaps:
+        live = np.ones_like(a, dtype=np.bool_) if finite3 is None else finite3
+        gapped = np.zeros_like(live)
+        gapped[:, :, f:] = across[:, :, None] & live[:, :, f:]
+        restart = gapped if restart is None else restart | gapped
+        relax = np.ones_like(a)
+        relax[:, :, :f] = np.where(across & judging[:, None], np.exp(-(p.gap - 1.0) / FAST), 1.0)[:, :, None]
+    if restart is not None:
+        a = np.where(restart, 1.0, a)
+    target = np.concatenate([filled0, filled0, filled0], axis=2)
+    keep = 1.0 - a
+    push = a * target
+    if relax is not None:
+        toward = np.zeros((n_dev, 1, 3 * f))
+        toward[:, 0, :f] = judge_mean
+        push += keep * (1.0 - relax) * toward
+        keep *= relax
+    after = _affine_path(prior0, keep, push)
+    before = np.concatenate([prior0[:, None, :], after[:, :-1, :]], axis=1)
+    if relax is not None:
+        before = relax * before + (1.0 - relax) * toward
+    if whole:
+        s["fast"], s["short"], s["long"] = np.split(after[:, -1, :], 3, axis=1)
+    else:
+        kept = np.where(finite.any(axis=1), 1, 0).repeat(3, axis=1).astype(np.bool_)
+        s["fast"], s["short"], s["long"] = np.split(np.where(kept, after[:, -1, :], prior), 3, axis=1)
+    fast_before = before[:, :, :f]
+    long_before = before[:, :, 2 * f :]
+    if restart is not None:
+        long_before = np.where(restart[:, :, 2 * f :], filled0, long_before)
+    change = after[:, :, f : 2 * f] - long_before
+    complete: BoolArray = np.ones((n_dev, k), dtype=np.bool_)
+    if whole:
+        filled = resid
+    else:
+        filled = np.where(finite, resid, np.where(seen[:, None, :], fast_before, 0.0))
+        complete = np.logical_and((finite | unseen[:, None, :]).all(axis=2), finite.any(axis=2))
+        change = np.where(finite, change, 0.0)
+
+    # Judging against the block-start state.
+    # Each statistic is a sum over the measures (T-squared: each measure's share of it), and
+    # the measure with the largest share is the one the evidence is put down to.
+    level = np.zeros((n_dev, k))
+    evidence = np.zeros((n_dev, k))
+    level_by = scored_by = np.zeros((n_dev, k), dtype=np.intp)
+    if judging.any():
+        precision = s["judge_precision"]
+        off = filled - judge_mean[:, None, :]
+        shares = (off @ precision) * off
+        level = np.maximum(equivalent_z(shares.sum(axis=2), dof), 0.0)
+        level_by = shares.argmax(axis=2)
+        moved = filled - fast_before
+        shares = (moved @ precision) * moved
+        evidence = equivalent_z(shares.sum(axis=2), dof)
+        scored_by = shares.argmax(axis=2)
+        if not judging.all():
+            level[~judging] = 0.0
+    usual = s["judge_change_var"]
+    known = (s["change_n"] >= WARMUP) & (usual > 0)
+    change_each = change / np.sqrt(np.where(known, usual, 1.0))[:, None, :]
+    if not known.all() or not whole:
+        change_each = np.where(known[:, None, :] & finite, change_each, 0.0)
+    if known.any():
+        present = (finite & known[:, None, :]).sum(axis=2).astype(np.float64)
+        size = np.abs(change_each)
+        changed = largest_z(size.max(axis=2), present)
+        scored_by = np.where(changed > evidence, size.argmax(axis=2), scored_by)
+        evidence = np.maximum(evidence, changed)
+
+    # The alarm: on after CONFIRM readings in a row at the level, off well below it.
+    if s["active"].any() or s["run"].any() or level.max(initial=0.0) >= Z_ON:
+        high = level >= Z_ON
+        run = _runs(high, s["run"])
+        alarm = _latch(run >= CONFIRM, level < REARM * Z_ON, s["active"])
+        was = np.concatenate([s["active"][:, None], alarm[:, :-1]], axis=1)
+        onset = alarm & ~was
+        scored_by = np.where(onset & (level > evidence), level_by, scored_by)
+        evidence = np.maximum(evidence, np.where(onset, level, 0.0))
+        alarmed_by = _alarm_times(s, alarm, onset, p.t, level_by)
+        s["run"] = run[:, -1]
+    else:
+        alarm = np.zeros((n_dev, k), dtype=np.bool_)
+        alarmed_by = np.full((n_dev, k), -1, dtype=np.intp)
+    score = np.clip(evidence / (2.0 * Z_ON), 0.0, 1.0)
+    if not judging.all():
+        score[~judging] = 0.0
+
+    # Learning, gated: only readings that look normal teach the baseline and the profile.
+    learn = complete & fresh & ~alarm & (level < LEARN_BELOW * Z_ON)
+    _learn_baseline(s, learn, p.rates[:, :, 3], filled, fast_before, judge_mean, judging)
+    usable = (fresh & ~across)[:, :, None] if whole else finite & (fresh & ~across)[:, :, None]
+    _learn_change(s, usable, change, change_each, p.rates[:, :, 4])
+    taught = learn & judging[:, None]
+    if taught.any():
+        residual = filled - judge_mean[:, None, :]
+        if not whole or not taught.all():
+            residual = np.where(finite & taught[:, :, None], residual, 0.0)
+        tables.add(p.index, p.share[..., None] * residual[None].astype(np.float32))
+
+    s["last_ts"] = p.newest[:, -1]
+    s["seen"] = s["seen"] + k
+    boundary = np.flatnonzero(s["seen"] % BLOCK == 0)
+    if boundary.size:
+        _close_block(s, tables, boundary, p.newest[:, -1], p.interval, setup)
+    return Found(score, alarm, level, scored_by, alarmed_by)
 
 
-def _ew_path(m0: FloatArray, x: FloatArray, a: FloatArray) -> FloatArray:
-    """Every value of ``m_k = (1 - a_k) m_{k-1} + a_k x_k``: rows m_0 (before x_1) to m_k (after x_k)."""
-    k = a.size
-    log_keep = np.cumsum(np.log1p(-np.minimum(a, 1.0 - 1e-15)))
-    # weight[i, j] of x_j in m_i (j <= i): a_j * prod_{j < l <= i} (1 - a_l)
-    gap = log_keep[:, None] - log_keep[None, :]
-    weight = np.where(np.tri(k, dtype=np.bool_), a[None, :] * np.exp(np.minimum(gap, 0.0)), 0.0)
-    path = np.empty((k + 1, m0.size))
-    path[0] = m0
-    path[1:] = np.exp(log_keep)[:, None] * m0 + weight @ x
-    return path
+def _affine_path(m0: FloatArray, keep: FloatArray, push: FloatArray) -> FloatArray:
+    """Every value of ``m_k = keep_k * m_{k-1} + push_k`` (shapes (d, c), (d, k, c)): rows m_1 .. m_k.
+
+    ``m_k = P_k (m_0 + sum_{j <= k} push_j / P_j)`` with ``P_k`` the product of the keeps:
+    one cumulative sum. Where a keep is (nearly) zero (a mean started afresh) that would
+    divide by nothing, and the path is worked out as a weighted sum instead.
+    """
+    k = keep.shape[1]
+    if k == 1:
+        one: FloatArray = keep * m0[:, None, :] + push
+        return one
+    log_keep = np.cumsum(np.log(np.maximum(keep, 1e-300)), axis=1)
+    if log_keep.min(initial=0.0) > -500.0:
+        scale = np.exp(log_keep)
+        path: FloatArray = scale * (m0[:, None, :] + np.cumsum(push / scale, axis=1))
+        return path
+    # weight[i, j] of push_j in m_i (j <= i): prod_{j < l <= i} keep_l
+    gap = log_keep[:, :, None, :] - log_keep[:, None, :, :]
+    lower = np.tri(k, dtype=np.bool_)[None, :, :, None]
+    weight = np.where(lower, np.exp(np.minimum(gap, 0.0)), 0.0)
+    summed: FloatArray = np.exp(log_keep) * m0[:, None, :] + np.einsum("dijf,djf->dif", weight, push)
+    return summed
+
+
+def _runs(high: BoolArray, carried: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Readings in a row with ``high`` set, up to and including each (carrying the count before)."""
+    k = high.shape[1]
+    position = np.arange(k)[None, :]
+    last_low = np.maximum.accumulate(np.where(high, -1, position), axis=1)
+    run = np.where(last_low < 0, carried[:, None] + position + 1, position - last_low)
+    found: NDArray[np.int64] = np.where(high, run, 0)
+    return found
+
+
+def _latch(on: BoolArray, off: BoolArray, active: BoolArray) -> BoolArray:
+    """Hysteresis along each row: set where ``on``, reset where ``off`` (and not ``on``), else held."""
+    event = np.where(on, 1, np.where(off, -1, 0))
+    position = np.arange(on.shape[1])[None, :]
+    last = np.maximum.accumulate(np.where(event != 0, position, -1), axis=1)
+    held = np.take_along_axis(event, np.maximum(last, 0), axis=1) == 1
+    found: BoolArray = np.where(last >= 0, held, active[:, None])
+    return found
+
+
+def _alarm_times(
+    s: State, alarm: BoolArray, onset: BoolArray, t: NDArray[np.int64], level_by: NDArray[np.intp]
+) -> NDArray[np.intp]:
+    """Keep when the running alarm started (for :data:`ACCEPT`) and which measure started it; returns
+    that measure after each reading (-1 where no alarm runs)."""
+    k = alarm.shape[1]
+    position = np.arange(k)[None, :]
+    last = np.maximum.accumulate(np.where(onset, position, -1), axis=1)
+    started = np.take_along_axis(t, np.maximum(last, 0), axis=1)
+    culprit = np.take_along_axis(level_by, np.maximum(last, 0), axis=1)
+    culprit = np.where(last >= 0, culprit, s["culprit"][:, None])
+    since = np.where(last[:, -1] >= 0, started[:, -1], s["alarm_since"])
+    s["alarm_since"] = np.where(alarm[:, -1], since, NEVER)
+    s["culprit"] = np.where(alarm[:, -1], culprit[:, -1], -1)
+    s["active"] = alarm[:, -1].copy()
+    found: NDArray[np.intp] = np.where(alarm, culprit, -1)
+    return found
+
+
+def _learn_baseline(
+    s: State,
+    learn: BoolArray,
+    rate: FloatArray,
+    filled: FloatArray,
+    fast_before: FloatArray,
+    judge_mean: FloatArray,
+    judging: BoolArray,
+) -> None:
+    """The baseline's moments (about the reference) and wander take in the readings that teach."""
+    if not learn.any():
+        return
+    count = s["learned"][:, None] + np.cumsum(learn, axis=1)
+    a = np.where(learn, np.maximum(1.0 / np.maximum(count, 1.0), rate), 0.0)
+    w, keep = _ew_weights(a)
+    ref = s["ref"]
+    c = np.where(np.isnan(ref)[:, None, :], 0.0, filled - np.where(np.isnan(ref), 0.0, ref)[:, None, :])
+    s["s1"] = keep[:, None] * s["s1"] + (w[:, None, :] @ c)[:, 0, :]
+    s["s2"] = keep[:, None, None] * s["s2"] + (c * w[:, :, None]).transpose(0, 2, 1) @ c
+    strayed = fast_before - judge_mean[:, None, :]
+    wander = keep[:, None, None] * s["wander"] + (strayed * w[:, :, None]).transpose(0, 2, 1) @ strayed
+    s["wander"] = np.where(judging[:, None, None], wander, s["wander"])
+    s["learned"] = count[:, -1]
+
+
+def _learn_change(
+    s: State, usable: BoolArray, change: FloatArray, change_each: FloatArray, rate: FloatArray
+) -> None:
+    """The change evidence's usual size learns from the changes that are not themselves unusual."""
+    learn = usable & (np.abs(change_each) < CHANGE_GATE)
+    if not learn.any():
+        return
+    count = s["change_n"][:, None, :] + np.cumsum(learn, axis=1)
+    a = np.where(learn, np.maximum(1.0 / np.maximum(count, 1.0), rate[:, :, None]), 0.0)
+    survive = np.concatenate(
+        [np.cumprod((1.0 - a)[:, ::-1, :], axis=1)[:, ::-1, :][:, 1:, :], np.ones_like(a[:, :1, :])], axis=1
+    )
+    w = a * survive
+    keep = np.prod(1.0 - a, axis=1)
+    s["change_var"] = keep * s["change_var"] + (w * change * change).sum(axis=1)
+    s["change_n"] = count[:, -1, :]
+
+
+def _ew_weights(a: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Weights of ``m_k = (1 - a_k) m_{k-1} + a_k x_k`` along each row: m_end = keep * m_0 + w @ x."""
+    survive = np.concatenate(
+        [np.cumprod((1.0 - a)[:, ::-1], axis=1)[:, ::-1][:, 1:], np.ones_like(a[:, :1])], axis=1
+    )
+    return a * survive, np.prod(1.0 - a, axis=1)
+
+
+def _restart(s: State, rows: BoolArray) -> None:
+    """Forget the baseline of ``rows``: it learns again from scratch (the profiles stay)."""
+    s["learned"] = np.where(rows, 0.0, s["learned"])
+    s["s1"] = np.where(rows[:, None], 0.0, s["s1"])
+    s["s2"] = np.where(rows[:, None, None], 0.0, s["s2"])
+    s["wander"] = np.where(rows[:, None, None], 0.0, s["wander"])
+
+
+def _close_block(
+    s: State,
+    tables: Tables,
+    rows: NDArray[np.intp],
+    now: NDArray[np.int64],
+    interval_ms: FloatArray,
+    setup: Setup,
+) -> None:
+    """At a block boundary: accept a long alarm as the new normal, then take in what the block taught."""
+    accept = np.zeros(s["seen"].shape, dtype=np.bool_)
+    accept[rows] = s["active"][rows] & (now[rows] - s["alarm_since"][rows] >= ACCEPT * interval_ms[rows])
+    if accept.any():
+        _restart(s, accept)
+        s["active"] = s["active"] & ~accept
+        s["run"] = np.where(accept, 0, s["run"])
+        s["alarm_since"] = np.where(accept, NEVER, s["alarm_since"])
+        s["culprit"] = np.where(accept, -1, s["culprit"])
+    tables.flush(rows)
+    refresh(s, rows, setup)
+
+
+def refresh(s: State, rows: NDArray[np.intp], setup: Setup) -> None:
+    """The baseline learned so far becomes the one ``rows``' readings are judged by."""
+    seen = np.isfinite(s["ref"][rows])
+    ref = np.where(seen, s["ref"][rows], 0.0)
+    mean = s["s1"][rows]
+    cov = s["s2"][rows] - mean[:, :, None] * mean[:, None, :] + WANDER * s["wander"][rows]
+    variance = np.einsum("dff->df", cov)
+    floor = setup.transform.floor[None, :] + np.where(
+        setup.relative[None, :], RELATIVE_FLOOR * np.abs(ref + mean), 0.0
+    )
+    eye = np.eye(setup.fields, dtype=np.bool_)[None]
+    cov = (1.0 - SHRINK) * cov
+    cov = np.where(eye, np.maximum(variance, floor**2)[:, :, None], cov)
+    both = seen[:, :, None] & seen[:, None, :]
+    cov = np.where(both, cov, np.where(eye, 1.0, 0.0))
+    try:
+        precision = np.linalg.inv(cov)
+    except np.linalg.LinAlgError:
+        precision = np.where(eye, 1.0 / np.einsum("dff->df", cov)[:, :, None], 0.0)
+    s["judge_precision"][rows] = np.where(both, precision, 0.0)
+    s["judge_mean"][rows] = np.where(seen, ref + mean, 0.0)
+    s["judging"][rows] = s["learned"][rows] >= WARMUP
+    s["judge_change_var"][rows] = np.maximum(s["change_var"][rows], (0.1 * floor) ** 2)
+
+
+def fresh_state(devices: int, fields: int) -> State:
+    """Per-device state for ``devices`` new devices (the series runner's and the tests')."""
+    found: dict[str, Any] = {}
+    for name, (dtype, shape, fill) in core_spec(fields).items():
+        found[name] = np.full((devices, *shape), fill, dtype=dtype)
+    return found
+
+
+__all__ = ["BINS", "BLOCK", "Found", "Setup", "Tables", "advance", "core_spec", "equivalent_z", "table_spec"]

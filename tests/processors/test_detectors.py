@@ -177,8 +177,14 @@ def marks_by_step(
 
 
 def alarms_by_step(f: synthetic.Fleet, name: str) -> NDArray[np.bool_]:
-    """Whether each (device, step) raised an alarm of detector ``name``."""
-    found: NDArray[np.bool_] = marks_by_step(f, name, Scored.alarms) > 0
+    """Whether each (device, step) scored at or above the threshold of detector ``name`` (the alarm
+    state, :meth:`Scored.alarms`, is held a while longer: these tests look at the evidence)."""
+    found: NDArray[np.bool_] = marks_by_step(f, name, alarming) > 0
+    return found
+
+
+def alarming(scored: Scored) -> NDArray[np.bool_]:
+    found: NDArray[np.bool_] = scored.scores >= scored.detector.threshold
     return found
 
 
