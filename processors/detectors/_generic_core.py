@@ -210,10 +210,12 @@ class Setup:
     transform: Transform
     relative: NDArray[np.bool_]
     """Measures whose noise floor is a share of their level (the linear ones)."""
+    eye: NDArray[np.bool_]
 
     @classmethod
     def of(cls, transform: Transform) -> Setup:
-        return cls(transform, transform.mode == Transform.LINEAR)
+        fields = int(transform.mode.size)
+        return cls(transform, transform.mode == Transform.LINEAR, np.eye(fields, dtype=np.bool_)[None])
 
     @property
     def fields(self) -> int:
@@ -264,8 +266,10 @@ class Prepared:
     """The device's newest time after each reading."""
     gap: FloatArray
     """Intervals since the device's newest reading before (1 for its first)."""
+    means: FloatArray
+    """Per-reading weights of the fast, short and long means, each repeated per field (devices, k, 3 fields)."""
     rates: FloatArray
-    """Per-reading weights (devices, k, 5): fast, short, long means; baseline; change's size."""
+    """Per-reading weights (devices, k, 2): the baseline's and the change's size's memories."""
     index: NDArray[np.intp]
     weight: NDArray[np.float32]
     """The profile bins of each reading and their weights, (4, devices, k)."""
@@ -280,6 +284,7 @@ class Prepared:
             self.t[:, lo:hi],
             self.newest[:, lo:hi],
             self.gap[:, lo:hi],
+            self.means[:, lo:hi],
             self.rates[:, lo:hi],
             self.index[:, :, lo:hi],
             self.weight[:, :, lo:hi],
@@ -300,13 +305,14 @@ def prepare(
     newest = np.maximum.accumulate(np.concatenate([last_ts[:, None], t], axis=1), axis=1)
     gap = np.where(newest[:, :-1] != NEVER, (t - newest[:, :-1]) / interval, 1.0)
     step = np.clip(gap, 0.0, CAP)[:, :, None]
-    rates = -np.expm1(-step / np.array([FAST, SHORT, LONG, SLOW, CHANGE_MEMORY]))
+    rates = -np.expm1(-step / np.array([SLOW, CHANGE_MEMORY]))
+    means = np.repeat(-np.expm1(-step / np.array([FAST, SHORT, LONG])), f, axis=2)
     index, weight = bins_of(t)
     day = interval[:, 0] / (DAY_MS / DAY_BINS) / DAY_MEMORY
     week = interval[:, 0] / (WEEK_MS / WEEK_BINS) / WEEK_MEMORY
     per_bin = np.minimum(np.stack([day, day, week, week]), 0.5)[:, :, None]
     share = (weight * per_bin).astype(np.float32)
-    return Prepared(y, t, newest[:, 1:], gap, rates, index, weight, share, interval[:, 0])
+    return Prepared(y, t, newest[:, 1:], gap, means, rates, index, weight, share, interval[:, 0])
 
 
 def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
@@ -350,10 +356,10 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
     # (relaxed towards the baseline across a gap), and the change evidence's short and long
     # means (started afresh after a gap). A measure's first reading starts its means.
     prior = np.concatenate([s["fast"], s["short"], s["long"]], axis=1)  # (d, 3f)
-    a = np.repeat(p.rates[:, :, :3], f, axis=2)
+    a = p.means
     finite3 = None if whole else np.concatenate([finite, finite, finite], axis=2)
     if finite3 is not None:
-        a *= finite3
+        a = a * finite3
     starts = np.isnan(prior)
     restart = None
     if starts.any():
@@ -384,11 +390,10 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
     before = np.concatenate([prior0[:, None, :], after[:, :-1, :]], axis=1)
     if relax is not None:
         before = relax * before + (1.0 - relax) * toward
-    if whole:
-        s["fast"], s["short"], s["long"] = np.split(after[:, -1, :], 3, axis=1)
-    else:
-        kept = np.where(finite.any(axis=1), 1, 0).repeat(3, axis=1).astype(np.bool_)
-        s["fast"], s["short"], s["long"] = np.split(np.where(kept, after[:, -1, :], prior), 3, axis=1)
+    last = after[:, -1, :]
+    if not whole:
+        last = np.where(np.tile(finite.any(axis=1), 3), last, prior)
+    s["fast"], s["short"], s["long"] = last[:, :f], last[:, f : 2 * f], last[:, 2 * f :]
     fast_before = before[:, :, :f]
     long_before = before[:, :, 2 * f :]
     if restart is not None:
@@ -452,9 +457,8 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
 
     # Learning, gated: only readings that look normal teach the baseline and the profile.
     learn = complete & fresh & ~alarm & (level < LEARN_BELOW * Z_ON)
-    _learn_baseline(s, learn, p.rates[:, :, 3], filled, fast_before, judge_mean, judging)
     usable = (fresh & ~across)[:, :, None] if whole else finite & (fresh & ~across)[:, :, None]
-    _learn_change(s, usable, change, change_each, p.rates[:, :, 4])
+    _learn(s, learn, usable & (np.abs(change_each) < CHANGE_GATE), p.rates, filled, fast_before, change, judging)
     taught = learn & judging[:, None]
     if taught.any():
         residual = filled - judge_mean[:, None, :]
@@ -533,55 +537,54 @@ def _alarm_times(
     return found
 
 
-def _learn_baseline(
+def _learn(
     s: State,
     learn: BoolArray,
-    rate: FloatArray,
+    learn_change: BoolArray,
+    rates: FloatArray,
     filled: FloatArray,
     fast_before: FloatArray,
-    judge_mean: FloatArray,
+    change: FloatArray,
     judging: BoolArray,
 ) -> None:
-    """The baseline's moments (about the reference) and wander take in the readings that teach."""
-    if not learn.any():
+    """What the readings teach: the baseline's moments (about the reference) and wander from those that
+    look normal, the change evidence's usual size from the changes that are not themselves unusual.
+
+    Each is an exponentially weighted mean (a plain mean over the first readings), worked out for the
+    block at once: ``m_end = keep * m_0 + sum(w_k * x_k)``.
+    """
+    teach, teach_change = bool(learn.any()), bool(learn_change.any())
+    if not teach and not teach_change:
         return
-    count = s["learned"][:, None] + np.cumsum(learn, axis=1)
-    a = np.where(learn, np.maximum(1.0 / np.maximum(count, 1.0), rate), 0.0)
-    w, keep = _ew_weights(a)
-    ref = s["ref"]
-    c = np.where(np.isnan(ref)[:, None, :], 0.0, filled - np.where(np.isnan(ref), 0.0, ref)[:, None, :])
-    s["s1"] = keep[:, None] * s["s1"] + (w[:, None, :] @ c)[:, 0, :]
-    s["s2"] = keep[:, None, None] * s["s2"] + (c * w[:, :, None]).transpose(0, 2, 1) @ c
-    strayed = fast_before - judge_mean[:, None, :]
-    wander = keep[:, None, None] * s["wander"] + (strayed * w[:, :, None]).transpose(0, 2, 1) @ strayed
-    s["wander"] = np.where(judging[:, None, None], wander, s["wander"])
-    s["learned"] = count[:, -1]
-
-
-def _learn_change(
-    s: State, usable: BoolArray, change: FloatArray, change_each: FloatArray, rate: FloatArray
-) -> None:
-    """The change evidence's usual size learns from the changes that are not themselves unusual."""
-    learn = usable & (np.abs(change_each) < CHANGE_GATE)
-    if not learn.any():
-        return
-    count = s["change_n"][:, None, :] + np.cumsum(learn, axis=1)
-    a = np.where(learn, np.maximum(1.0 / np.maximum(count, 1.0), rate[:, :, None]), 0.0)
-    survive = np.concatenate(
-        [np.cumprod((1.0 - a)[:, ::-1, :], axis=1)[:, ::-1, :][:, 1:, :], np.ones_like(a[:, :1, :])], axis=1
-    )
-    w = a * survive
-    keep = np.prod(1.0 - a, axis=1)
-    s["change_var"] = keep * s["change_var"] + (w * change * change).sum(axis=1)
-    s["change_n"] = count[:, -1, :]
-
-
-def _ew_weights(a: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Weights of ``m_k = (1 - a_k) m_{k-1} + a_k x_k`` along each row: m_end = keep * m_0 + w @ x."""
-    survive = np.concatenate(
-        [np.cumprod((1.0 - a)[:, ::-1], axis=1)[:, ::-1][:, 1:], np.ones_like(a[:, :1])], axis=1
-    )
-    return a * survive, np.prod(1.0 - a, axis=1)
+    f = filled.shape[2]
+    # One column for the baseline, one per measure for the change's size.
+    mask = np.concatenate([learn[:, :, None], learn_change], axis=2)
+    counted = np.concatenate([s["learned"][:, None], s["change_n"]], axis=1)
+    count = counted[:, None, :] + np.cumsum(mask, axis=1)
+    rate = np.concatenate([rates[:, :, :1], np.broadcast_to(rates[:, :, 1:2], (*rates.shape[:2], f))], axis=2)
+    a = np.where(mask, np.maximum(1.0 / np.maximum(count, 1.0), rate), 0.0)
+    keep_each = 1.0 - a
+    survive = np.cumprod(keep_each[:, ::-1, :], axis=1)[:, ::-1, :]
+    keep = survive[:, 0, :]
+    w = a.copy()
+    w[:, :-1, :] *= survive[:, 1:, :]
+    if teach:
+        wb, kb = w[:, :, 0], keep[:, 0]
+        ref = s["ref"]
+        unseen = np.isnan(ref)
+        c = filled - np.where(unseen, 0.0, ref)[:, None, :]
+        if unseen.any():
+            c = np.where(unseen[:, None, :], 0.0, c)
+        s["s1"] = kb[:, None] * s["s1"] + (wb[:, None, :] @ c)[:, 0, :]
+        s["s2"] = kb[:, None, None] * s["s2"] + (c * wb[:, :, None]).transpose(0, 2, 1) @ c
+        if judging.any():
+            strayed = fast_before - s["judge_mean"][:, None, :]
+            wander = kb[:, None, None] * s["wander"] + (strayed * wb[:, :, None]).transpose(0, 2, 1) @ strayed
+            s["wander"] = wander if judging.all() else np.where(judging[:, None, None], wander, s["wander"])
+        s["learned"] = count[:, -1, 0]
+    if teach_change:
+        s["change_var"] = keep[:, 1:] * s["change_var"] + (w[:, :, 1:] * change * change).sum(axis=1)
+        s["change_n"] = count[:, -1, 1:]
 
 
 def _restart(s: State, rows: BoolArray) -> None:
@@ -602,7 +605,8 @@ def _close_block(
 ) -> None:
     """At a block boundary: accept a long alarm as the new normal, then take in what the block taught."""
     accept = np.zeros(s["seen"].shape, dtype=np.bool_)
-    accept[rows] = s["active"][rows] & (now[rows] - s["alarm_since"][rows] >= ACCEPT * interval_ms[rows])
+    if s["active"][rows].any():
+        accept[rows] = s["active"][rows] & (now[rows] - s["alarm_since"][rows] >= ACCEPT * interval_ms[rows])
     if accept.any():
         _restart(s, accept)
         s["active"] = s["active"] & ~accept
@@ -615,27 +619,32 @@ def _close_block(
 
 def refresh(s: State, rows: NDArray[np.intp], setup: Setup) -> None:
     """The baseline learned so far becomes the one ``rows``' readings are judged by."""
-    seen = np.isfinite(s["ref"][rows])
-    ref = np.where(seen, s["ref"][rows], 0.0)
-    mean = s["s1"][rows]
-    cov = s["s2"][rows] - mean[:, :, None] * mean[:, None, :] + WANDER * s["wander"][rows]
-    variance = np.einsum("dff->df", cov)
-    floor = setup.transform.floor[None, :] + np.where(
-        setup.relative[None, :], RELATIVE_FLOOR * np.abs(ref + mean), 0.0
-    )
-    eye = np.eye(setup.fields, dtype=np.bool_)[None]
-    cov = (1.0 - SHRINK) * cov
-    cov = np.where(eye, np.maximum(variance, floor**2)[:, :, None], cov)
-    both = seen[:, :, None] & seen[:, None, :]
-    cov = np.where(both, cov, np.where(eye, 1.0, 0.0))
+    at: NDArray[np.intp] | slice = slice(None) if rows.size == s["seen"].shape[0] else rows
+    raw_ref = s["ref"][at]
+    unseen = np.isnan(raw_ref)
+    ref = np.where(unseen, 0.0, raw_ref)
+    mean = s["s1"][at]
+    cov = s["s2"][at] - mean[:, :, None] * mean[:, None, :]
+    cov += WANDER * s["wander"][at]
+    variance = np.einsum("dff->df", cov).copy()  # einsum's diagonal is a view of cov
+    floor = setup.transform.floor + np.where(setup.relative, RELATIVE_FLOOR * np.abs(ref + mean), 0.0)
+    eye = setup.eye
+    cov *= 1.0 - SHRINK
+    cov = np.where(eye, np.maximum(variance, floor * floor)[:, :, None], cov)
+    hidden = bool(unseen.any())
+    if hidden:
+        both = ~unseen[:, :, None] & ~unseen[:, None, :]
+        cov = np.where(both, cov, eye.astype(np.float64))
     try:
         precision = np.linalg.inv(cov)
     except np.linalg.LinAlgError:
         precision = np.where(eye, 1.0 / np.einsum("dff->df", cov)[:, :, None], 0.0)
-    s["judge_precision"][rows] = np.where(both, precision, 0.0)
-    s["judge_mean"][rows] = np.where(seen, ref + mean, 0.0)
-    s["judging"][rows] = s["learned"][rows] >= WARMUP
-    s["judge_change_var"][rows] = np.maximum(s["change_var"][rows], (0.1 * floor) ** 2)
+    if hidden:
+        precision = np.where(both, precision, 0.0)
+    s["judge_precision"][at] = precision
+    s["judge_mean"][at] = ref + mean if not hidden else np.where(unseen, 0.0, ref + mean)
+    s["judging"][at] = s["learned"][at] >= WARMUP
+    s["judge_change_var"][at] = np.maximum(s["change_var"][at], 0.01 * floor * floor)
 
 
 def fresh_state(devices: int, fields: int) -> State:

