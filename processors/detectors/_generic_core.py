@@ -95,6 +95,8 @@ ACCEPT = 3_600.0
 WARMUP = 60
 """Readings learned before the detector judges (per device)."""
 LEARN_BELOW = 0.5
+PROFILE_CLIP = 2.5
+"""What one reading teaches the seasonal profile is clipped at this many of the measure's usual sizes."""
 """A reading teaches the baseline only while its statistic is below this share of :data:`Z_ON`."""
 CHANGE_GATE = 4.0
 """A change this many usual sizes or more does not teach the change's usual size."""
@@ -181,6 +183,7 @@ def core_spec(fields: int) -> dict[str, Spec]:
         "wander": spec(np.float64, (fields, fields), 0.0),
         "judge_mean": spec(np.float64, f, 0.0),
         "judge_precision": spec(np.float64, (fields, fields), 0.0),
+        "judge_sd": spec(np.float64, f, 0.0),
         "judging": spec(np.bool_, (), False),
         "fast": spec(np.float64, f, np.nan),
         "short": spec(np.float64, f, np.nan),
@@ -267,7 +270,7 @@ class Prepared:
     gap: FloatArray
     """Intervals since the device's newest reading before (1 for its first)."""
     means: FloatArray
-    """Per-reading weights of the fast, short and long means, each repeated per field (devices, k, 3 fields)."""
+    """Per-reading weights of the fast, short and long means, each repeated per field: (devices, k, 3 f)."""
     rates: FloatArray
     """Per-reading weights (devices, k, 2): the baseline's and the change's size's memories."""
     index: NDArray[np.intp]
@@ -458,10 +461,16 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
     # Learning, gated: only readings that look normal teach the baseline and the profile.
     learn = complete & fresh & ~alarm & (level < LEARN_BELOW * Z_ON)
     usable = (fresh & ~across)[:, :, None] if whole else finite & (fresh & ~across)[:, :, None]
-    _learn(s, learn, usable & (np.abs(change_each) < CHANGE_GATE), p.rates, filled, fast_before, change, judging)
-    taught = learn & judging[:, None]
+    _learn(
+        s, learn, usable & (np.abs(change_each) < CHANGE_GATE), p.rates, filled, fast_before, change, judging
+    )
+    # The profile learns from every reading short of the alarm's level, each residual clipped to a
+    # few of the measure's usual sizes: a rush hour that looks wild on its first days is learned a
+    # little at a time from its flanks until it is usual, while a wild reading teaches it nothing.
+    taught = complete & fresh & ~alarm & (level < Z_ON) & judging[:, None]
     if taught.any():
-        residual = filled - judge_mean[:, None, :]
+        reach = PROFILE_CLIP * s["judge_sd"][:, None, :]
+        residual = np.clip(filled - judge_mean[:, None, :], -reach, reach)
         if not whole or not taught.all():
             residual = np.where(finite & taught[:, :, None], residual, 0.0)
         tables.add(p.index, p.share[..., None] * residual[None].astype(np.float32))
@@ -642,6 +651,7 @@ def refresh(s: State, rows: NDArray[np.intp], setup: Setup) -> None:
     if hidden:
         precision = np.where(both, precision, 0.0)
     s["judge_precision"][at] = precision
+    s["judge_sd"][at] = np.sqrt(np.maximum(variance, floor * floor))
     s["judge_mean"][at] = ref + mean if not hidden else np.where(unseen, 0.0, ref + mean)
     s["judging"][at] = s["learned"][at] >= WARMUP
     s["judge_change_var"][at] = np.maximum(s["change_var"][at], 0.01 * floor * floor)
