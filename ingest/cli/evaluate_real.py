@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from numpy.typing import NDArray
 import typer
+from numpy.typing import NDArray
 from rich.console import Console
 from rich.table import Table
 
