@@ -11,8 +11,9 @@ gives two things per row, kept apart as the alert layer needs them:
   (river's rule: no learning from what looks wrong).
 
 These are reference implementations, written row by row for clarity: they are
-for the comparison (``docs/detection-real.md``), not for speed. The winner lives in
-:mod:`processors.detectors._generic_core`, vectorised over time.
+for the comparison (``bench/skab_compare.py``, ``docs/detection.md``), not for speed.
+What shipped is the generic detector (:mod:`processors.detectors.generic`); its
+first version is ``generic-v1`` here.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import NDArray
 
+import generic_v1
 from processors.detectors import _generic_core as core
-from processors.realeval import Flags, Recording, Runner, today
+from processors.realeval import RUNNERS as SHIPPED
+from processors.realeval import Flags, Recording, Runner
 
 FloatArray = NDArray[np.float64]
 REARM = 0.5
@@ -296,8 +299,8 @@ def t_squared(x: FloatArray, tau: float = 900.0, on: float = 4.0) -> tuple[Float
     return score, alarm
 
 
-def _generic(x: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
-    found = core.GenericCore(x.shape[1]).run(x)
+def _generic_v1(x: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
+    found = generic_v1.GenericCore(x.shape[1]).run(x)
     return found.score, found.alarm
 
 
@@ -309,8 +312,9 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("spot", "SPOT extreme-value threshold per measure", spot),
     Candidate("dspot", "DSPOT (SPOT on drift-removed values)", lambda x: spot(x, risk=1e-5, drift=30)),
     Candidate("t-squared", "T-squared, online covariance of the measures", t_squared),
-    Candidate("generic", "the generic core (processors.detectors._generic_core)", _generic),
+    Candidate("generic-v1", "the generic detector's first version (bench/generic_v1.py)", _generic_v1),
 )
 
-RUNNERS: Mapping[str, Runner] = MappingProxyType({"today": today, **{c.name: c for c in CANDIDATES}})
-"""Every detector set by name: today's ``citypulse detect`` path and each candidate."""
+RUNNERS: Mapping[str, Runner] = MappingProxyType({**SHIPPED, **{c.name: c for c in CANDIDATES}})
+"""Every detector set by name: what ``citypulse evaluate-real`` runs (today's per-measure path and the
+generic detector) and each candidate."""

@@ -1,4 +1,9 @@
-"""A generic streaming detector for one device of any kind: its measures judged together.
+"""The generic detector's first version, kept for the comparison in ``bench/skab_compare.py``.
+
+It is what :mod:`processors.detectors._generic_core` grew from: T-squared of one
+device's measures against a slow, gated baseline widened by each measure's wander
+(a diagonal), with the alarm on the first reading past the level and the score from
+a fast mean only. Time constants are in seconds, chosen on SKAB's one-second data.
 
 What it computes, for a device with ``f`` measures read at times ``t``:
 

@@ -35,6 +35,7 @@ from pydantic import create_model
 from processors.batch import ReadingBatch
 from processors.detectors import DETECTORS, Detector, DetectorConfig
 from processors.detectors._generic_series import GenericSeries, sample_transform
+from processors.detectors._robust import Transform
 from processors.kinds import Reading, SensorKind, measure
 from processors.registry import Device, DeviceTable
 
@@ -121,19 +122,21 @@ class SeriesScorer:
         self.fields = 1 if sample.ndim == 1 else sample.shape[1]
         sample = sample.reshape(len(sample), self.fields)
         self.interval_s = interval_s or typical_interval_s(sample_ts_ms)
-        names = ("value",) if self.fields == 1 else tuple(f"m{j}" for j in range(self.fields))
-        self.kind = series_kind(sample, self.interval_s, names)
-        self.table = DeviceTable(self.kind)
-        self.table.add(Device("series", "series", "offline", 0.0, 0.0, None, self.interval_s))
         self.generic: GenericSeries | None = None
         if GENERIC in detectors:
             transform = sample_transform(sample[:TRANSFORM_SAMPLE])
             self.generic = GenericSeries(transform, 1000.0 * self.interval_s)
-        self.detectors: list[Detector] = [
-            cls(self.kind, config)
-            for name, cls in DETECTORS.items()
-            if name in detectors and name != GENERIC and cls.applies_to(self.kind)
-        ]
+            self.transform = transform
+        self.detectors: list[Detector] = []
+        others = [name for name in DETECTORS if name in detectors and name != GENERIC]
+        if others:  # the series as a sensor kind of its own (a pydantic model: built only when needed)
+            names = ("value",) if self.fields == 1 else tuple(f"m{j}" for j in range(self.fields))
+            self.kind = series_kind(sample, self.interval_s, names)
+            self.table = DeviceTable(self.kind)
+            self.table.add(Device("series", "series", "offline", 0.0, 0.0, None, self.interval_s))
+            self.detectors = [
+                cls(self.kind, config) for cls in (DETECTORS[n] for n in others) if cls.applies_to(self.kind)
+            ]
         self.names: tuple[str, ...] = ((GENERIC,) if self.generic else ()) + tuple(
             d.name for d in self.detectors
         )
@@ -192,12 +195,14 @@ class SeriesScorer:
         return Scores(score[found_order], alarm[found_order], detector[found_order])
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "interval_s": self.interval_s,
-            "normal_band": [list(m.normal) for m in self.kind.measures],
-            "detectors": list(self.names),
-            "alarms_by_detector": dict(self.alarms),
-        }
+        found: dict[str, Any] = {"interval_s": self.interval_s}
+        if self.generic is not None:
+            modes = {Transform.LINEAR: "linear", Transform.LOG: "log", Transform.COUNT: "count"}
+            found["scales"] = [modes[int(m)] for m in self.transform.mode]
+        if self.detectors:
+            found["normal_band"] = [list(m.normal) for m in self.kind.measures]
+        found.update(detectors=list(self.names), alarms_by_detector=dict(self.alarms))
+        return found
 
 
 def _onsets(alarm: NDArray[np.bool_], was: bool) -> int:
