@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import generic_v1
 import numpy as np
 from numpy.typing import NDArray
 
-import generic_v1
 from processors.detectors import _generic_core as core
 from processors.realeval import RUNNERS as SHIPPED
 from processors.realeval import Flags, Recording, Runner

@@ -56,7 +56,9 @@ def write_csv(path: Path, ts: NDArray[np.int64], x: NDArray[np.float64]) -> None
     with path.open("w", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["timestamp", *names])
-        writer.writerows([format_rfc3339(int(t)), *(f"{v:.6g}" for v in row)] for t, row in zip(ts, x, strict=True))
+        writer.writerows(
+            [format_rfc3339(int(t)), *(f"{v:.6g}" for v in row)] for t, row in zip(ts, x, strict=True)
+        )
 
 
 def before(source: Path, target: Path, column: str) -> None:

@@ -30,6 +30,10 @@ from processors.realeval import Flags, Recording, Runner, evaluate, generic, run
 
 DEFAULT_SKAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "skab"
 PARTS = ("valve1", "valve2", "other", "anomaly-free")
+HEADER = (
+    "| detector | F1 | FAR % | MAR % | NAB std (edges) | NAB std (onsets) | missed CPs / FPs (onsets) |\n"
+    "|---|---|---|---|---|---|---|"
+)
 
 
 @contextmanager
@@ -97,8 +101,7 @@ def main() -> None:
         if part == "anomaly-free":
             print("| detector | alarms after the first 400 rows | rows alarmed |\n|---|---|---|")
         else:
-            print("| detector | F1 | FAR % | MAR % | NAB std (edges) | NAB std (onsets) | missed CPs / FPs (onsets) |")
-            print("|---|---|---|---|---|---|---|")
+            print(HEADER)
         for name, result in results.items():
             print(row(name, result[part].summary()))
 

@@ -45,14 +45,16 @@ def test_detect_bench_reports_speed_and_state_per_device_field() -> None:
     assert "one series of 200 hourly readings" in out
 
 
-def test_detect_series_bench_times_both_paths_on_every_series() -> None:
+def skab_folder() -> Path:
     skab = ROOT.parent / "shared" / "data" / "skab"
-    if not (skab / "valve1" / "0.csv").is_file():
-        skab = Path("/work/shared/data/skab")
+    return skab if (skab / "valve1" / "0.csv").is_file() else Path("/work/shared/data/skab")
+
+
+def test_detect_series_bench_times_both_paths_on_every_series() -> None:
     out = run(
         "detect_series_bench.py",
         "--skab",
-        str(skab),
+        str(skab_folder()),
         "--rows",
         "3000",
         "--today-rows",
@@ -60,6 +62,19 @@ def test_detect_series_bench_times_both_paths_on_every_series() -> None:
         "--repeat",
         "1",
     )
-    rates = re.findall(r"today\s+([\d,]+) rows/s\s+generic\s+([\d,]+) rows/s", out)
+    rates = re.findall(r"before\s+([\d,]+) rows/s\s+now\s+([\d,]+) rows/s", out)
     assert len(rates) == 3
     assert all(int(a.replace(",", "")) > 0 and int(b.replace(",", "")) > 0 for a, b in rates)
+
+
+def test_skab_compare_scores_candidates_and_ablations() -> None:
+    out = run(
+        "skab_compare.py",
+        "--skab",
+        str(skab_folder()),
+        "--only",
+        "generic,generic-v1,generic: fast evidence only",
+    )
+    rows = re.findall(r"^\| (generic[^|]*) \| (0\.\d{3}) \|", out, re.M)
+    assert [name.strip() for name, _ in rows] == ["generic", "generic-v1", "generic: fast evidence only"]
+    assert all(0.5 < float(f1) < 1 for _, f1 in rows)
