@@ -18,7 +18,8 @@ is not judged by the quiet night before. The quick one follows the median of the
 last three residuals' sizes, not each one: noise that has grown shows in two
 readings out of three, while one ordinary reading two or three sigmas out (as one
 in a few dozen is) would otherwise inflate it for several readings and take a
-12-sigma spike right after it below the alarm. Readings pinned at a physical limit
+12-sigma spike right after it below the alarm. A residual past three scales is not
+ordinary: noise bursting, which the quick scale follows at once. Readings pinned at a physical limit
 (humidity at 100 %) carry no noise and do not teach the scale; a reading leaving
 the limit is not a candidate.
 """
@@ -167,10 +168,13 @@ class SpikeDetector(ScaledDetector):
             teach, np.where(seed_scale, observed, old_scale + alpha * (observed - old_scale)), old_scale
         )
         # The quick scale follows the median of the last three sizes (the two before, kept in
-        # ``sizes``, and this one): one ordinary reading a few sigmas out does not move it.
+        # ``sizes``, and this one): one ordinary reading two or three sigmas out does not move
+        # it. A residual past the clip is no ordinary reading: noise bursting, which the scale
+        # follows at once (or the burst's next reading would look like a spike).
         sizes = state["sizes"].astype(np.float64)
         typical = median3(sizes[:, :, 0], sizes[:, :, 1], observed)
-        typical = np.where(np.isnan(typical), observed, typical)
+        burst = np.abs(nan_to_zero(resid)) >= CLIP * scale
+        typical = np.where(np.isnan(typical) | burst, observed, typical)
         new_quick = np.where(
             teach, np.where(np.isnan(quick), observed, quick + QUICK * (typical - quick)), quick
         )
