@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from candidates import RUNNERS
+from numpy.typing import NDArray
 
 from ingest.cli.evaluate_real import load_skab
 from processors.detectors import _generic_core as core
@@ -55,7 +56,7 @@ def ablation(name: str, value: object) -> Runner:
     return runner
 
 
-def no_change(z_abs: np.ndarray, count: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def no_change(z_abs: NDArray[np.float64], count: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.zeros_like(z_abs)
 
 

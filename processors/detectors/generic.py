@@ -13,6 +13,8 @@ things of every reading:
   three readings in a row far from it, off once it is well back, or after a long
   while taken as the new normal).
 
+It runs live on the kinds that no domain detector (a rule or a standard) speaks for,
+and wherever ``CITYPULSE_DETECTORS`` names it; ``citypulse detect`` runs it by default.
 It judges a device's measures together: a faulty valve moves several measures a
 little each, together and against their usual relations, which no measure alone
 shows. Each score and each alarm is put down to the measure that carries most of

@@ -248,3 +248,26 @@ def test_largest_z_tracks_the_tail_of_a_maximum(count: int, z_abs: float, expect
     assert float(core.largest_z(np.array([z_abs]), np.array([float(count)]))[0]) == pytest.approx(
         expected, abs=0.02
     )
+
+
+def test_it_runs_by_default_only_where_no_domain_detector_speaks() -> None:
+    """Live, the built-in kinds have rules and standards of their own; a kind without them gets the
+    generic detector unless the detectors are chosen by name."""
+    from pydantic import create_model
+
+    from processors.anomaly import DetectionEngine
+    from processors.kinds import Reading, SensorKind, measure
+    from processors.registry import Registry
+
+    engine = DetectionEngine(Registry())
+    assert all("generic" not in {d.name for d in found} for found in engine.detectors.values())
+    named = DetectionEngine(Registry(), enabled=["generic", "spike"])
+    assert {d.name for d in named.detectors["water"]} == {"generic", "spike"}
+    model = create_model(
+        "SoilReading",
+        __base__=Reading,
+        moisture=(float | None, measure("%", 0, 100, "Soil moisture", normal=(10, 60))),
+    )
+    soil = SensorKind(name="soil", title="Soil", model=model, interval_s=600.0, fiware_type="Soil")
+    assert GenericDetector.runs_by_default(soil)
+    assert not GenericDetector.runs_by_default(KINDS["air"])
