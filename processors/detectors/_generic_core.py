@@ -67,6 +67,10 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from processors.detectors._generic_learn import ACCEPT, NEVER, WARMUP, close_block
+from processors.detectors._generic_learn import learn as learn_block
+from processors.detectors._generic_learn import restart as restart_baseline
+from processors.detectors._generic_math import affine_path, equivalent_z, largest_z, latch, runs
 from processors.detectors._robust import DAY_MS, Transform, time_of_day_bins
 from processors.detectors._storage import Spec, State, spec
 
@@ -90,22 +94,12 @@ CONFIRM = 3
 is evidence (the score shows it), not a state the operators should be paged for."""
 REARM = 0.5
 """The alarm ends when the statistic falls below this share of :data:`Z_ON`."""
-ACCEPT = 3_600.0
-"""An alarm this many intervals long is a new normal: the baseline starts learning again."""
-WARMUP = 60
-"""Readings learned before the detector judges (per device)."""
 LEARN_BELOW = 0.5
 PROFILE_CLIP = 2.5
 """What one reading teaches the seasonal profile is clipped at this many of the measure's usual sizes."""
 """A reading teaches the baseline only while its statistic is below this share of :data:`Z_ON`."""
 CHANGE_GATE = 4.0
 """A change this many usual sizes or more does not teach the change's usual size."""
-SHRINK = 0.1
-"""Share of the covariance's off-diagonal taken away (shrinkage towards the diagonal)."""
-RELATIVE_FLOOR = 1e-3
-"""Smallest standard deviation believed for a linear measure, as a share of its level."""
-WANDER = 1.0
-"""Weight of the wander's covariance in the baseline's."""
 CAP = 3.0
 """A reading teaches at most this many intervals' worth, however long the gap before it."""
 GAP = 5.0
@@ -121,39 +115,6 @@ BINS = DAY_BINS + WEEK_BINS
 WEEK_MS = 7 * DAY_MS
 BLOCK = 32
 """Readings judged against one state before what they taught takes effect."""
-NEVER = np.iinfo(np.int64).min
-
-
-def equivalent_z(t2: FloatArray | float, dof: FloatArray | int) -> FloatArray:
-    """The standard normal deviate with the upper tail of a chi-square with ``dof`` degrees (Wilson-Hilferty).
-
-    >>> round(float(equivalent_z(8.0, 8)), 2), round(float(equivalent_z(20.09, 8)), 2)
-    (0.17, 2.32)
-    """
-    k = np.maximum(np.asarray(dof, dtype=np.float64), 1.0)
-    c = 2.0 / (9.0 * k)
-    z: FloatArray = (np.cbrt(np.asarray(t2, dtype=np.float64) / k) - (1.0 - c)) / np.sqrt(c)
-    return z
-
-
-def largest_z(z_abs: FloatArray, count: FloatArray) -> FloatArray:
-    """The normal deviate as surprising as the largest of ``count`` two-sided deviates being ``z_abs``.
-
-    Solves ``Q(z') = 2 n Q(z)`` (the largest of ``n`` has about ``n`` times one's tail, both
-    sides counted) with the normal tail's ``Q(z) ~ exp(-z^2 / 2) / z``, by two fixed-point
-    steps: within 0.01 of exact beyond 3, and 0 where it is not surprising at all.
-
-    >>> z, n = np.array([4.0, 4.0, 6.0, 1.0]), np.array([1.0, 8.0, 8.0, 8.0])
-    >>> [round(float(v), 2) for v in largest_z(z, n)]
-    [3.83, 3.29, 5.53, 0.0]
-    """
-    z = np.maximum(z_abs, 1e-9)
-    base = z * z - 2.0 * np.log(2.0 * np.maximum(count, 1.0))
-    guess = np.sqrt(np.maximum(base, 1e-18))
-    for _ in range(2):
-        guess = np.sqrt(np.maximum(base + 2.0 * np.log(z / guess), 1e-18))
-    found: FloatArray = np.where(base > 0, guess, 0.0)
-    return found
 
 
 class Tables(Protocol):
@@ -343,7 +304,7 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
         s["ref"] = np.where(new_seen, first_values, s["ref"])
         regain = new_seen.any(axis=1) & (s["learned"] > 0)
         if regain.any():
-            _restart(s, regain)
+            restart_baseline(s, regain)
         unseen = np.isnan(s["ref"])
     seen = ~unseen
     dof = seen.sum(axis=1).astype(np.float64)[:, None]
@@ -389,7 +350,7 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
         toward[:, 0, :f] = judge_mean
         push += keep * (1.0 - relax) * toward
         keep *= relax
-    after = _affine_path(prior0, keep, push)
+    after = affine_path(prior0, keep, push)
     before = np.concatenate([prior0[:, None, :], after[:, :-1, :]], axis=1)
     if relax is not None:
         before = relax * before + (1.0 - relax) * toward
@@ -443,8 +404,8 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
     # The alarm: on after CONFIRM readings in a row at the level, off well below it.
     if s["active"].any() or s["run"].any() or level.max(initial=0.0) >= Z_ON:
         high = level >= Z_ON
-        run = _runs(high, s["run"])
-        alarm = _latch(run >= CONFIRM, level < REARM * Z_ON, s["active"])
+        run = runs(high, s["run"])
+        alarm = latch(run >= CONFIRM, level < REARM * Z_ON, s["active"])
         was = np.concatenate([s["active"][:, None], alarm[:, :-1]], axis=1)
         onset = alarm & ~was
         scored_by = np.where(onset & (level > evidence), level_by, scored_by)
@@ -461,7 +422,7 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
     # Learning, gated: only readings that look normal teach the baseline and the profile.
     learn = complete & fresh & ~alarm & (level < LEARN_BELOW * Z_ON)
     usable = (fresh & ~across)[:, :, None] if whole else finite & (fresh & ~across)[:, :, None]
-    _learn(
+    learn_block(
         s, learn, usable & (np.abs(change_each) < CHANGE_GATE), p.rates, filled, fast_before, change, judging
     )
     # The profile learns from every reading short of the alarm's level, each residual clipped to a
@@ -479,52 +440,8 @@ def advance(state: State, tables: Tables, p: Prepared, setup: Setup) -> Found:
     s["seen"] = s["seen"] + k
     boundary = np.flatnonzero(s["seen"] % BLOCK == 0)
     if boundary.size:
-        _close_block(s, tables, boundary, p.newest[:, -1], p.interval, setup)
+        close_block(s, tables, boundary, p.newest[:, -1], p.interval, setup)
     return Found(score, alarm, level, scored_by, alarmed_by)
-
-
-def _affine_path(m0: FloatArray, keep: FloatArray, push: FloatArray) -> FloatArray:
-    """Every value of ``m_k = keep_k * m_{k-1} + push_k`` (shapes (d, c), (d, k, c)): rows m_1 .. m_k.
-
-    ``m_k = P_k (m_0 + sum_{j <= k} push_j / P_j)`` with ``P_k`` the product of the keeps:
-    one cumulative sum. Where a keep is (nearly) zero (a mean started afresh) that would
-    divide by nothing, and the path is worked out as a weighted sum instead.
-    """
-    k = keep.shape[1]
-    if k == 1:
-        one: FloatArray = keep * m0[:, None, :] + push
-        return one
-    log_keep = np.cumsum(np.log(np.maximum(keep, 1e-300)), axis=1)
-    if log_keep.min(initial=0.0) > -500.0:
-        scale = np.exp(log_keep)
-        path: FloatArray = scale * (m0[:, None, :] + np.cumsum(push / scale, axis=1))
-        return path
-    # weight[i, j] of push_j in m_i (j <= i): prod_{j < l <= i} keep_l
-    gap = log_keep[:, :, None, :] - log_keep[:, None, :, :]
-    lower = np.tri(k, dtype=np.bool_)[None, :, :, None]
-    weight = np.where(lower, np.exp(np.minimum(gap, 0.0)), 0.0)
-    summed: FloatArray = np.exp(log_keep) * m0[:, None, :] + np.einsum("dijf,djf->dif", weight, push)
-    return summed
-
-
-def _runs(high: BoolArray, carried: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Readings in a row with ``high`` set, up to and including each (carrying the count before)."""
-    k = high.shape[1]
-    position = np.arange(k)[None, :]
-    last_low = np.maximum.accumulate(np.where(high, -1, position), axis=1)
-    run = np.where(last_low < 0, carried[:, None] + position + 1, position - last_low)
-    found: NDArray[np.int64] = np.where(high, run, 0)
-    return found
-
-
-def _latch(on: BoolArray, off: BoolArray, active: BoolArray) -> BoolArray:
-    """Hysteresis along each row: set where ``on``, reset where ``off`` (and not ``on``), else held."""
-    event = np.where(on, 1, np.where(off, -1, 0))
-    position = np.arange(on.shape[1])[None, :]
-    last = np.maximum.accumulate(np.where(event != 0, position, -1), axis=1)
-    held = np.take_along_axis(event, np.maximum(last, 0), axis=1) == 1
-    found: BoolArray = np.where(last >= 0, held, active[:, None])
-    return found
 
 
 def _alarm_times(
@@ -546,117 +463,6 @@ def _alarm_times(
     return found
 
 
-def _learn(
-    s: State,
-    learn: BoolArray,
-    learn_change: BoolArray,
-    rates: FloatArray,
-    filled: FloatArray,
-    fast_before: FloatArray,
-    change: FloatArray,
-    judging: BoolArray,
-) -> None:
-    """What the readings teach: the baseline's moments (about the reference) and wander from those that
-    look normal, the change evidence's usual size from the changes that are not themselves unusual.
-
-    Each is an exponentially weighted mean (a plain mean over the first readings), worked out for the
-    block at once: ``m_end = keep * m_0 + sum(w_k * x_k)``.
-    """
-    teach, teach_change = bool(learn.any()), bool(learn_change.any())
-    if not teach and not teach_change:
-        return
-    f = filled.shape[2]
-    # One column for the baseline, one per measure for the change's size.
-    mask = np.concatenate([learn[:, :, None], learn_change], axis=2)
-    counted = np.concatenate([s["learned"][:, None], s["change_n"]], axis=1)
-    count = counted[:, None, :] + np.cumsum(mask, axis=1)
-    rate = np.concatenate([rates[:, :, :1], np.broadcast_to(rates[:, :, 1:2], (*rates.shape[:2], f))], axis=2)
-    a = np.where(mask, np.maximum(1.0 / np.maximum(count, 1.0), rate), 0.0)
-    keep_each = 1.0 - a
-    survive = np.cumprod(keep_each[:, ::-1, :], axis=1)[:, ::-1, :]
-    keep = survive[:, 0, :]
-    w = a.copy()
-    w[:, :-1, :] *= survive[:, 1:, :]
-    if teach:
-        wb, kb = w[:, :, 0], keep[:, 0]
-        ref = s["ref"]
-        unseen = np.isnan(ref)
-        c = filled - np.where(unseen, 0.0, ref)[:, None, :]
-        if unseen.any():
-            c = np.where(unseen[:, None, :], 0.0, c)
-        s["s1"] = kb[:, None] * s["s1"] + (wb[:, None, :] @ c)[:, 0, :]
-        s["s2"] = kb[:, None, None] * s["s2"] + (c * wb[:, :, None]).transpose(0, 2, 1) @ c
-        if judging.any():
-            strayed = fast_before - s["judge_mean"][:, None, :]
-            wander = kb[:, None, None] * s["wander"] + (strayed * wb[:, :, None]).transpose(0, 2, 1) @ strayed
-            s["wander"] = wander if judging.all() else np.where(judging[:, None, None], wander, s["wander"])
-        s["learned"] = count[:, -1, 0]
-    if teach_change:
-        s["change_var"] = keep[:, 1:] * s["change_var"] + (w[:, :, 1:] * change * change).sum(axis=1)
-        s["change_n"] = count[:, -1, 1:]
-
-
-def _restart(s: State, rows: BoolArray) -> None:
-    """Forget the baseline of ``rows``: it learns again from scratch (the profiles stay)."""
-    s["learned"] = np.where(rows, 0.0, s["learned"])
-    s["s1"] = np.where(rows[:, None], 0.0, s["s1"])
-    s["s2"] = np.where(rows[:, None, None], 0.0, s["s2"])
-    s["wander"] = np.where(rows[:, None, None], 0.0, s["wander"])
-
-
-def _close_block(
-    s: State,
-    tables: Tables,
-    rows: NDArray[np.intp],
-    now: NDArray[np.int64],
-    interval_ms: FloatArray,
-    setup: Setup,
-) -> None:
-    """At a block boundary: accept a long alarm as the new normal, then take in what the block taught."""
-    accept = np.zeros(s["seen"].shape, dtype=np.bool_)
-    if s["active"][rows].any():
-        accept[rows] = s["active"][rows] & (now[rows] - s["alarm_since"][rows] >= ACCEPT * interval_ms[rows])
-    if accept.any():
-        _restart(s, accept)
-        s["active"] = s["active"] & ~accept
-        s["run"] = np.where(accept, 0, s["run"])
-        s["alarm_since"] = np.where(accept, NEVER, s["alarm_since"])
-        s["culprit"] = np.where(accept, -1, s["culprit"])
-    tables.flush(rows)
-    refresh(s, rows, setup)
-
-
-def refresh(s: State, rows: NDArray[np.intp], setup: Setup) -> None:
-    """The baseline learned so far becomes the one ``rows``' readings are judged by."""
-    at: NDArray[np.intp] | slice = slice(None) if rows.size == s["seen"].shape[0] else rows
-    raw_ref = s["ref"][at]
-    unseen = np.isnan(raw_ref)
-    ref = np.where(unseen, 0.0, raw_ref)
-    mean = s["s1"][at]
-    cov = s["s2"][at] - mean[:, :, None] * mean[:, None, :]
-    cov += WANDER * s["wander"][at]
-    variance = np.einsum("dff->df", cov).copy()  # einsum's diagonal is a view of cov
-    floor = setup.transform.floor + np.where(setup.relative, RELATIVE_FLOOR * np.abs(ref + mean), 0.0)
-    eye = setup.eye
-    cov *= 1.0 - SHRINK
-    cov = np.where(eye, np.maximum(variance, floor * floor)[:, :, None], cov)
-    hidden = bool(unseen.any())
-    if hidden:
-        both = ~unseen[:, :, None] & ~unseen[:, None, :]
-        cov = np.where(both, cov, eye.astype(np.float64))
-    try:
-        precision = np.linalg.inv(cov)
-    except np.linalg.LinAlgError:
-        precision = np.where(eye, 1.0 / np.einsum("dff->df", cov)[:, :, None], 0.0)
-    if hidden:
-        precision = np.where(both, precision, 0.0)
-    s["judge_precision"][at] = precision
-    s["judge_sd"][at] = np.sqrt(np.maximum(variance, floor * floor))
-    s["judge_mean"][at] = ref + mean if not hidden else np.where(unseen, 0.0, ref + mean)
-    s["judging"][at] = s["learned"][at] >= WARMUP
-    s["judge_change_var"][at] = np.maximum(s["change_var"][at], 0.01 * floor * floor)
-
-
 def fresh_state(devices: int, fields: int) -> State:
     """Per-device state for ``devices`` new devices (the series runner's and the tests')."""
     found: dict[str, Any] = {}
@@ -665,4 +471,22 @@ def fresh_state(devices: int, fields: int) -> State:
     return found
 
 
-__all__ = ["BINS", "BLOCK", "Found", "Setup", "Tables", "advance", "core_spec", "equivalent_z", "table_spec"]
+__all__ = [
+    "ACCEPT",
+    "BINS",
+    "BLOCK",
+    "CONFIRM",
+    "WARMUP",
+    "Z_ON",
+    "Found",
+    "Prepared",
+    "Setup",
+    "Tables",
+    "advance",
+    "core_spec",
+    "equivalent_z",
+    "fresh_state",
+    "largest_z",
+    "prepare",
+    "table_spec",
+]

@@ -8,7 +8,8 @@ from numpy.typing import NDArray
 
 from processors.batch import series_batch
 from processors.detectors import _generic_core as core
-from processors.detectors._generic_core import ACCEPT, BLOCK, CONFIRM, WARMUP, Z_ON, equivalent_z
+from processors.detectors._generic_core import ACCEPT, BLOCK, CONFIRM, WARMUP, Z_ON
+from processors.detectors._generic_math import equivalent_z, largest_z
 from processors.detectors._generic_series import GenericSeries, sample_transform
 from processors.detectors._robust import Transform
 from processors.detectors.generic import GenericDetector
@@ -245,7 +246,7 @@ def test_equivalent_z_tracks_the_chi_square_tail(
 )
 def test_largest_z_tracks_the_tail_of_a_maximum(count: int, z_abs: float, expected: float) -> None:
     """Q(z') = 2 n Q(z): the normal deviates of those tails (scipy.stats.norm.isf(2 * n * norm.sf(z)))."""
-    assert float(core.largest_z(np.array([z_abs]), np.array([float(count)]))[0]) == pytest.approx(
+    assert float(largest_z(np.array([z_abs]), np.array([float(count)]))[0]) == pytest.approx(
         expected, abs=0.02
     )
 
