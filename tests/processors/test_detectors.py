@@ -121,6 +121,23 @@ class TestEveryDetector:
         for batch in batches[half:]:
             assert np.array_equal(original.update(batch), resumed.update(batch))
 
+    def test_alarm_states_start_at_onsets_and_equal_one_reading_at_a_time(
+        self, cls: type[Detector], kind: SensorKind
+    ) -> None:
+        batches = small_fleet(kind).batches(per_cycle=1)[:30]
+        together, one_by_one = cls(kind), cls(kind)
+        joined = together.score(concat(batches))
+        together.commit(joined)
+        separate = []
+        for batch in batches:
+            scored = one_by_one.score(batch)
+            one_by_one.commit(scored)
+            separate.append(scored)
+        assert joined.alarm.shape == joined.scores.shape
+        assert not (joined.onsets & ~joined.alarm).any(), "an alarm is on where it starts"
+        assert (joined.alarms() == joined.alarm).all()
+        assert (joined.alarm == np.concatenate([s.alarm for s in separate])).all()
+
     def test_an_empty_batch_is_harmless(self, cls: type[Detector], kind: SensorKind) -> None:
         table = small_fleet(kind).registry.tables[kind.name]
         scored = cls(kind).score(ReadingBatch.empty(kind, table))
