@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.shared_data import shared_data
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -54,3 +56,37 @@ def test_receive_paths_acknowledge_every_message_after_writing_it() -> None:
         for figures in runs:
             assert figures["received"] == summary["messages"], name
             assert figures["left_unacknowledged"] == 0, name
+
+
+def skab_folder() -> Path:
+    return shared_data("skab")
+
+
+def test_detect_series_bench_times_both_paths_on_every_series() -> None:
+    out = run(
+        "detect_series_bench.py",
+        "--skab",
+        str(skab_folder()),
+        "--rows",
+        "3000",
+        "--today-rows",
+        "600",
+        "--repeat",
+        "1",
+    )
+    rates = re.findall(r"before\s+([\d,]+) rows/s\s+now\s+([\d,]+) rows/s", out)
+    assert len(rates) == 3
+    assert all(int(a.replace(",", "")) > 0 and int(b.replace(",", "")) > 0 for a, b in rates)
+
+
+def test_skab_compare_scores_candidates_and_ablations() -> None:
+    out = run(
+        "skab_compare.py",
+        "--skab",
+        str(skab_folder()),
+        "--only",
+        "generic,generic-v1,generic: fast evidence only",
+    )
+    rows = re.findall(r"^\| (generic[^|]*) \| (0\.\d{3}) \|", out, re.M)
+    assert [name.strip() for name, _ in rows] == ["generic", "generic-v1", "generic: fast evidence only"]
+    assert all(0.5 < float(f1) < 1 for _, f1 in rows)
