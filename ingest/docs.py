@@ -264,7 +264,11 @@ def _detector(cls: type[Detector]) -> list[str]:
 
 def _kinds(cls: type[Detector]) -> str:
     kinds = [name for name, kind in KINDS.items() if cls.applies_to(kind)]
-    return "all" if len(kinds) == len(KINDS) else ", ".join(kinds)
+    text = "all" if len(kinds) == len(KINDS) else ", ".join(kinds)
+    named = [name for name in kinds if not cls.runs_by_default(KINDS[name])]
+    if named:
+        text += f" ({'each' if named == kinds else ', '.join(named)} when named in `CITYPULSE_DETECTORS`)"
+    return text
 
 
 def _split_example(doc: str) -> tuple[str, str]:
