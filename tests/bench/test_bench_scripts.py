@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.shared_data import shared_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,15 +60,18 @@ def test_receive_paths_acknowledge_every_message_after_writing_it() -> None:
             assert figures["left_unacknowledged"] == 0, name
 
 
-def skab_folder() -> Path:
-    return shared_data("skab")
+SKAB = shared_data("skab")
+needs_skab = pytest.mark.skipif(
+    not (SKAB / "valve1" / "0.csv").is_file(), reason=f"the SKAB recordings are not at {SKAB}"
+)
 
 
+@needs_skab
 def test_detect_series_bench_times_both_paths_on_every_series() -> None:
     out = run(
         "detect_series_bench.py",
         "--skab",
-        str(skab_folder()),
+        str(SKAB),
         "--rows",
         "3000",
         "--today-rows",
@@ -79,11 +84,12 @@ def test_detect_series_bench_times_both_paths_on_every_series() -> None:
     assert all(int(a.replace(",", "")) > 0 and int(b.replace(",", "")) > 0 for a, b in rates)
 
 
+@needs_skab
 def test_skab_compare_scores_candidates_and_ablations() -> None:
     out = run(
         "skab_compare.py",
         "--skab",
-        str(skab_folder()),
+        str(SKAB),
         "--only",
         "generic,generic-v1,generic: fast evidence only",
     )

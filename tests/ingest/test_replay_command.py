@@ -20,18 +20,9 @@ from tests.e2e.helpers import (
     watching,
 )
 from tests.servers import Mosquitto
+from tests.shared_data import shared_data
 
-PROJECT = Path(__file__).resolve().parents[2]
 BEIJING_MAP = "pm25=PM2.5,pm10=PM10,no2=NO2,co=CO:ug/m3,o3=O3,temperature=TEMP"
-
-
-def shared_data(name: str) -> Path:
-    """``shared/data/<name>`` beside the project, as CI lays it out (the project root's parent holds
-    ``shared/``); from a git worktree nested deeper, the nearest ancestor that holds it."""
-    for parent in PROJECT.parents:
-        if (parent / "shared" / "data" / name).is_dir():
-            return parent / "shared" / "data" / name
-    return PROJECT.parent / "shared" / "data" / name
 
 
 BEIJING = shared_data("beijing-air")
