@@ -12,7 +12,7 @@ from grafana_foundation_sdk.models import dashboard as dash
 
 from dashboards import panels
 from dashboards.influxql import InfluxQL, annotation
-from dashboards.queries import RP_VARIABLE, alert_annotation_query, policy_query, where
+from dashboards.queries import RP_VARIABLE, alert_annotation_query, where
 from processors.kinds import KINDS
 
 UID = "citypulse-device"
@@ -72,17 +72,7 @@ def build() -> Dashboard:
         .with_variable(
             panels.query_variable("field", "Measure", 'SHOW FIELD KEYS FROM "$kind"', include_all=True)
         )
-        .with_variable(
-            panels.query_variable(
-                RP_VARIABLE,
-                "Retention",
-                policy_query(),
-                multi=False,
-                include_all=False,
-                hidden=True,
-                on_time_range=True,
-            )
-        )
+        .with_variable(panels.retention_variable())
         .annotation(
             annotation(
                 "Anomalies",

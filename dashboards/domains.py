@@ -26,10 +26,8 @@ from dashboards.influxql import InfluxQL, annotation
 from dashboards.overview import DEVICE_LINK, VN_AQI_COLOURS
 from dashboards.queries import (
     BY_DISTRICT,
-    RP_VARIABLE,
     alert_annotation_query,
     matches,
-    policy_query,
     readings,
     where,
 )
@@ -240,17 +238,7 @@ def build(kind: SensorKind) -> Dashboard:
                 f'SHOW TAG VALUES FROM {source} WITH KEY = "device" WHERE {matches("district", "district")}',
             )
         )
-        .with_variable(
-            panels.query_variable(
-                RP_VARIABLE,
-                "Retention",
-                policy_query(),
-                multi=False,
-                include_all=False,
-                hidden=True,
-                on_time_range=True,
-            )
-        )
+        .with_variable(panels.retention_variable())
         .annotation(
             annotation(
                 "Alerts fired",

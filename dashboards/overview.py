@@ -12,7 +12,7 @@ from grafana_foundation_sdk.models import dashboard as dash
 
 from dashboards import panels
 from dashboards.influxql import InfluxQL, annotation
-from dashboards.queries import RP_VARIABLE, alert_annotation_query, matches, policy_query, readings, where
+from dashboards.queries import alert_annotation_query, matches, readings, where
 from processors.air_index import MEASUREMENT as AQI
 from processors.kinds import KINDS
 
@@ -91,17 +91,7 @@ def build() -> Dashboard:
                 f'SHOW TAG VALUES FROM "devices" WITH KEY = "district" WHERE {matches("kind", "kind")}',
             )
         )
-        .with_variable(
-            panels.query_variable(
-                RP_VARIABLE,
-                "Retention",
-                policy_query(),
-                multi=False,
-                include_all=False,
-                hidden=True,
-                on_time_range=True,
-            )
-        )
+        .with_variable(panels.retention_variable())
         .annotation(
             annotation(
                 "Alerts fired",

@@ -16,6 +16,7 @@ from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dash
 
 from dashboards.influxql import InfluxQL, datasource
+from dashboards.queries import RP_VARIABLE, policy_query
 from processors.kinds import Measure
 
 TimeseriesPanel = timeseries.Panel
@@ -300,6 +301,19 @@ def query_variable(
     if hidden:
         variable = variable.hide(dash.VariableHide.HIDE_VARIABLE)
     return variable
+
+
+def retention_variable() -> QueryVariable:
+    """The hidden ``rp`` variable readings are read through: raw for short ranges, the rollup beyond."""
+    return query_variable(
+        RP_VARIABLE,
+        "Retention",
+        policy_query(),
+        multi=False,
+        include_all=False,
+        hidden=True,
+        on_time_range=True,
+    )
 
 
 def link(title: str, url: str) -> DashboardLink:
