@@ -18,7 +18,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ingest.alerts.db import AlertStoreError, connect
@@ -253,17 +253,7 @@ class AlertStore:
 
     def add_silence(self, silence: Silence) -> Silence:
         if not silence.id:
-            silence = Silence(
-                uuid.uuid4().hex[:12],
-                silence.starts_ms,
-                silence.ends_ms,
-                silence.device,
-                silence.district,
-                silence.rule,
-                silence.kind,
-                silence.created_by,
-                silence.comment,
-            )
+            silence = replace(silence, id=uuid.uuid4().hex[:12])
         self.db.execute(
             "INSERT INTO silences (id, starts_ms, ends_ms, device, district, rule, kind, created_by, "
             "comment, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
