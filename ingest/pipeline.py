@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ingest.deadletters import deadletter_event, deadletter_message
+from ingest.private_files import open_private_binary
 from ingest.sinks.base import Sink
 from ingest.stats import PipelineStats
 from processors.anomaly import DetectionEngine
@@ -105,7 +106,7 @@ def save_state(pipeline: Pipeline, path: Path) -> int:
     arrays["format"] = np.array(STATE_FORMAT)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as out:
+    with open_private_binary(partial) as out:
         np.savez(out, **arrays)  # type: ignore[arg-type]
         out.flush()
         os.fsync(out.fileno())

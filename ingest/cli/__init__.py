@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from ingest.cli import demo, detect, evaluate, simulate
+from ingest.cli import demo, detect, devices, evaluate, simulate
 from ingest.cli import ingest as ingest_command
 from ingest.cli.common import UserError, err
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.command("demo")(demo.demo)
 app.command("detect")(detect.detect)
+app.add_typer(devices.app, name="devices")
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("ingest")(ingest_command.ingest)
 app.command("simulate")(simulate.simulate)

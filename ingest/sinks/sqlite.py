@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest.private_files import open_private, tighten
 from ingest.sinks.base import Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
 from processors.batch import Event, ReadingBatch, WriteBatch
 from processors.kinds import KINDS, SensorKind
@@ -33,11 +35,16 @@ class SqliteSink(Sink):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            # The store holds the city's raw readings: owner-only, and SQLite gives its
+            # journal files (-wal, -shm) the database file's mode when it creates them.
+            os.close(open_private(path, os.O_RDWR | os.O_CREAT))
+            for journal in ("-wal", "-shm"):
+                tighten(path.with_name(path.name + journal))
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as bad:
+        except (sqlite3.Error, OSError) as bad:
             raise SinkError(f"cannot open SQLite store {path}: {bad}", retryable=False) from bad
         self._lock = threading.Lock()
         self._upserts: dict[str, str] = {}
