@@ -62,16 +62,19 @@ class SecuredBroker:
 
 
 @contextmanager
-def secured_broker(workdir: Path, *extra: str, tls: bool = False) -> Iterator[SecuredBroker]:
-    """Provision ``workdir/devices.csv`` (written if absent) and run Mosquitto on the generated files."""
+def secured_broker(workdir: Path, *extra: str, tls_dir: Path | None = None) -> Iterator[SecuredBroker]:
+    """Provision ``workdir/devices.csv`` (written if absent) and run Mosquitto on the generated files.
+
+    With ``tls_dir`` (made by ``devices certs``) the broker also has a TLS listener.
+    """
     registry = workdir / "devices.csv"
     if not registry.exists():
         registry.write_text(REGISTRY, encoding="utf-8")
     port = free_port()
-    tls_port = free_port() if tls else None
+    tls_port = free_port() if tls_dir is not None else None
     args = ["--port", str(port), *extra]
     if tls_port is not None:
-        args += ["--tls-port", str(tls_port), "--tls-dir", str(workdir / "tls")]
+        args += ["--tls-port", str(tls_port), "--tls-dir", str(tls_dir)]
     provision(workdir, *args)
     ports = (port,) if tls_port is None else (port, tls_port)
     server = ConfiguredMosquitto(workdir / "mosquitto", workdir / "broker" / "mosquitto.conf", ports)
