@@ -260,13 +260,6 @@ class DurableSink(Sink):
                 store_ok=self._store_ok,
             )
 
-    def wait_drained(self, timeout_s: float) -> bool:
-        """Wait until the spool is empty (tests, tools); False if it still holds batches."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.spool) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return not len(self.spool)
-
     # --- replay -------------------------------------------------------------------------
     def _replay_forever(self) -> None:
         attempt = 0

@@ -2,8 +2,35 @@
 
 Precedence, highest first: values passed by the command line, environment
 variables, the TOML file named by ``CITYPULSE_CONFIG`` (or ``--config``), then the
-defaults below, which work on one machine with nothing else installed. Every
-field is documented in README's configuration table; a test keeps the two equal.
+defaults below, which work on one machine with nothing else installed.
+
+``docs/configuration.md`` is generated from this module (``python -m ingest.docs``):
+the groups below are its sections (a group's docstring gives the title and the
+introduction), each field's ``description`` is its text. A test fails when the
+committed file differs from what the code generates. A group is a pydantic model
+whose fields ``Settings`` inherits: a new group joins ``Settings``' bases, where
+the order of the bases is the order of the reference, last group first.
+
+Two shapes of setting:
+
+- A flat setting is a field of the group it belongs to, read from
+  ``CITYPULSE_<FIELD>`` and from the TOML key ``<field>``.
+- The options a part owns (a sink, the alerts, ...) are a
+  :class:`~ingest.settings_section.SettingsSection` declared next to that part's
+  code and nested here as one field, ``influx: InfluxSettings``. Its options are
+  read from ``CITYPULSE_INFLUX_<OPTION>`` (the first ``_`` after the section's
+  name separates it from the option, so option names may contain ``_``:
+  ``CITYPULSE_INFLUX_BATCH_POINTS`` is ``settings.influx.batch_points``) and from
+  the TOML table ``[influx]`` (or dotted keys, ``influx.url = ...``). A misspelt
+  option is an error. A sink names its section in its plugin (``SinkPlugin(...,
+  settings=InfluxSettings)``) and receives only that section. No flat field may
+  start with a section's name and ``_`` (a test checks it), or its variable would
+  be read as an option of the section.
+
+To add a section: declare ``class AlertSettings(SettingsSection)`` with described
+fields beside the code that uses them, add ``alerts: AlertSettings =
+Field(default_factory=AlertSettings, description=...)`` to the group it belongs
+to, and regenerate the docs.
 """
 
 from __future__ import annotations
@@ -11,9 +38,9 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +48,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.settings_section import SettingsSection
+from ingest.sinks import SINKS
+from ingest.sinks.influxdb import InfluxSettings
+from ingest.sinks.sqlite import SqliteSettings
 from processors.detectors import DETECTORS, DetectorConfig
 from processors.endpoint import MqttEndpoint
 from processors.topics import DEFAULT_PREFIX, TopicScheme
@@ -28,25 +59,22 @@ from processors.validate import UnknownFieldPolicy, ValidationPolicy
 
 DEFAULT_CONFIG_FILE = Path("citypulse.toml")
 _explicit_config: ContextVar[Path | None] = ContextVar("citypulse_config", default=None)
+S = TypeVar("S", bound=SettingsSection)
 
 
-class Settings(BaseSettings):
-    """citypulse configuration. Field docstrings are the documentation README shows."""
+class MqttGroup(BaseModel):
+    """MQTT
 
-    model_config = SettingsConfigDict(
-        env_prefix="CITYPULSE_",
-        extra="forbid",
-        validate_default=True,
-    )
+    The broker citypulse reads readings from, and how it subscribes.
+    """
 
-    # --- MQTT -----------------------------------------------------------------
     mqtt_url: SecretStr = Field(
         default=SecretStr("mqtt://127.0.0.1:1883"),
-        description="Broker to read from, as mqtt://[user:password@]host[:port] (mqtts:// for TLS).",
+        description="Broker to read from, as `mqtt://[user:password@]host[:port]` (`mqtts://` for TLS).",
     )
     mqtt_protocol: Literal["5", "3.1.1"] = Field(
         default="5",
-        description="MQTT protocol version. 5 gives flow control (receive maximum) and session expiry.",
+        description="MQTT protocol version; 5 gives flow control (receive maximum) and session expiry.",
     )
     mqtt_client_id: str = Field(
         default="citypulse-ingest",
@@ -62,18 +90,25 @@ class Settings(BaseSettings):
         ge=1,
         le=65535,
         description="Most unacknowledged messages the broker may send at once (MQTT 5), and most "
-        "received messages held in memory; bounds memory.",
+        "received messages held in memory: this bounds memory.",
     )
     mqtt_shared_group: str = Field(
         default="",
-        description="If set, subscribe as $share/GROUP/... so several ingest processes split the load.",
+        description="If set, subscribe as `$share/GROUP/...` so several ingest processes split the load.",
     )
     mqtt_keepalive_s: int = Field(default=30, ge=5, description="MQTT keep-alive interval.")
     topic_prefix: str = Field(
         default=DEFAULT_PREFIX, description="Prefix of every citypulse topic (versioned)."
     )
 
-    # --- Devices and validation ---------------------------------------------------
+
+class ValidationGroup(BaseModel):
+    """Devices and validation
+
+    Which devices exist, and what a reading must be to be stored; anything else
+    becomes a dead letter with its reason.
+    """
+
     registry: Path = Field(
         default=Path("devices.csv"),
         description="Device registry (CSV or JSON): id, kind, district, location of every device.",
@@ -89,7 +124,7 @@ class Settings(BaseSettings):
     )
     unknown_fields: UnknownFieldPolicy = Field(
         default=UnknownFieldPolicy.IGNORE,
-        description="What to do with fields a kind does not declare: ignore (count and drop) or reject.",
+        description="What to do with fields a kind does not declare: `ignore` (count and drop) or `reject`.",
     )
     deadletter_payload_bytes: int = Field(
         default=4096,
@@ -103,11 +138,18 @@ class Settings(BaseSettings):
         description="Recent timestamps remembered per device to recognise a repeated reading (8 bytes each).",
     )
 
-    # --- Anomaly detection --------------------------------------------------------------
+
+class DetectionGroup(BaseModel):
+    """Anomaly detection
+
+    Which detectors run and when a score raises an alarm; each detector is
+    described in [detectors.md](detectors.md).
+    """
+
     detectors: str = Field(
         default="all",
         description=(
-            "Detectors to run: all, none, or a comma-separated list of names (citypulse detect --list)."
+            "Detectors to run: `all`, `none`, or a comma-separated list of names (`citypulse detect --list`)."
         ),
     )
     anomaly_threshold: float = Field(
@@ -150,7 +192,13 @@ class Settings(BaseSettings):
         "large fleets (`0`: the C library's defaults).",
     )
 
-    # --- Pipeline -------------------------------------------------------------------
+
+class PipelineGroup(BaseModel):
+    """Pipeline
+
+    How many messages one cycle (validate, detect, store, acknowledge) takes.
+    """
+
     batch_max_messages: int = Field(
         default=5000, ge=1, description="A pipeline cycle handles at most this many messages."
     )
@@ -161,31 +209,28 @@ class Settings(BaseSettings):
         description="A cycle waits at most this long to fill up, so a reading is stored within about 1 s.",
     )
 
-    # --- Storage ----------------------------------------------------------------------
-    sink: str = Field(default="sqlite", description="Where readings go: sqlite or influxdb.")
-    sqlite_path: Path = Field(default=Path("citypulse.sqlite"), description="SQLite store file.")
-    influx_api: Literal["v2", "v1"] = Field(
-        default="v2", description="InfluxDB write API: v2 (2.x, 3.x, 1.8+) or v1 (/write?db=)."
-    )
-    influx_url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL.")
-    influx_token: SecretStr = Field(
-        default=SecretStr(""), description="InfluxDB token; for v1, 'user:password' or empty."
-    )
-    influx_org: str = Field(default="citypulse", description="InfluxDB organisation (v2).")
-    influx_bucket: str = Field(
-        default="citypulse", description="InfluxDB bucket; for v1 the database ('db' or 'db/rp')."
-    )
-    influx_batch_points: int = Field(
-        default=5000, ge=1, le=1_000_000, description="Most points in one InfluxDB write request."
-    )
-    influx_gzip_min_bytes: int = Field(
-        default=1024,
-        ge=0,
-        description="Request bodies at least this large are gzipped (0: always); smaller ones gain little.",
-    )
-    influx_timeout_s: float = Field(default=10.0, gt=0, description="InfluxDB request timeout.")
 
-    # --- Durability ---------------------------------------------------------------------
+class StorageGroup(BaseModel):
+    """Storage
+
+    Where readings, dead letters and the pipeline's own measurements are stored:
+    one sink, chosen by name; each sink's options are a section of their own.
+    """
+
+    sink: str = Field(
+        default="sqlite", description=f"Where readings go: {' or '.join(f'`{name}`' for name in SINKS)}."
+    )
+    sqlite: SqliteSettings = Field(default_factory=SqliteSettings, description="The sqlite sink's options.")
+    influx: InfluxSettings = Field(default_factory=InfluxSettings, description="The influxdb sink's options.")
+
+
+class DurabilityGroup(BaseModel):
+    """Durability
+
+    What happens while the store is down: retries, then a spool on disk, then
+    backpressure at the broker; nothing acknowledged is lost.
+    """
+
     spool_dir: Path = Field(
         default=Path("citypulse-spool"),
         description="Where batches wait on disk while the store is down (one directory per ingest process).",
@@ -193,7 +238,8 @@ class Settings(BaseSettings):
     spool_max_bytes: int = Field(
         default=1024**3,
         ge=1024,
-        description="Most disk the spool may use; when full, messages stay unacknowledged at the broker.",
+        description="Most disk the spool may use; when it is full, messages stay unacknowledged at the "
+        "broker.",
     )
     retry_spool_after_s: float = Field(
         default=5.0, ge=0, description="How long a failing write is retried before its batch is spooled."
@@ -201,25 +247,55 @@ class Settings(BaseSettings):
     retry_max_backoff_s: float = Field(
         default=30.0,
         gt=0,
-        description="Longest wait between retries (unless the server's Retry-After asks more).",
+        description="Longest wait between retries, unless the server's `Retry-After` asks for more.",
     )
 
-    # --- Self-metrics -------------------------------------------------------------------
+
+class MetricsGroup(BaseModel):
+    """Self-metrics and logging
+
+    What the service tells about itself: Prometheus metrics, a measurement in the
+    store, and its log.
+    """
+
     metrics_port: int = Field(
-        default=9108, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint (0: off)."
+        default=9108, ge=0, le=65535, description="Port of the Prometheus `/metrics` endpoint (`0`: off)."
     )
     metrics_host: str = Field(
         default="127.0.0.1",
-        description="Address the /metrics endpoint listens on (0.0.0.0: every interface).",
+        description="Address the `/metrics` endpoint listens on (`0.0.0.0`: every interface).",
     )
     metrics_interval_s: float = Field(
         default=10.0,
         ge=0,
-        description="How often the pipeline measurement is written to the store (0: never).",
+        description="How often the `pipeline` measurement is written to the store (`0`: never).",
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log verbosity."
+    )
+
+
+# The groups are listed last to first: pydantic collects the fields of later bases first,
+# so this order keeps the fields (and error messages) in the order the reference shows them.
+class Settings(
+    BaseSettings,
+    MetricsGroup,
+    DurabilityGroup,
+    StorageGroup,
+    PipelineGroup,
+    DetectionGroup,
+    ValidationGroup,
+    MqttGroup,
+):
+    """citypulse configuration: every group's fields, read from the environment and a TOML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYPULSE_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        validate_default=True,
     )
 
     @field_validator("mqtt_url")
@@ -259,8 +335,18 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml_file = _config_file_from_env()
         if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+            sources.append(_TomlFile(settings_cls, toml_file))
         return tuple(sources)
+
+    def section(self, cls: type[S]) -> S:
+        """The nested section of type ``cls`` (a sink's ``InfluxSettings``, say)."""
+        for name, field in type(self).model_fields.items():
+            if field.annotation is cls:
+                value: S = getattr(self, name)
+                return value
+        raise LookupError(
+            f"{cls.__name__} is not nested in Settings; add a field for it (ingest/settings.py)"
+        )
 
     # --- Derived views --------------------------------------------------------------
     @property
@@ -302,6 +388,43 @@ class Settings(BaseSettings):
         return tuple(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
 
 
+GROUPS: tuple[type[BaseModel], ...] = tuple(
+    cls
+    for cls in reversed(Settings.__mro__)
+    if issubclass(cls, BaseModel) and cls not in (BaseModel, BaseSettings, Settings)
+)
+"""The groups of settings, in the order ``docs/configuration.md`` shows them."""
+
+
+def sections(model: type[BaseModel]) -> dict[str, type[SettingsSection]]:
+    """The nested sections of ``model`` (Settings or one of its groups), by field name."""
+    found: dict[str, type[SettingsSection]] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, SettingsSection):
+            found[name] = annotation
+    return found
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The TOML file, which must spell a section's option in its table: ``[influx]`` ``url``.
+
+    The environment spells it ``CITYPULSE_INFLUX_URL``; the file refuses ``influx_url``
+    with the spelling it takes, so one file never holds two spellings that disagree.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path) -> None:
+        super().__init__(settings_cls, toml_file=toml_file)
+        for section, cls in sections(settings_cls).items():
+            for key in self.toml_data:
+                option = key.removeprefix(section + "_")
+                if option != key and option in cls.model_fields:
+                    raise ValueError(
+                        f"{toml_file}: {key!r} belongs to the [{section}] table; write {option} = ... "
+                        f"under [{section}] (or {section}.{option} = ...)"
+                    )
+
+
 def _config_file_from_env() -> Path | None:
     explicit = _explicit_config.get()
     if explicit is not None:
@@ -315,14 +438,27 @@ def _config_file_from_env() -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the None ones, within sections too; a section left empty goes."""
+    kept: dict[str, Any] = {}
+    for key, value in values.items():
+        given = (_given(value) or None) if isinstance(value, dict) else value
+        if given is not None:
+            kept[key] = given
+    return kept
+
+
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Settings from the environment and the TOML file, with command-line overrides on top.
 
-    ``config`` (the ``--config`` option) wins over ``CITYPULSE_CONFIG``.
+    ``config`` (the ``--config`` option) wins over ``CITYPULSE_CONFIG``. An override
+    of None (an option not given) is left out; a section's options are overridden
+    with a dict, ``sqlite={"path": ...}``, which is merged with what the environment
+    and the file say about that section.
     """
     if config is not None and not config.is_file():
         raise FileNotFoundError(f"--config {config}: no such file")
-    values = {k: v for k, v in overrides.items() if v is not None}
+    values = _given(overrides)
     token = _explicit_config.set(config)
     try:
         return Settings(**values)

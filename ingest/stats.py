@@ -141,10 +141,6 @@ class PipelineStats:
         with self._lock:
             self.anomalies[kind] += count
 
-    def record_alerts(self, count: int) -> None:
-        with self._lock:
-            self.alerts += count
-
     def record_deadletters_published(self, count: int) -> None:
         with self._lock:
             self.deadletters_published += count

@@ -231,10 +231,3 @@ class DetectionEngine:
                         saved, self.registry.tables[kind_name]
                     )
         return restored
-
-    def bytes_per_device_field(self) -> dict[str, float]:
-        """State bytes per device and measure, by kind: every detector of the kind together."""
-        return {
-            kind_name: sum(d.bytes_per_device() for d in detectors) / len(KINDS[kind_name].measures)
-            for kind_name, detectors in self.detectors.items()
-        }

@@ -60,10 +60,6 @@ class ReadingBatch:
         devices = self.table.devices
         return [devices[i].district for i in self.device.tolist()]
 
-    def field_count(self) -> int:
-        """Number of measured values (non-NaN cells) in the batch."""
-        return int(np.count_nonzero(~np.isnan(self.values)))
-
     def take(self, rows: NDArray[np.bool_] | NDArray[np.intp]) -> ReadingBatch:
         """A batch of the selected rows (a boolean mask or indices)."""
         received = None if self.received_ms is None else self.received_ms[rows]

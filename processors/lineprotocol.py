@@ -38,7 +38,7 @@ instead of duplicating.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import orjson
@@ -137,14 +137,6 @@ def event_timestamps_ns(events: Sequence[Event]) -> list[int]:
     return stamps
 
 
-def encode_events(events: Sequence[Event]) -> list[str]:
-    """One line per event (nanosecond timestamps); '' for an event with nothing storable."""
-    return [
-        encode_point(e.measurement, e.tags, e.fields, ts)
-        for e, ts in zip(events, event_timestamps_ns(events), strict=True)
-    ]
-
-
 class LineEncoder:
     """Encodes reading batches; remembers each device's escaped series key between batches.
 
@@ -213,8 +205,3 @@ def _format_column(column: NDArray[np.float64]) -> list[str]:
     # and always keeps a '.' or an exponent, so InfluxDB sees a float, never an integer.
     text = orjson.dumps(column.tolist(), option=orjson.OPT_SERIALIZE_NUMPY)
     return text[1:-1].decode("ascii").split(",")
-
-
-def join_lines(lines: Iterable[str]) -> bytes:
-    """A request body: the non-empty lines, newline-separated, UTF-8."""
-    return "\n".join(line for line in lines if line).encode("utf-8")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
@@ -56,9 +56,3 @@ class LabelSink:
         if self._out is not None:
             self._out.close()
             self._out = None
-
-
-def read_labels(path: Path) -> list[dict[str, Any]]:
-    """All labels of a labels file, in file order."""
-    with path.open("rb") as handle:
-        return [orjson.loads(line) for line in handle if line.strip()]

@@ -1,4 +1,4 @@
-"""README's promise: a new sensor kind is one file. Run its example in a copy of the project."""
+"""docs/development.md's promise: a new sensor kind is one file. Run its example in a copy of the project."""
 
 from __future__ import annotations
 
@@ -47,17 +47,17 @@ print(sink.count("noise"), sink.count("air"))
 """
 
 
-def readme_noise_example() -> str:
-    text = (ROOT / "README.md").read_text()
+def documented_noise_example() -> str:
+    text = (ROOT / "docs" / "development.md").read_text()
     match = re.search(r"Create `processors/kinds/noise.py`.*?```python\n(.*?)```", text, flags=re.S)
-    assert match, "README lost its 'adding a sensor kind' example"
+    assert match, "docs/development.md lost its 'adding a sensor kind' example"
     return match.group(1)
 
 
-def test_readme_noise_kind_flows_end_to_end(tmp_path: Path) -> None:
+def test_documented_noise_kind_flows_end_to_end(tmp_path: Path) -> None:
     for package in ("processors", "ingest", "simulators", "dashboards"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "processors" / "kinds" / "noise.py").write_text(readme_noise_example())
+    (tmp_path / "processors" / "kinds" / "noise.py").write_text(documented_noise_example())
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path / "store.sqlite")],
         cwd=tmp_path,

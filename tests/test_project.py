@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,24 +35,3 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert ci.rstrip().endswith(command)
     assert "pip install . && citypulse demo" in readme
     assert "bash .ci/run" in readme
-
-
-def test_readme_lists_every_detector_as_the_code_declares_it() -> None:
-    """The operations centre reads README to know what an alarm means: it must match the code."""
-    from processors.detectors import DETECTORS
-    from processors.kinds import KINDS
-
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Anomaly detection") :]
-    section = section[: section.index("\n## ", 3)]
-    rows = re.findall(r"^\| `(\w+)` \| (\w+) \| ([^|]+) \| ([^|]+) \|$", section, flags=re.MULTILINE)
-    listed = {name: (category, kinds.strip(), catches.strip()) for name, category, kinds, catches in rows}
-    declared = {}
-    for name, cls in DETECTORS.items():
-        kinds = [k for k, kind in KINDS.items() if cls.applies_to(kind)]
-        declared[name] = (
-            cls.category.value,
-            "all" if len(kinds) == len(KINDS) else ", ".join(kinds),
-            cls.description,
-        )
-    assert listed == declared

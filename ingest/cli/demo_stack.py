@@ -23,7 +23,7 @@ from ingest.cli.live_view import LiveView
 from ingest.registry_file import save_registry
 from ingest.service import IngestService
 from ingest.settings import Settings
-from ingest.sinks.sqlite import SqliteSink
+from ingest.sinks.sqlite import SqliteSettings, SqliteSink
 from processors.endpoint import ConnectOptions
 from processors.kinds import KINDS
 from simulators.fleet import make_registry
@@ -83,7 +83,7 @@ def _run(
             "mqtt_client_id": DEMO_CLIENT_ID,
             "topic_prefix": DEMO_PREFIX,
             "sink": "sqlite",
-            "sqlite_path": options.sqlite_path,
+            "sqlite": SqliteSettings(path=options.sqlite_path),
             "detector_state": _fresh(
                 options.sqlite_path.with_name(options.sqlite_path.stem + "-detectors.npz")
             ),

@@ -48,7 +48,9 @@ def ingest(
     from ingest.sinks import SinkError
     from ingest.spool import SpoolLockedError
 
-    settings = settings_from(config, mqtt_url=mqtt_url, registry=registry, sink=sink, sqlite_path=sqlite_path)
+    settings = settings_from(
+        config, mqtt_url=mqtt_url, registry=registry, sink=sink, sqlite={"path": sqlite_path}
+    )
     setup_logging(settings.log_level)
     keep_freed_memory(settings.malloc_keep_mb)
     try:

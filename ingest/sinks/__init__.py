@@ -1,13 +1,16 @@
-"""Sinks, one module each; a module registers by defining ``PLUGIN = SinkPlugin(...)``."""
+"""Sinks, one module each; a module registers by defining ``PLUGIN = SinkPlugin(...)``.
+
+A sink's options are a :class:`~ingest.settings_section.SettingsSection` declared
+in its module and named by its plugin (``settings=InfluxSettings``); ``Settings``
+nests that section, and ``open_sink`` hands the sink its own section.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ingest.sinks.base import RejectedPoint, Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
-from processors.plugins import discover
+from processors.plugins import PluginRegistry, discover
 
 if TYPE_CHECKING:
     from ingest.settings import Settings
@@ -23,9 +26,13 @@ __all__ = [
     "open_sink",
 ]
 
-SINKS: Mapping[str, SinkPlugin] = MappingProxyType(
-    {plugin.name: plugin for plugin in discover(__name__, __path__, "PLUGIN", SinkPlugin)}
-)
+
+def _discover() -> PluginRegistry[SinkPlugin[Any]]:
+    return discover(__name__, __path__, "PLUGIN", SinkPlugin, what="sink", name=lambda plugin: plugin.name)
+
+
+SINKS = _discover()
+"""All sinks by name (``CITYPULSE_SINK``), in alphabetical order of their modules."""
 
 
 def open_sink(settings: Settings) -> Sink:
@@ -33,4 +40,4 @@ def open_sink(settings: Settings) -> Sink:
     plugin = SINKS.get(settings.sink)
     if plugin is None:
         raise ValueError(f"CITYPULSE_SINK={settings.sink!r} is not a sink; choose one of: {', '.join(SINKS)}")
-    return plugin.factory(settings)
+    return plugin.factory(settings.section(plugin.settings))

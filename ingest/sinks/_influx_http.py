@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol
 
@@ -113,15 +112,3 @@ def error_message(body: bytes | str | None, fallback: str) -> str:
             if isinstance(parsed.get(key), str):
                 return str(parsed[key])
     return text.strip()[:1000]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where writes go, without secrets, for logs."""
-
-    api: str
-    url: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"influxdb {self.api} {self.url} {self.detail}"

@@ -14,12 +14,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import Generic, Self, TypeVar
 
+from ingest.settings_section import SettingsSection
 from processors.batch import WriteBatch
 
-if TYPE_CHECKING:
-    from ingest.settings import Settings
+S = TypeVar("S", bound=SettingsSection)
 
 
 class SinkError(Exception):
@@ -95,9 +95,15 @@ class Sink(ABC):
 
 
 @dataclass(frozen=True, slots=True)
-class SinkPlugin:
-    """How a sink module registers itself: a name for ``CITYPULSE_SINK`` and a factory."""
+class SinkPlugin(Generic[S]):
+    """How a sink module registers itself: a name for ``CITYPULSE_SINK``, its settings and a factory.
+
+    ``settings`` is the sink's own :class:`SettingsSection`, nested in ``Settings``
+    (``ingest/settings.py`` tells how); ``factory`` opens the sink from that section
+    alone, so a sink never reads another part's options.
+    """
 
     name: str
-    factory: Callable[[Settings], Sink]
+    settings: type[S]
+    factory: Callable[[S], Sink]
     description: str

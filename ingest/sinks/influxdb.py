@@ -24,8 +24,11 @@ import bisect
 import gzip
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Literal
 
+from pydantic import Field, SecretStr
+
+from ingest.settings_section import SettingsSection
 from ingest.sinks._influx_http import InfluxHttpError, Precision, Transport
 from ingest.sinks._influx_v1 import V1Transport
 from ingest.sinks._influx_v2 import V2Transport
@@ -33,10 +36,38 @@ from ingest.sinks.base import RejectedPoint, Sink, SinkError, SinkHealth, SinkPl
 from processors.batch import Event, ReadingBatch, WriteBatch
 from processors.lineprotocol import LineEncoder, encode_point, event_timestamps_ns
 
-if TYPE_CHECKING:
-    from ingest.settings import Settings
-
 log = logging.getLogger(__name__)
+
+
+class InfluxSettings(SettingsSection):
+    """InfluxDB
+
+    InfluxDB 2.x, 3.x and 1.8+ (and VictoriaMetrics) take the v2 write API; older 1.x
+    servers the v1 API. Points are one measurement per sensor kind, tagged `device`
+    and `district`, with the device's own time in milliseconds.
+    """
+
+    api: Literal["v2", "v1"] = Field(
+        default="v2", description="InfluxDB write API: `v2` (2.x, 3.x, 1.8+) or `v1` (`/write?db=`)."
+    )
+    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB base URL.")
+    token: SecretStr = Field(
+        default=SecretStr(""), description="InfluxDB token; for v1, `user:password` or empty."
+    )
+    org: str = Field(default="citypulse", description="InfluxDB organisation (v2).")
+    bucket: str = Field(
+        default="citypulse", description="InfluxDB bucket; for v1, the database (`db` or `db/rp`)."
+    )
+    batch_points: int = Field(
+        default=5000, ge=1, le=1_000_000, description="Most points in one InfluxDB write request."
+    )
+    gzip_min_bytes: int = Field(
+        default=1024,
+        ge=0,
+        description="Request bodies at least this large are gzipped (`0`: always); smaller ones gain little.",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="InfluxDB request timeout.")
+
 
 MAX_BODY_CHARS = 4 * 1024 * 1024
 """Requests stay well under InfluxDB 1.x's default 25 MB body limit whatever the line length."""
@@ -214,25 +245,17 @@ def _event_refused(event: Event, stamp_ns: int, line: str, reason: str) -> Rejec
     )
 
 
-def open_influx(settings: Settings) -> InfluxSink:
+def open_influx(settings: InfluxSettings) -> InfluxSink:
     """The sink ``CITYPULSE_INFLUX_*`` describe, prepared (v1 database created, v2 bucket checked)."""
-    token = settings.influx_token.get_secret_value()
+    token = settings.token.get_secret_value()
     transport: Transport
-    if settings.influx_api == "v1":
-        transport = V1Transport(
-            settings.influx_url, settings.influx_bucket, token, timeout_s=settings.influx_timeout_s
-        )
+    if settings.api == "v1":
+        transport = V1Transport(settings.url, settings.bucket, token, timeout_s=settings.timeout_s)
     else:
         transport = V2Transport(
-            settings.influx_url,
-            token,
-            settings.influx_org,
-            settings.influx_bucket,
-            timeout_s=settings.influx_timeout_s,
+            settings.url, token, settings.org, settings.bucket, timeout_s=settings.timeout_s
         )
-    sink = InfluxSink(
-        transport, batch_points=settings.influx_batch_points, gzip_min_bytes=settings.influx_gzip_min_bytes
-    )
+    sink = InfluxSink(transport, batch_points=settings.batch_points, gzip_min_bytes=settings.gzip_min_bytes)
     try:
         sink.prepare()
     except BaseException:
@@ -243,6 +266,7 @@ def open_influx(settings: Settings) -> InfluxSink:
 
 PLUGIN = SinkPlugin(
     name="influxdb",
+    settings=InfluxSettings,
     factory=open_influx,
     description="InfluxDB: v2 write API (2.x, 3.x, 1.8+) or v1 /write (1.x), per CITYPULSE_INFLUX_API.",
 )

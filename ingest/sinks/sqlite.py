@@ -15,17 +15,25 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from ingest.private_files import open_private, tighten
+from ingest.settings_section import SettingsSection
 from ingest.sinks.base import Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
 from processors.batch import Event, ReadingBatch, WriteBatch
 from processors.kinds import KINDS, SensorKind
 
-if TYPE_CHECKING:
-    from ingest.settings import Settings
-
 EVENTS_TABLE = "events"
+
+
+class SqliteSettings(SettingsSection):
+    """SQLite
+
+    One file and no server: the store that works with nothing else installed.
+    """
+
+    path: Path = Field(default=Path("citypulse.sqlite"), description="SQLite store file.")
 
 
 class SqliteSink(Sink):
@@ -145,8 +153,10 @@ def _store_files(path: Path) -> list[Path]:
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
 
-def _open(settings: Settings) -> Sink:
-    return SqliteSink(settings.sqlite_path)
+def _open(settings: SqliteSettings) -> Sink:
+    return SqliteSink(settings.path)
 
 
-PLUGIN = SinkPlugin(name="sqlite", factory=_open, description="Embedded SQLite file (no server).")
+PLUGIN = SinkPlugin(
+    name="sqlite", settings=SqliteSettings, factory=_open, description="Embedded SQLite file (no server)."
+)

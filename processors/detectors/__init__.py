@@ -7,9 +7,6 @@ check it without being told.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 from processors.detectors.base import (
     DEVICE_COLUMN,
     Category,
@@ -20,7 +17,7 @@ from processors.detectors.base import (
     StaleScores,
     Visit,
 )
-from processors.plugins import discover
+from processors.plugins import PluginRegistry, discover_classes
 
 __all__ = [
     "DETECTORS",
@@ -36,18 +33,19 @@ __all__ = [
 ]
 
 
-def _discover() -> dict[str, type[Detector]]:
-    found: dict[str, type[Detector]] = {}
-    for cls in discover(__name__, __path__, "DETECTOR", type):
-        if not issubclass(cls, Detector):
-            raise TypeError(f"{cls.__module__}.DETECTOR must be a Detector subclass, not {cls!r}")
-        if cls.name in found:
-            raise ValueError(f"two modules declare the detector {cls.name!r}")
-        found[cls.name] = cls
-    return found
+def _discover() -> PluginRegistry[type[Detector]]:
+    # mypy takes no abstract class for a type[T] parameter (python/mypy#4717); Detector is one.
+    return discover_classes(
+        __name__,
+        __path__,
+        "DETECTOR",
+        Detector,  # type: ignore[type-abstract]
+        what="detector",
+        name=lambda cls: cls.name,
+    )
 
 
-DETECTORS: Mapping[str, type[Detector]] = MappingProxyType(_discover())
+DETECTORS = _discover()
 """All detector classes by name, in alphabetical order of their modules."""
 
 

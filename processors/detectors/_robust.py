@@ -399,19 +399,6 @@ def median3(
     return result
 
 
-def median5(
-    a: NDArray[np.floating[Any]],
-    b: NDArray[np.floating[Any]],
-    c: NDArray[np.floating[Any]],
-    d: NDArray[np.floating[Any]],
-    e: NDArray[np.floating[Any]],
-) -> NDArray[np.floating[Any]]:
-    """Element-wise median of five arrays (NaN if any is NaN), without sorting."""
-    low = np.maximum(np.minimum(a, b), np.minimum(c, d))
-    high = np.minimum(np.maximum(a, b), np.maximum(c, d))
-    return median3(e, low, high)
-
-
 SAMPLE = 257
 """Rows a fleet statistic is computed from, at most."""
 

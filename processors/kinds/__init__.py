@@ -5,25 +5,17 @@ Adding a kind is adding one module here (and its test); nothing else lists kinds
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 from processors.kinds.base import Measure, Reading, SensorKind, measure, on_off
-from processors.plugins import discover
+from processors.plugins import PluginRegistry, discover
 
 __all__ = ["KINDS", "Measure", "Reading", "SensorKind", "get_kind", "measure", "on_off"]
 
 
-def _discover() -> dict[str, SensorKind]:
-    found: dict[str, SensorKind] = {}
-    for kind in discover(__name__, __path__, "KIND", SensorKind):
-        if kind.name in found:
-            raise ValueError(f"two modules declare the sensor kind {kind.name!r}")
-        found[kind.name] = kind
-    return found
+def _discover() -> PluginRegistry[SensorKind]:
+    return discover(__name__, __path__, "KIND", SensorKind, what="sensor kind", name=lambda kind: kind.name)
 
 
-KINDS: Mapping[str, SensorKind] = MappingProxyType(_discover())
+KINDS = _discover()
 """All sensor kinds by name, in alphabetical order of their modules."""
 
 

@@ -8,11 +8,8 @@ bursts, bin fires, ...) are declared next to the physics they disturb.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 from processors.kinds import SensorKind
-from processors.plugins import discover
+from processors.plugins import PluginRegistry, discover
 from processors.registry import DeviceTable
 from simulators.models.base import FleetContext, GenericModel, IncidentType, ModelPlugin, SignalModel
 from simulators.weather import Weather
@@ -20,21 +17,27 @@ from simulators.weather import Weather
 __all__ = ["INCIDENTS", "MODELS", "FleetContext", "GenericModel", "IncidentType", "SignalModel", "model_for"]
 
 
-def _discover() -> dict[str, ModelPlugin]:
-    found: dict[str, ModelPlugin] = {}
-    for plugin in discover(__name__, __path__, "MODEL", ModelPlugin):
-        if plugin.kind in found:
-            raise ValueError(f"two modules declare a signal model for {plugin.kind!r}")
-        found[plugin.kind] = plugin
-    return found
+def _discover() -> PluginRegistry[ModelPlugin]:
+    return discover(
+        __name__, __path__, "MODEL", ModelPlugin, what="signal model", name=lambda plugin: plugin.kind
+    )
 
 
-MODELS: Mapping[str, ModelPlugin] = MappingProxyType(_discover())
+def _incidents(models: PluginRegistry[ModelPlugin]) -> PluginRegistry[IncidentType]:
+    return PluginRegistry(
+        "incident",
+        (
+            (incident.name, incident, models.origin(kind))
+            for kind, plugin in models.items()
+            for incident in plugin.incidents
+        ),
+    )
+
+
+MODELS = _discover()
 """Physics models by kind name."""
 
-INCIDENTS: Mapping[str, IncidentType] = MappingProxyType(
-    {incident.name: incident for plugin in MODELS.values() for incident in plugin.incidents}
-)
+INCIDENTS = _incidents(MODELS)
 """Every incident a scenario can stage, by name."""
 
 

@@ -22,6 +22,10 @@ from tests.e2e.helpers import wait_until
 NAN = float("nan")
 
 
+def wait_drained(sink: DurableSink, what: str = "the spool to drain") -> None:
+    wait_until(lambda: not len(sink.spool), 10, what)
+
+
 def readings(registry: Registry, first_ts: int, n: int = 3) -> ReadingBatch:
     kind = get_kind("air")
     values = np.full((n, len(kind.measures)), NAN)
@@ -138,7 +142,7 @@ def test_a_store_that_stays_down_fills_the_spool_then_gets_everything_in_order(
         assert not health.ok
         assert "spool 6 batches" in health.detail
         store.down = False
-        assert sink.wait_drained(10)
+        wait_drained(sink)
         snap = sink.snapshot()
     assert [keys(b) for b in store.stored] == [keys(b) for b in sent], "replayed in the order written"
     assert snap.replayed_batches == 6
@@ -155,7 +159,7 @@ def test_a_failure_retrying_cannot_fix_goes_to_the_spool_at_once(
         sink.write(WriteBatch(readings=(readings(small_registry, 1000),)))
         assert time.monotonic() - started < 30, "not retried for spool_after_s"
         assert sink.snapshot().spooled_batches == 1
-        assert sink.wait_drained(10), "replayed once the store takes it"
+        wait_drained(sink, "the spool to be replayed once the store takes it")
 
 
 def test_a_full_spool_pushes_back_and_takes_again_once_drained(
@@ -176,7 +180,7 @@ def test_a_full_spool_pushes_back_and_takes_again_once_drained(
         assert full.value.retryable
         assert sink.snapshot().spool.full
         store.down = False
-        assert sink.wait_drained(10)
+        wait_drained(sink)
         sink.write(WriteBatch(readings=(readings(small_registry, 10**7),)))
     assert len(store.stored) == written + 1, "every batch accepted before the refusal arrived, none after"
 
@@ -192,7 +196,7 @@ def test_the_spool_outlives_the_process_and_replays_at_the_next_start(
     assert down.stored == []
     up = ScriptedStore()
     with durable(tmp_path, up) as sink:
-        assert sink.wait_drained(10)
+        wait_drained(sink)
         sink.write(WriteBatch(readings=(readings(small_registry, 99_000),)))
     assert [keys(b) for b in up.stored[:3]] == [keys(b) for b in batches]
     assert len(up.stored) == 4
@@ -237,7 +241,7 @@ def test_points_refused_during_replay_are_dead_lettered_too(tmp_path: Path, smal
     with DurableSink(store, Spool(tmp_path / "spool", 10**6), policy=FAST, on_rejected=handler) as sink:
         sink.write(WriteBatch(readings=(readings(small_registry, 2000),)))
         store.down = False
-        assert sink.wait_drained(10)
+        wait_drained(sink)
         wait_until(lambda: bool(handler.stored_calls), 5, "the replayed reject to be reported")
     assert [[p.timestamp for p in call] for call in handler.stored_calls] == [[2002]]
     assert any(e.measurement == "deadletters" for b in store.stored for e in b.events)
@@ -287,7 +291,7 @@ def test_a_store_bug_never_crashes_the_caller_and_never_blocks_the_batches_behin
     with durable(tmp_path, store) as sink:
         sink.write(WriteBatch(readings=(readings(small_registry, 2000),)))  # spooled, not raised
         sink.write(WriteBatch(readings=(readings(small_registry, 3000),)))  # queued behind it
-        assert sink.wait_drained(10)
+        wait_drained(sink)
         snap = sink.snapshot()
     assert snap.set_aside == 1
     assert [keys(b) for b in store.stored] == [keys(WriteBatch(readings=(readings(small_registry, 3000),)))]

@@ -9,7 +9,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from ingest.settings import Settings, load_settings
 from ingest.sinks import SINKS, SinkError, open_sink
 from ingest.sinks._influx_v1 import V1Transport
-from ingest.sinks.influxdb import InfluxSink, open_influx
+from ingest.sinks.influxdb import InfluxSettings, InfluxSink, open_influx
 from processors.batch import Event, ReadingBatch, WriteBatch
 from processors.kinds import get_kind
 from processors.registry import Registry
@@ -50,10 +49,8 @@ def expected_points(batch: ReadingBatch) -> set[tuple[str, int]]:
     return set(zip(batch.device_ids(), batch.ts_ms.tolist(), strict=True))
 
 
-def v1_settings(server: Influxd, bucket: str = "city", **extra: Any) -> Settings:
-    return load_settings(
-        sink="influxdb", influx_api="v1", influx_url=server.url, influx_bucket=bucket, **extra
-    )
+def v1_settings(server: Influxd, bucket: str = "city") -> Settings:
+    return load_settings(sink="influxdb", influx={"api": "v1", "url": server.url, "bucket": bucket})
 
 
 def test_the_influxdb_sink_is_a_plugin() -> None:
@@ -180,9 +177,7 @@ def test_v1_a_missing_retention_policy_is_a_configuration_error_with_advice(
 def test_v1_a_server_that_does_not_answer_is_worth_retrying(tmp_path: Path, small_registry: Registry) -> None:
     from ingest.broker import free_port
 
-    settings = load_settings(
-        sink="influxdb", influx_api="v1", influx_url=f"http://127.0.0.1:{free_port()}", influx_timeout_s=2
-    )
+    settings = InfluxSettings(api="v1", url=f"http://127.0.0.1:{free_port()}", timeout_s=2)
     with open_influx(settings) as sink:  # down at start-up is not an error: the spool covers it
         with pytest.raises(SinkError, match="did not answer") as failed:
             sink.write(WriteBatch(readings=(batch_of(small_registry, "air", now_ms(), 3),)))
@@ -203,7 +198,7 @@ def test_v2_writes_through_influxdb_client_to_a_real_server(
 ) -> None:
     air = batch_of(small_registry, "air", now_ms() - 120_000, 30)
     settings = load_settings(
-        sink="influxdb", influx_api="v2", influx_url=victoria_metrics.url, influx_gzip_min_bytes=0
+        sink="influxdb", influx={"api": "v2", "url": victoria_metrics.url, "gzip_min_bytes": 0}
     )
     with open_sink(settings) as sink:
         assert sink.describe() == f"influxdb v2 {victoria_metrics.url} org=citypulse bucket=citypulse"
@@ -248,7 +243,7 @@ def influx2_without_the_bucket() -> Iterator[str]:
 
 
 def test_v2_a_missing_bucket_is_reported_at_start(influx2_without_the_bucket: str) -> None:
-    settings = load_settings(sink="influxdb", influx_url=influx2_without_the_bucket, influx_bucket="city")
+    settings = load_settings(sink="influxdb", influx={"url": influx2_without_the_bucket, "bucket": "city"})
     with pytest.raises(
         SinkError, match=r"bucket \"city\" not found.*influx bucket create --name city"
     ) as refused:

@@ -18,7 +18,7 @@ from ingest.spool import SpoolState
 from ingest.stats import LAG_BUCKETS_S, STORE_REJECTED, PipelineStats
 from processors.batch import ReadingBatch
 from processors.kinds import get_kind
-from processors.lineprotocol import encode_events
+from processors.lineprotocol import encode_point
 from processors.reasons import Reason
 from processors.registry import Registry
 from processors.validate import Reject, ValidationResult
@@ -140,8 +140,7 @@ def test_the_pipeline_sample_is_one_storable_point_of_floats(small_registry: Reg
     assert seen.stats.lag_quantile_s(0.95) == math.inf
     assert "lag_p95_le_s" not in event.fields, "a quantile beyond the last bound is not a number to store"
     assert math.isclose(float(event.fields["lag_mean_s"]), 207_202.65 / 6)
-    (line,) = encode_events([event])
-    parsed = parse_line(line)
+    parsed = parse_line(encode_point(event.measurement, event.tags, event.fields, event.ts_ms * 1_000_000))
     assert parsed.measurement == "pipeline"
     assert len(parsed.fields) == len(event.fields)
     # The next sample reports lag only for readings since the previous one.

@@ -32,7 +32,7 @@ def air_batch(registry: Registry, rows: list[tuple[int, int, list[float]]]) -> R
 
 def test_sqlite_is_the_default_sink(tmp_path: Path) -> None:
     assert "sqlite" in SINKS
-    sink = open_sink(load_settings(sqlite_path=tmp_path / "s.sqlite"))
+    sink = open_sink(load_settings(sqlite={"path": tmp_path / "s.sqlite"}))
     assert isinstance(sink, SqliteSink)
     assert sink.health().ok
     sink.close()

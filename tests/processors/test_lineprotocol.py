@@ -11,12 +11,7 @@ from hypothesis import strategies as st
 
 from processors.batch import Event, ReadingBatch
 from processors.kinds import get_kind
-from processors.lineprotocol import (
-    LineEncoder,
-    encode_events,
-    encode_point,
-    event_timestamps_ns,
-)
+from processors.lineprotocol import LineEncoder, encode_point, event_timestamps_ns
 from processors.registry import Device, DeviceTable
 from tests.processors.lineprotocol_parser import parse_line, unescape_key, unescape_string
 
@@ -145,6 +140,12 @@ def test_encoder_matches_across_batches_and_tables() -> None:
     one.add(Device("c", "air", "East", 0.0, 0.0))
     batch = ReadingBatch(kind, one, np.array([1], np.intp), np.array([5], np.int64), values)
     assert encoder.readings(batch)[0].startswith("air,device=c,district=East ")
+
+
+def encode_events(events: list[Event]) -> list[str]:
+    """Events as the InfluxDB sink writes them: one line each, at its nanosecond timestamp."""
+    stamps = event_timestamps_ns(events)
+    return [encode_point(e.measurement, e.tags, e.fields, ts) for e, ts in zip(events, stamps, strict=True)]
 
 
 def test_events_of_the_same_millisecond_stay_apart_and_replay_identically() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -179,3 +180,9 @@ def reading_of(payload: bytes) -> dict[str, object] | None:
 
 def ts_of(reading: dict[str, object]) -> int:
     return parse_timestamp(reading["ts"])
+
+
+def read_labels(path: Path) -> list[dict[str, Any]]:
+    """All labels of a labels file, in file order."""
+    with path.open("rb") as handle:
+        return [orjson.loads(line) for line in handle if line.strip()]

@@ -20,9 +20,8 @@ from processors.registry import Registry
 from processors.topics import TopicScheme
 from processors.validate import RawMessage, ValidationPolicy, Validator
 from simulators.faults import FAULTS, Scope
-from simulators.labels import read_labels
 from simulators.plan import FleetChoices, build
-from tests.simulators.helpers import HOUR_MS, START, device_of, reading_of, run_to_file, ts_of
+from tests.simulators.helpers import HOUR_MS, START, device_of, read_labels, reading_of, run_to_file, ts_of
 
 SPAN = 8 * HOUR_MS
 POLICY = ValidationPolicy(max_payload_bytes=4096)

@@ -1,4 +1,4 @@
-"""Scenario files (README's examples run as written) and staged incidents that show in the data."""
+"""Scenario files (the examples in docs/simulation.md run as written) and staged incidents in the data."""
 
 from __future__ import annotations
 
@@ -13,26 +13,25 @@ import pytest
 from processors.registry import Registry
 from simulators.fleet import make_registry
 from simulators.incidents import IncidentSpec, place_incidents
-from simulators.labels import read_labels
 from simulators.models import INCIDENTS
 from simulators.scenario import builtin_scenarios, load_scenario, parse_scenario_text
 from simulators.sun import sun_times
 from tests.e2e.helpers import last_json_line, run_citypulse
-from tests.simulators.helpers import HOUR_MS, START, device_of, reading_of, run_to_file, ts_of
+from tests.simulators.helpers import HOUR_MS, START, device_of, read_labels, reading_of, run_to_file, ts_of
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SIMULATION_DOC = Path(__file__).resolve().parents[2] / "docs" / "simulation.md"
 
 
-def readme_example(language: str) -> str:
-    section = README.read_text(encoding="utf-8").split("## Simulated fleets", 1)[1].split("\n## ", 1)[0]
+def doc_example(language: str) -> str:
+    section = SIMULATION_DOC.read_text(encoding="utf-8").split("## Scenario files", 1)[1].split("\n## ", 1)[0]
     match = re.search(rf"```{language}\n(.*?)```", section, flags=re.S)
-    assert match, f"README's 'Simulated fleets' lost its {language} scenario example"
+    assert match, f"docs/simulation.md's 'Scenario files' lost its {language} scenario example"
     return match.group(1)
 
 
-def test_readmes_toml_and_yaml_examples_say_the_same() -> None:
-    toml = parse_scenario_text(readme_example("toml"), ".toml", "README (TOML)")
-    yaml = parse_scenario_text(readme_example("yaml"), ".yaml", "README (YAML)")
+def test_the_docs_toml_and_yaml_examples_say_the_same() -> None:
+    toml = parse_scenario_text(doc_example("toml"), ".toml", "docs/simulation.md (TOML)")
+    yaml = parse_scenario_text(doc_example("yaml"), ".yaml", "docs/simulation.md (YAML)")
     assert (toml.run, toml.faults, toml.fault_rate, toml.fault_rates, toml.incidents) == (
         yaml.run,
         yaml.faults,
@@ -45,9 +44,9 @@ def test_readmes_toml_and_yaml_examples_say_the_same() -> None:
 
 
 @pytest.mark.parametrize("language", ["toml", "yaml"])
-def test_readmes_scenario_runs_as_written(tmp_path: Path, language: str) -> None:
+def test_the_docs_scenario_runs_as_written(tmp_path: Path, language: str) -> None:
     scenario = tmp_path / f"rehearsal.{language}"
-    scenario.write_text(readme_example(language), encoding="utf-8")
+    scenario.write_text(doc_example(language), encoding="utf-8")
     done = run_citypulse(
         "simulate", "--scenario", str(scenario), "--output", "out.tsv", "--labels", "labels.jsonl",
         "--start", "2026-01-05T00:00:00Z", "--json",
