@@ -11,6 +11,9 @@ committed file differs from what the code generates. A group is a pydantic model
 whose fields ``Settings`` inherits: a new group joins ``Settings``' bases, where
 the order of the bases is the order of the reference, last group first.
 
+Every secret (a ``SecretStr`` setting) may also come from a file named by
+``CITYPULSE_<NAME>_FILE``, as Docker secrets are mounted (``ingest/secret_files.py``).
+
 Two shapes of setting:
 
 - A flat setting is a field of the group it belongs to, read from
@@ -40,7 +43,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,6 +51,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.secret_files import SecretFilesSource
 from ingest.settings_section import SettingsSection
 from ingest.sinks import SINKS
 from ingest.sinks.influxdb import InfluxSettings
@@ -71,6 +75,24 @@ class MqttGroup(BaseModel):
     mqtt_url: SecretStr = Field(
         default=SecretStr("mqtt://127.0.0.1:1883"),
         description="Broker to read from, as `mqtt://[user:password@]host[:port]` (`mqtts://` for TLS).",
+    )
+    mqtt_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Broker password, instead of the one in `mqtt_url` (empty: the URL's); "
+        "`CITYPULSE_MQTT_PASSWORD_FILE` reads it from a file, as every secret can be.",
+    )
+    mqtt_ca_file: str = Field(
+        default="",
+        description="PEM file of the CA that signed the broker's certificate, for `mqtts://` "
+        "(empty: the system's trusted CAs).",
+    )
+    mqtt_cert_file: str = Field(
+        default="",
+        description="PEM client certificate, for a broker that requires one; its common name is the "
+        "broker user name there.",
+    )
+    mqtt_key_file: str = Field(
+        default="", description="PEM private key of `mqtt_cert_file`, unless that file holds it."
     )
     mqtt_protocol: Literal["5", "3.1.1"] = Field(
         default="5",
@@ -304,6 +326,12 @@ class Settings(
         MqttEndpoint.parse(value.get_secret_value())
         return value
 
+    @model_validator(mode="after")
+    def _mqtt_endpoint_is_whole(self) -> Settings:
+        """TLS files with a plain URL, or a password without a user, fail at load, not at connect."""
+        self.mqtt  # noqa: B018 - building the endpoint is the check
+        return self
+
     @field_validator("detectors")
     @classmethod
     def _detectors_exist(cls, value: str) -> str:
@@ -332,7 +360,10 @@ class Settings(
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            SecretFilesSource(settings_cls, env_settings),
+        ]
         toml_file = _config_file_from_env()
         if toml_file is not None:
             sources.append(_TomlFile(settings_cls, toml_file))
@@ -351,7 +382,14 @@ class Settings(
     # --- Derived views --------------------------------------------------------------
     @property
     def mqtt(self) -> MqttEndpoint:
-        return MqttEndpoint.parse(self.mqtt_url.get_secret_value())
+        """The broker endpoint: the URL, with the separate password and the TLS files applied."""
+        endpoint = MqttEndpoint.parse(self.mqtt_url.get_secret_value())
+        password = self.mqtt_password.get_secret_value()
+        if password:
+            if endpoint.username is None:
+                raise ValueError("CITYPULSE_MQTT_PASSWORD is set but the MQTT URL names no user: add user@")
+            endpoint = endpoint.model_copy(update={"password": password})
+        return endpoint.with_tls_files(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
 
     @property
     def topics(self) -> TopicScheme:

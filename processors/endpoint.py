@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Protocol = Literal["5", "3.1.1"]
 
@@ -31,7 +31,8 @@ class MqttEndpoint(BaseModel):
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    """Never shown by ``repr`` (nor by :meth:`display`), so a logged endpoint leaks no secret."""
     tls: bool = False
     ca_file: str | None = None
     """PEM file of the CA(s) that signed the broker's certificate (None: the system's trusted CAs)."""
