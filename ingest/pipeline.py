@@ -31,6 +31,7 @@ from ingest.sinks.base import Sink
 from ingest.stats import PipelineStats
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
+from processors.ratelimit import RateDecision, RateLimiter, hold_back
 from processors.topics import TopicScheme
 from processors.validate import RawMessage, ValidationResult, Validator
 
@@ -54,6 +55,8 @@ class Pipeline:
     clock_ms: Callable[[], int] = wall_clock_ms
     engine: DetectionEngine | None = None
     """Anomaly detection; ``None`` runs every detector with default settings, as the demo does."""
+    limiter: RateLimiter | None = None
+    """Per-device rate limit; ``None``: every valid reading is stored, however many a device sends."""
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -71,6 +74,9 @@ class Pipeline:
         """
         now_ms = self.clock_ms()
         result = self.validator.validate(messages, now_ms)
+        rated = None if self.limiter is None else self.limiter.judge(result.batches, now_ms)
+        if rated is not None and rated.limited:
+            hold_back(result, rated, self.topics)
         assert self.engine is not None
         detection = self.engine.score(result.batches, now_ms, ((r.kind, r.device) for r in result.rejects))
         events = tuple(deadletter_event(r, now_ms) for r in result.rejects) + detection.events()
@@ -78,6 +84,10 @@ class Pipeline:
         if len(batch):
             self.sink.write(batch)
         self.validator.remember(result)
+        if rated is not None:
+            assert self.limiter is not None
+            self.limiter.commit(rated)
+            self._report_floods(rated, result)
         self.engine.commit(detection)
         for kind, count in detection.onset_counts().items():
             if count:
@@ -90,6 +100,21 @@ class Pipeline:
                 )
             self.stats.record_deadletters_published(len(result.rejects))
         return result
+
+    def _report_floods(self, rated: RateDecision, result: ValidationResult) -> None:
+        """One warning when a device starts flooding, however long the flood lasts."""
+        for kind, verdict in rated.kinds.items():
+            table = result.batches[kind].table
+            for position in verdict.onsets.tolist():
+                device = table.devices[position]
+                log.warning(
+                    "device %s (%s, %s) sends far more than one reading per %g s: readings beyond %g times "
+                    "that rate are dead-lettered as rate_limited",
+                    device.device_id, kind, device.district, table.interval_s(position),
+                    self.limiter.policy.factor if self.limiter else 0,
+                )  # fmt: skip
+            if len(verdict.onsets):
+                self.stats.record_floods(kind, len(verdict.onsets))
 
 
 STATE_FORMAT = 1

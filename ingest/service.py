@@ -31,6 +31,7 @@ from ingest.store_rejects import StoreRejects
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
 from processors.endpoint import ConnectOptions
+from processors.ratelimit import RateLimiter
 from processors.registry import Registry
 from processors.validate import Validator
 
@@ -109,6 +110,7 @@ class IngestService:
             self.stats,
             publish_deadletter=lambda topic, payload: self.source.publish(topic, payload, qos=1),
             engine=DetectionEngine(self.registry, settings.detection, settings.detector_names),
+            limiter=RateLimiter(settings.rate_policy, self.registry),
         )
         self._state_path = settings.detector_state if str(settings.detector_state) not in ("", ".") else None
         if self._state_path is not None:

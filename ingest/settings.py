@@ -58,6 +58,7 @@ from ingest.sinks.influxdb import InfluxSettings
 from ingest.sinks.sqlite import SqliteSettings
 from processors.detectors import DETECTORS, DetectorConfig
 from processors.endpoint import MqttEndpoint
+from processors.ratelimit import RatePolicy
 from processors.topics import DEFAULT_PREFIX, TopicScheme
 from processors.validate import UnknownFieldPolicy, ValidationPolicy
 
@@ -158,6 +159,18 @@ class ValidationGroup(BaseModel):
         ge=0,
         le=1024,
         description="Recent timestamps remembered per device to recognise a repeated reading (8 bytes each).",
+    )
+    rate_limit_factor: float = Field(
+        default=2.0,
+        ge=0,
+        description="Each device may send this many times the readings its reporting interval implies; "
+        "the excess is dead-lettered as `rate_limited` (`0`: no limit).",
+    )
+    rate_limit_burst_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How much unused allowance a device may save up, in seconds of its allowed rate, "
+        "so a backlog sent after an outage is not limited.",
     )
 
 
@@ -405,6 +418,10 @@ class Settings(
             deadletter_payload_bytes=self.deadletter_payload_bytes,
             dedup_window=self.dedup_window,
         )
+
+    @property
+    def rate_policy(self) -> RatePolicy:
+        return RatePolicy(factor=self.rate_limit_factor, burst_s=self.rate_limit_burst_s)
 
     @property
     def detection(self) -> DetectorConfig:

@@ -57,6 +57,8 @@ class StatsSnapshot:
     lag_sum_s: float = 0.0
     events_refused: int = 0
     """Events (not readings) the store refused; logged, never dead-lettered again."""
+    floods: dict[str, int] = field(default_factory=dict)
+    """Devices, per kind, that started sending beyond their rate limit (each flood once)."""
 
     @property
     def lag_count(self) -> int:
@@ -90,6 +92,7 @@ class StatsSnapshot:
             "rejected_by_reason": dict(sorted(self.reasons.items())),
             "ignored_fields": dict(sorted(self.ignored_fields.items())),
             "anomalies": dict(sorted(self.anomalies.items())),
+            "floods": dict(sorted(self.floods.items())),
             "alerts": self.alerts,
             "write_failures": self.write_failures,
         }
@@ -114,6 +117,7 @@ class PipelineStats:
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))
     lag_sum_s: float = 0.0
     events_refused: int = 0
+    floods: Counter[str] = field(default_factory=Counter)
     clock_ms: Callable[[], int] = field(default=wall_clock_ms, repr=False)
 
     def record_cycle(self, messages: int, result: ValidationResult) -> None:
@@ -136,6 +140,11 @@ class PipelineStats:
                 self.rejected[reject.kind or "unknown"] += 1
                 self.reasons[str(reject.reason)] += 1
             self.ignored_fields.update(result.ignored_fields)
+
+    def record_floods(self, kind: str, count: int) -> None:
+        """Devices that started sending beyond their rate limit (each flood counted once)."""
+        with self._lock:
+            self.floods[kind] += count
 
     def record_anomalies(self, kind: str, count: int) -> None:
         with self._lock:
@@ -178,6 +187,7 @@ class PipelineStats:
                 lag_buckets=tuple(self.lag_buckets),
                 lag_sum_s=self.lag_sum_s,
                 events_refused=self.events_refused,
+                floods=dict(self.floods),
             )
 
 

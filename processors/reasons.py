@@ -28,6 +28,7 @@ class Reason(StrEnum):
     NO_MEASUREMENTS = "no_measurements"
     UNKNOWN_FIELD = "unknown_field"
     DUPLICATE = "duplicate"
+    RATE_LIMITED = "rate_limited"
 
 
 HELP: dict[Reason, str] = {
@@ -50,5 +51,7 @@ HELP: dict[Reason, str] = {
     Reason.NO_MEASUREMENTS: "send at least one of the kind's measurements",
     Reason.UNKNOWN_FIELD: "remove the field or set CITYPULSE_UNKNOWN_FIELDS=ignore",
     Reason.DUPLICATE: "the same device and timestamp was already ingested",
+    Reason.RATE_LIMITED: "the device sends far more often than its registered interval; fix its firmware "
+    "or its interval_s in the registry (CITYPULSE_RATE_LIMIT_FACTOR sets the margin)",
 }
 """What the sender should do about each reason, shown in dead letters."""
