@@ -13,10 +13,12 @@ of unknown fields and device ids never become labels.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -166,8 +168,27 @@ def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
+def health(seen: Observation) -> tuple[bool, dict[str, object]]:
+    """Whether the service does its job: connected to the broker, and able to make cycles durable.
+
+    A store that is down is not unhealthy while the spool takes the batches; a full
+    spool (the service stops acknowledging) or a lost broker is.
+    """
+    connected = seen.source.connected if seen.source is not None else True
+    durable = seen.durable
+    spool_full = bool(durable.spool.full) if durable is not None else False
+    body: dict[str, object] = {
+        "mqtt_connected": connected,
+        "store_ok": durable.store_ok if durable is not None else True,
+        "spool_full": spool_full,
+    }
+    ok = connected and not spool_full
+    body["status"] = "ok" if ok else "unhealthy"
+    return ok, body
+
+
 class MetricsServer:
-    """``/metrics`` over HTTP in a daemon thread (prometheus_client's WSGI server)."""
+    """``/metrics`` (and ``/health`` for container health checks) over HTTP in a daemon thread."""
 
     def __init__(self, observe: Observe, host: str, port: int) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -175,6 +196,19 @@ class MetricsServer:
         self._server: WSGIServer
         self._thread: threading.Thread
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        metrics_app = self._server.get_app()
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") != "/health":
+                assert metrics_app is not None
+                return metrics_app(environ, start_response)
+            ok, body = health(observe())
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")]
+            )
+            return [json.dumps(body, sort_keys=True).encode()]
+
+        self._server.set_app(app)
         self.host = host
         self.port = int(self._server.server_address[1])
 
@@ -206,6 +240,8 @@ def pipeline_event(now_ms: int, seen: Observation, previous: Observation | None,
     }
     for reason, n in s.reasons.items():
         fields[f"rejected_{reason}"] = float(n)
+    for kind, n in s.stored.items():
+        fields[f"valid_{kind}"] = float(n)
     count = s.lag_count - (previous.stats.lag_count if previous else 0)
     if count > 0:
         lag_sum = s.lag_sum_s - (previous.stats.lag_sum_s if previous else 0.0)
@@ -213,6 +249,9 @@ def pipeline_event(now_ms: int, seen: Observation, previous: Observation | None,
         p95 = s.lag_quantile_s(0.95, previous.stats if previous else None)
         if p95 is not None and p95 != float("inf"):
             fields["lag_p95_le_s"] = float(p95)
+    writes = s.writes - (previous.stats.writes if previous else 0)
+    if writes > 0:
+        fields["write_mean_s"] = (s.write_s_sum - (previous.stats.write_s_sum if previous else 0.0)) / writes
     d = seen.durable
     if d is not None:
         fields |= {

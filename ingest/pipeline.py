@@ -26,9 +26,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ingest.deadletters import deadletter_event, deadletter_message
+from ingest.device_states import DeviceStates
 from ingest.private_files import open_private_binary
 from ingest.sinks.base import Sink
 from ingest.stats import PipelineStats
+from processors.air_index import AirIndex
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
 from processors.ratelimit import RateDecision, RateLimiter, hold_back
@@ -57,6 +59,10 @@ class Pipeline:
     """Anomaly detection; ``None`` runs every detector with default settings, as the demo does."""
     limiter: RateLimiter | None = None
     """Per-device rate limit; ``None``: every valid reading is stored, however many a device sends."""
+    air_index: AirIndex | None = None
+    """Hourly VN_AQI and US AQI points (``aqi``); ``None`` writes none."""
+    device_states: DeviceStates | None = None
+    """The ``devices`` measurement behind the city map; ``None`` writes none."""
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -80,15 +86,28 @@ class Pipeline:
         assert self.engine is not None
         detection = self.engine.score(result.batches, now_ms, ((r.kind, r.device) for r in result.rejects))
         events = tuple(deadletter_event(r, now_ms) for r in result.rejects) + detection.events()
+        indices = self.air_index.stage(result.batches) if self.air_index is not None else None
+        states = (
+            self.device_states.stage(detection, result.batches, now_ms)
+            if self.device_states is not None
+            else None
+        )
+        events += (indices.events if indices else ()) + (states.events if states else ())
         batch = WriteBatch(readings=tuple(b for b in result.batches.values() if len(b)), events=events)
         if len(batch):
+            started = time.perf_counter()
             self.sink.write(batch)
+            self.stats.record_write(time.perf_counter() - started)
         self.validator.remember(result)
         if rated is not None:
             assert self.limiter is not None
             self.limiter.commit(rated)
             self._report_floods(rated, result)
         self.engine.commit(detection)
+        if indices is not None and self.air_index is not None:
+            self.air_index.commit(indices)
+        if states is not None and self.device_states is not None:
+            self.device_states.commit(states)
         for kind, count in detection.onset_counts().items():
             if count:
                 self.stats.record_anomalies(kind, count)
@@ -128,6 +147,9 @@ def save_state(pipeline: Pipeline, path: Path) -> int:
     for kind, saved in pipeline.validator.state().items():
         for key, value in saved.items():
             arrays[f"duplicates/{kind}/{key}"] = value
+    if pipeline.air_index is not None:
+        for key, value in pipeline.air_index.state().items():
+            arrays[f"aqi/{key}"] = value
     arrays["format"] = np.array(STATE_FORMAT)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -160,5 +182,9 @@ def load_state(pipeline: Pipeline, path: Path) -> str:
             _, kind, name = key.split("/", 2)
             duplicates.setdefault(kind, {})[name] = value
     pipeline.validator.restore(duplicates)
+    if pipeline.air_index is not None:
+        pipeline.air_index.restore(
+            {k.removeprefix("aqi/"): v for k, v in arrays.items() if k.startswith("aqi/")}
+        )
     devices = max(restored.values(), default=0)
     return f"restored detector state from {path}: {len(restored)} detectors, up to {devices} devices each"

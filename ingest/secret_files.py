@@ -21,11 +21,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 
 def secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """The field paths of every ``SecretStr`` setting, sections included: ``("influx", "token")``."""
+    """The field paths of every ``SecretStr`` setting, sections included: ``("influx", "token")``.
+
+    A section that declares its own ``<name>_file`` option (Grafana's token) reads
+    that file itself and is left alone here.
+    """
     found: list[tuple[str, ...]] = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if annotation is SecretStr:
+        if annotation is SecretStr and f"{name}_file" not in model.model_fields:
             found.append((*prefix, name))
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             found += secret_paths(annotation, (*prefix, name))

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from ingest.device_states import DeviceStates
 from ingest.durable import DurableSink, RetryPolicy
 from ingest.metrics import MetricsServer, Observation, SourceState, pipeline_event
 from ingest.mqtt_source import Delivery, MqttSource
@@ -28,6 +29,7 @@ from ingest.sinks import Sink, SinkError, open_sink
 from ingest.spool import Spool
 from ingest.stats import PipelineStats, StatsSnapshot, wall_clock_ms
 from ingest.store_rejects import StoreRejects
+from processors.air_index import AirIndex
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
 from processors.endpoint import ConnectOptions
@@ -38,6 +40,9 @@ from processors.validate import Validator
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+IDLE_CYCLE_S = 5.0
+"""With no message for this long, a cycle runs anyway: the clock checks (silence) and the
+device map must see a city gone quiet, not only one device among talkative ones."""
 
 
 class IngestService:
@@ -111,6 +116,8 @@ class IngestService:
             publish_deadletter=lambda topic, payload: self.source.publish(topic, payload, qos=1),
             engine=DetectionEngine(self.registry, settings.detection, settings.detector_names),
             limiter=RateLimiter(settings.rate_policy, self.registry),
+            air_index=AirIndex(self.registry),
+            device_states=DeviceStates(self.registry, settings.devices),
         )
         self._state_path = settings.detector_state if str(settings.detector_state) not in ("", ".") else None
         if self._state_path is not None:
@@ -167,14 +174,15 @@ class IngestService:
     def run(self, drain_timeout_s: float = 30.0) -> None:
         """Process cycles until :meth:`request_stop`, then drain, disconnect and close the sink."""
         s = self.settings
-        last_progress = last_sample = last_saved = time.monotonic()
+        last_progress = last_sample = last_saved = last_cycle = time.monotonic()
         last = self.stats.snapshot()
         sampled: Observation | None = None
         try:
             while not self._stop.is_set():
                 deliveries = self.source.take(s.batch_max_messages, s.batch_linger_s, wait_s=0.2)
-                if deliveries:
+                if deliveries or time.monotonic() - last_cycle >= IDLE_CYCLE_S:
                     self._cycle(deliveries, give_up_at=None)
+                    last_cycle = time.monotonic()
                 if self.progress_every_s and time.monotonic() - last_progress >= self.progress_every_s:
                     last = self._log_progress(last)
                     last_progress = time.monotonic()

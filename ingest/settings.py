@@ -51,11 +51,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.device_states import DeviceStateSettings
+from ingest.grafana_settings import GrafanaSettings
 from ingest.secret_files import SecretFilesSource
 from ingest.settings_section import SettingsSection
 from ingest.sinks import SINKS
 from ingest.sinks.influxdb import InfluxSettings
 from ingest.sinks.sqlite import SqliteSettings
+from ingest.storage_setup import RetentionSettings
 from processors.detectors import DETECTORS, DetectorConfig
 from processors.endpoint import MqttEndpoint
 from processors.ratelimit import RatePolicy
@@ -311,10 +314,29 @@ class MetricsGroup(BaseModel):
     )
 
 
+class DashboardsGroup(BaseModel):
+    """Dashboards, history and the city map
+
+    Grafana for `citypulse dashboards push|check`, how long history is kept (`citypulse storage
+    setup`), and the `devices` measurement the city map draws.
+    """
+
+    grafana: GrafanaSettings = Field(
+        default_factory=GrafanaSettings, description="Grafana for `citypulse dashboards push|check`."
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="Retention and rollups (`citypulse storage setup`)."
+    )
+    devices: DeviceStateSettings = Field(
+        default_factory=DeviceStateSettings, description="The `devices` measurement behind the city map."
+    )
+
+
 # The groups are listed last to first: pydantic collects the fields of later bases first,
 # so this order keeps the fields (and error messages) in the order the reference shows them.
 class Settings(
     BaseSettings,
+    DashboardsGroup,
     MetricsGroup,
     DurabilityGroup,
     StorageGroup,

@@ -8,7 +8,9 @@ environment variables and a TOML table is told there.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 
 class SettingsSection(BaseModel):
@@ -19,3 +21,16 @@ class SettingsSection(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def read_secret(value: SecretStr, file: Path | None, name: str) -> str:
+    """A secret from its variable, or from the file its ``*_FILE`` variable names (Docker secrets).
+
+    The file wins when both are set; surrounding whitespace (a trailing newline) is dropped.
+    """
+    if file is None or str(file) in ("", "."):
+        return value.get_secret_value()
+    try:
+        return file.read_text().strip()
+    except OSError as failed:
+        raise ValueError(f"CITYPULSE_{name}_FILE={file}: cannot read it ({failed.strerror})") from None

@@ -59,6 +59,10 @@ class StatsSnapshot:
     """Events (not readings) the store refused; logged, never dead-lettered again."""
     floods: dict[str, int] = field(default_factory=dict)
     """Devices, per kind, that started sending beyond their rate limit (each flood once)."""
+    writes: int = 0
+    """Cycle writes that returned (stored, or spooled while the store is down)."""
+    write_s_sum: float = 0.0
+    """Seconds those writes took, in total."""
 
     @property
     def lag_count(self) -> int:
@@ -118,6 +122,8 @@ class PipelineStats:
     lag_sum_s: float = 0.0
     events_refused: int = 0
     floods: Counter[str] = field(default_factory=Counter)
+    writes: int = 0
+    write_s_sum: float = 0.0
     clock_ms: Callable[[], int] = field(default=wall_clock_ms, repr=False)
 
     def record_cycle(self, messages: int, result: ValidationResult) -> None:
@@ -145,6 +151,12 @@ class PipelineStats:
         """Devices that started sending beyond their rate limit (each flood counted once)."""
         with self._lock:
             self.floods[kind] += count
+
+    def record_write(self, seconds: float) -> None:
+        """A cycle's write returned after ``seconds`` (the write latency the dashboards show)."""
+        with self._lock:
+            self.writes += 1
+            self.write_s_sum += seconds
 
     def record_anomalies(self, kind: str, count: int) -> None:
         with self._lock:
@@ -188,6 +200,8 @@ class PipelineStats:
                 lag_sum_s=self.lag_sum_s,
                 events_refused=self.events_refused,
                 floods=dict(self.floods),
+                writes=self.writes,
+                write_s_sum=self.write_s_sum,
             )
 
 

@@ -1,13 +1,9 @@
 """From generated values to MQTT messages, spoiling some on purpose, and counting what must happen.
 
-Devices in the field disagree on formats, so the simulated fleet does too: most
-send RFC 3339 timestamps, some epoch milliseconds, some epoch seconds. Gateway
-mode packs many devices' readings into one JSON array per message.
-
-Encoding is the simulator's hot loop, so clean readings take a fast path:
-timestamps are formatted for a whole chunk at once in numpy, the values of a
-chunk are serialised by one ``orjson`` call and cut into rows, and each payload
-is one bytes ``%`` template. Only spoiled readings go through dictionaries.
+Each slice's chunks of readings pass the fault injector (:mod:`simulators.inject`),
+become payloads (:mod:`simulators.payloads`; spoiled ones by :mod:`simulators.spoil`),
+are held back when they are to arrive late or twice, and go out as one message per
+reading or, in gateway mode, packed many devices' readings to one JSON array per message.
 
 The :class:`Tally` says what the pipeline must make of the output: how many
 readings it must store per kind and how many rejects of each reason it must give.
@@ -16,8 +12,6 @@ readings it must store per kind and how many rejects of each reason it must give
 from __future__ import annotations
 
 import heapq
-import json
-import math
 import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -25,37 +19,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
-from numpy.typing import NDArray
 
-from processors.kinds import SensorKind
 from processors.reasons import Reason
 from processors.registry import Registry
-from processors.timestamps import format_rfc3339
 from processors.topics import TopicScheme
 from processors.validate import ValidationPolicy
-from simulators.clocks import TimeFormat
-from simulators.faults import FAULTS, Fault
+from simulators.faults import FAULTS
 from simulators.incidents import PlacedIncident
 from simulators.inject import (
     SPOILERS,
     VERDICT_FUTURE,
     VERDICT_OLD,
     KindInjector,
-    ghost_device_id,
     message_rates,
     reading_rates,
     timestamp_verdicts,
 )
-from simulators.labels import Label, LabelSink
+from simulators.labels import LabelSink
 from simulators.models import SignalModel
+from simulators.payloads import KindFormatter
 from simulators.schedule import SLICE_MS, Chunk
+from simulators.spoil import Spoiler
 
 Message = tuple[str, bytes]
 TimedMessage = tuple[int, str, bytes]
 """(publish_ms, topic, payload): when the fleet sends it, where, and what."""
 
-_DAY_MS = 86_400_000
-_DIGITS = np.frombuffer(b"0123456789", dtype=np.uint8)
 _VERDICT_REASON = {VERDICT_FUTURE: Reason.TIMESTAMP_IN_FUTURE, VERDICT_OLD: Reason.TIMESTAMP_TOO_OLD}
 
 
@@ -81,140 +70,6 @@ class Tally:
             "expected_rejects": dict(sorted(self.expected_rejects.items())),
             "labels": self.labels,
         }
-
-
-# --- timestamps, vectorised ----------------------------------------------------------------------
-def _put(buffer: NDArray[np.uint8], column: int, value: NDArray[np.int64], width: int) -> None:
-    for i in range(width - 1, -1, -1):
-        buffer[:, column + i] = _DIGITS[value % 10]
-        value = value // 10
-
-
-def rfc3339_quoted(ts_ms: NDArray[np.int64]) -> list[bytes]:
-    """``"YYYY-MM-DDTHH:MM:SS.mmmZ"`` (with the JSON quotes) for each timestamp, without Python loops.
-
-    >>> rfc3339_quoted(np.array([1795408200250]))
-    [b'"2026-11-23T04:30:00.250Z"']
-    """
-    if len(ts_ms) < 8:  # numpy's per-call overhead outweighs its speed on a handful
-        return [b'"%s"' % format_rfc3339(int(t)).encode() for t in ts_ms.tolist()]
-    days = ts_ms // _DAY_MS
-    ms_of_day = ts_ms - days * _DAY_MS
-    # Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    z = days + 719_468
-    era = z // 146_097
-    doe = z - era * 146_097
-    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = np.where(mp < 10, mp + 3, mp - 9)
-    year = yoe + era * 400 + (month <= 2)
-    buffer = np.empty((len(ts_ms), 26), dtype=np.uint8)
-    buffer[:] = np.frombuffer(b'"0000-00-00T00:00:00.000Z"', dtype=np.uint8)
-    _put(buffer, 1, year, 4)
-    _put(buffer, 6, month, 2)
-    _put(buffer, 9, day, 2)
-    _put(buffer, 12, ms_of_day // 3_600_000, 2)
-    _put(buffer, 15, ms_of_day // 60_000 % 60, 2)
-    _put(buffer, 18, ms_of_day // 1000 % 60, 2)
-    _put(buffer, 21, ms_of_day % 1000, 3)
-    texts: list[bytes] = buffer.view("S26").ravel().tolist()
-    return texts
-
-
-def format_timestamps(device: NDArray[np.intp], ts_ms: NDArray[np.int64]) -> list[bytes]:
-    """Each device's timestamp in its own spelling, as JSON value text."""
-    formats = TimeFormat.of(device)
-    if not formats.any():
-        return rfc3339_quoted(ts_ms)
-    texts: list[bytes] = [b""] * len(ts_ms)
-    for fmt, values in (
-        (TimeFormat.RFC3339, None),
-        (TimeFormat.EPOCH_MS, ts_ms),
-        (TimeFormat.EPOCH_S, ts_ms // 1000),
-    ):
-        rows = np.flatnonzero(formats == fmt)
-        if rows.size == 0:
-            continue
-        if values is None:
-            parts = rfc3339_quoted(ts_ms[rows])
-        else:
-            parts = orjson.dumps(values[rows], option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-        for row, text in zip(rows.tolist(), parts, strict=True):
-            texts[row] = text
-    return texts
-
-
-def timestamp_value(device: int, ts_ms: int) -> object:
-    """One timestamp as a JSON-ready value, for the slow path."""
-    fmt = int(TimeFormat.of(np.array([device]))[0])
-    if fmt == TimeFormat.EPOCH_MS:
-        return ts_ms
-    if fmt == TimeFormat.EPOCH_S:
-        return ts_ms // 1000
-    return rfc3339_quoted(np.array([ts_ms], dtype=np.int64))[0][1:-1].decode()
-
-
-def _numbers(matrix: NDArray[np.generic]) -> list[bytes]:
-    """orjson-formatted numbers of a 2-D array, row after row, in one flat list."""
-    text = orjson.dumps(np.ascontiguousarray(matrix), option=orjson.OPT_SERIALIZE_NUMPY)
-    return text[2:-2].replace(b"],[", b",").split(b",")
-
-
-class KindFormatter:
-    """Payload bytes for one kind's readings: a template per kind, numbers formatted in bulk."""
-
-    def __init__(self, kind: SensorKind, device_ids: Sequence[str]) -> None:
-        self.kind = kind
-        self.whole = [i for i, m in enumerate(kind.measures) if m.step]
-        self.fractional = [i for i, m in enumerate(kind.measures) if not m.step]
-        order = self.whole + self.fractional
-        fields = b",".join(b'"%s":%%s' % kind.measures[i].name.encode() for i in order)
-        self.template = b'{"device":"%s","ts":%s,' + fields + b"}"
-        self.separated = self.template + b"\x00"
-        self.ids = [d.encode() for d in device_ids]
-
-    def payloads(
-        self, device: NDArray[np.intp], ts_ms: NDArray[np.int64], values: NDArray[np.float64]
-    ) -> list[bytes]:
-        """Payloads of clean readings (every value present and finite)."""
-        if len(device) == 0:
-            return []
-        n = len(device)
-        width = 2 + len(self.whole) + len(self.fractional)
-        # Every payload of the chunk comes out of one % formatting: the arguments of all rows
-        # interleaved in one flat list, the template repeated with a separator no JSON contains.
-        args: list[bytes] = [b""] * (n * width)
-        ids = self.ids
-        args[0::width] = [ids[d] for d in device.tolist()]
-        args[1::width] = format_timestamps(device, ts_ms)
-        column = 2
-        for columns, matrix in (
-            (self.whole, np.round(values[:, self.whole]).astype(np.int64) if self.whole else None),
-            (self.fractional, np.round(values[:, self.fractional], 2) + 0.0 if self.fractional else None),
-        ):
-            if matrix is None:
-                continue
-            numbers = _numbers(matrix)
-            for j in range(len(columns)):
-                args[column + j :: width] = numbers[j :: len(columns)]
-            column += len(columns)
-        joined: bytes = (self.separated * n) % tuple(args)
-        return joined.split(b"\x00")[:-1]
-
-    def reading(self, device: int, ts_ms: int, row: NDArray[np.float64]) -> dict[str, object]:
-        """A reading as a dict, for the slow path (spoiling, missing values)."""
-        reading: dict[str, object] = {
-            "device": self.ids[device].decode(),
-            "ts": timestamp_value(device, ts_ms),
-        }
-        for i, measure in enumerate(self.kind.measures):
-            value = float(row[i])
-            if math.isnan(value):
-                continue
-            reading[measure.name] = round(value) if measure.step else round(value, 2) + 0.0
-        return reading
 
 
 @dataclass(order=True)
@@ -268,12 +123,7 @@ class Encoder:
         self.incidents = list(incidents)
         self.tally = Tally()
         per_reading = reading_rates(self.rates, batch_size)
-        per_message = message_rates(self.rates, batch_size)
-        self._whole = [FAULTS[n] for n in FAULTS if per_message.get(n, 0.0) > 0.0]
-        self._whole_cumulative = (
-            np.cumsum([per_message[f.name] for f in self._whole]) if self._whole else None
-        )
-        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7C0DE]))
+        self._spoiler = Spoiler(self.policy, message_rates(self.rates, batch_size), self.labels, seed)
         self._formatters: dict[str, KindFormatter] = {}
         self._injectors: dict[str, KindInjector] = {}
         self._prefix: dict[str, str] = {}
@@ -389,7 +239,7 @@ class Encoder:
                 continue
             fault = FAULTS[SPOILERS[code - 1]]
             target = int(marks.spoil_field[keep[row]])
-            payloads[row], ghost = self._spoil(fault.name, chunk.kind, reading, target)
+            payloads[row], ghost = self._spoiler.reading(fault.name, chunk.kind, reading, target)
             if ghost is not None:
                 ghosts[row] = ghost
             if fault.reason is not None:
@@ -505,24 +355,11 @@ class Encoder:
             body = b"[" + b",".join(item.payload for item in batch) + b"]"
             tally.messages += 1
             tally.readings[name] += len(batch)
-            whole = self._draw_whole()
+            whole = self._spoiler.draw_whole()
             if whole is not None and not any(item.marked for item in batch):
-                out.append((publish_ms, topic, self._spoil_whole(whole.name, body)))
+                readings = [(ids[item.device].decode(), item.ts_ms) for item in batch]
+                out.append((publish_ms, topic, self._spoiler.batch(whole, body, name, gateway, readings)))
                 tally.expected_rejects[str(whole.reason)] += 1
-                for item in batch:
-                    self.labels.add(
-                        Label(
-                            fault=whole.name,
-                            scope=str(whole.scope),
-                            device=ids[item.device].decode(),
-                            kind=name,
-                            field=None,
-                            start_ms=item.ts_ms,
-                            end_ms=item.ts_ms,
-                            expected_reason=str(whole.reason),
-                            detail={"gateway": gateway, "items": len(batch)},
-                        )
-                    )
                 continue
             out.append((publish_ms, topic, body))
             for item in batch:
@@ -531,49 +368,6 @@ class Encoder:
                 else:
                     tally.expected_rejects[str(item.reason)] += 1
 
-    def _draw_whole(self) -> Fault | None:
-        """A fault that spoils a whole gateway message, drawn once per message."""
-        if self._whole_cumulative is None:
-            return None
-        u = float(self._rng.random())
-        if u >= float(self._whole_cumulative[-1]):
-            return None
-        return self._whole[int(np.searchsorted(self._whole_cumulative, u, side="right"))]
-
-    # --- spoilers -------------------------------------------------------------------------------------
-    def _spoil(
-        self, fault: str, kind: SensorKind, reading: dict[str, object], target: int
-    ) -> tuple[bytes, str | None]:
-        """The payload (and, if it differs, the topic's device id) of a deliberately bad reading."""
-        measure = kind.measures[target]
-        device = str(reading["device"])
-        if fault == "malformed_json":
-            body = orjson.dumps(reading)
-            return body[: max(1, len(body) * 2 // 3)], None
-        if fault == "oversized":
-            return orjson.dumps({**reading, "padding": "x" * (self.policy.max_payload_bytes + 1)}), None
-        if fault == "wrong_type":
-            reading[measure.name] = str(reading.get(measure.name, measure.normal[0]))
-        elif fault == "not_finite":
-            reading[measure.name] = math.nan if self._rng.random() < 0.5 else math.inf
-        elif fault == "out_of_range":
-            reading[measure.name] = measure.hi * 10 + 1 if measure.hi > 0 else measure.hi + 1000
-        elif fault == "missing_timestamp":
-            del reading["ts"]
-        elif fault == "unknown_device":
-            reading["device"] = ghost_device_id(device)
-            return _dumps_spoiled(reading), str(reading["device"])
-        elif fault == "device_mismatch":
-            reading["device"] = f"{device}-other"
-        else:
-            raise AssertionError(f"no spoiler for {fault}")
-        return _dumps_spoiled(reading), None
-
-    def _spoil_whole(self, fault: str, body: bytes) -> bytes:
-        if fault == "oversized":
-            return body[:-1] + b',{"padding":"' + b"x" * (self.policy.max_payload_bytes + 1) + b'"}]'
-        return body[: max(1, len(body) * 2 // 3)]
-
     def _close_incidents(self, slice_start_ms: int) -> None:
         for incident in self.incidents:
             if not incident.labelled and slice_start_ms > incident.end_ms:
@@ -581,8 +375,3 @@ class Encoder:
 
 
 _SENT = operator.itemgetter(0)
-
-
-def _dumps_spoiled(content: object) -> bytes:
-    """JSON that may carry NaN/Infinity literals, which orjson would silently turn into null."""
-    return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()

@@ -23,19 +23,19 @@ What it promises:
 - **The broker's limits.** MQTT 5 Maximum Packet Size and Maximum QoS from CONNACK
   are respected; a message too large is failed rather than sent (a broker
   disconnects a client that sends one).
+
+The packets themselves are encoded and parsed in :mod:`simulators.mqtt_wire`; this
+module is the connection and the accounting around them.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import itertools
 import logging
 import selectors
 import socket
 import ssl
-import struct
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -44,6 +44,19 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from processors.endpoint import BrokerUnreachableError, MqttEndpoint
+from simulators.mqtt_wire import (
+    DISCONNECT_PACKET,
+    FATAL_CONNACK,
+    PINGREQ,
+    REASONS_V5,
+    BrokerLimits,
+    connack,
+    connect_packet,
+    publish_block,
+    resend,
+    split_packet,
+    take_acks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,46 +64,7 @@ __all__ = ["BrokerUnreachableError", "PublishCounts", "Publisher"]
 
 Protocol = Literal["5", "3.1.1"]
 
-_PUBACK = 0x40
-_CONNACK = 0x20
-_PINGRESP = 0xD0
-_DISCONNECT = 0xE0
-_PINGREQ = b"\xc0\x00"
-_U16 = struct.Struct("!H")
-_HEAD2 = struct.Struct("!BBBH")
-"""First byte, a two-byte remaining length and the topic length: the header of a typical PUBLISH."""
-_PUBACK_BYTE = bytes((_PUBACK,))
-_PACKET_IDS = [i.to_bytes(2, "big") for i in range(65_536)]
 _WRITE_CHUNK = 1 << 20
-
-CONNACK_V3 = {
-    1: "the broker does not accept MQTT 3.1.1; try --protocol 5",
-    2: "the broker rejected the client id; choose another with --client-id",
-    3: "the broker is unavailable",
-    4: "bad user name or password: check the credentials in the MQTT URL",
-    5: "not authorised: check the user's rights on the broker",
-}
-REASONS_V5 = {
-    0x80: "unspecified error",
-    0x81: "malformed packet",
-    0x82: "protocol error",
-    0x83: "implementation specific error",
-    0x84: "unsupported protocol version; try --protocol 3.1.1",
-    0x85: "client identifier not valid; choose another with --client-id",
-    0x86: "bad user name or password: check the credentials in the MQTT URL",
-    0x87: "not authorised: check the user's rights on the broker",
-    0x88: "server unavailable",
-    0x89: "server busy",
-    0x8A: "banned",
-    0x8E: "session taken over: another client connected with the same client id",
-    0x90: "topic name invalid",
-    0x93: "receive maximum exceeded",
-    0x95: "packet too large",
-    0x97: "quota exceeded",
-    0x99: "payload format invalid",
-    0x9C: "use another server",
-    0x9D: "server moved",
-}
 
 
 @dataclass
@@ -104,28 +78,6 @@ class PublishCounts:
     @property
     def outstanding(self) -> int:
         return self.published - self.acknowledged - self.failed
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n % 128
-        n //= 128
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _string(data: bytes) -> bytes:
-    return _U16.pack(len(data)) + data
-
-
-@dataclass(frozen=True)
-class BrokerLimits:
-    receive_maximum: int = 65_535
-    maximum_packet_size: int | None = None
-    maximum_qos: int = 1
-    server_keepalive_s: int | None = None
 
 
 class Publisher:
@@ -224,50 +176,19 @@ class Publisher:
     ) -> None:
         """Encode ``take`` as one block of PUBLISH packets and queue it (ids: QoS 1 packet ids)."""
         qos = self.qos
-        properties = b"\x00" if self.v5 else b""
-        extra = len(properties) + (2 if qos else 0)
-        first = 0x32 if qos else 0x30
-        names = [message[-2].encode() for message in take]
-        payloads = [message[-1] for message in take]
-        sizes = [2 + len(name) + extra + len(payload) for name, payload in zip(names, payloads, strict=True)]
-        heads = [
-            _HEAD2.pack(first, (size & 0x7F) | 0x80, size >> 7, len(name))
-            if 128 <= size < 16_384
-            else bytes((first,)) + _varint(size) + _U16.pack(len(name))
-            for size, name in zip(sizes, names, strict=True)
-        ]
-        lengths = [len(head) - 2 + size for head, size in zip(heads, sizes, strict=True)]
-        limit = self.limits.maximum_packet_size
-        too_large = 0
-        if limit is not None and max(lengths) > limit:
-            keep = [i for i, length in enumerate(lengths) if length <= limit]
-            too_large = len(lengths) - len(keep)
-            names = [names[i] for i in keep]
-            payloads = [payloads[i] for i in keep]
-            heads = [heads[i] for i in keep]
-            lengths = [lengths[i] for i in keep]
-            ids = [ids[i] for i in keep] if qos else ids
-        # One % formatting builds the whole block: every packet's parts interleaved in one flat list.
-        width = 4 if qos else 3
-        parts: list[bytes] = [b""] * (width * len(names))
-        parts[0::width] = heads
-        parts[1::width] = names
-        if qos:
-            parts[2::width] = [_PACKET_IDS[i] for i in ids]
-        parts[width - 1 :: width] = payloads
-        layout = (b"%b%b%b" if qos else b"%b%b") + properties + b"%b"
-        block = (layout * len(names)) % tuple(parts) if names else b""
+        block = publish_block(take, ids, qos, self.v5, self.limits.maximum_packet_size)
+        data = block.data
         with self._lock:
-            if qos and block:
-                ends = list(itertools.accumulate(lengths))
+            if qos and data:
+                ends = list(itertools.accumulate(block.lengths))
                 starts = [0, *ends[:-1]]
                 self._unacked.update(
-                    (i, (block, start, end)) for i, start, end in zip(ids, starts, ends, strict=True)
+                    (i, (data, start, end)) for i, start, end in zip(block.ids, starts, ends, strict=True)
                 )
-            if block:
-                self._queue.append((block, 0 if qos else len(names)))
-            if too_large:
-                self._fail("larger than the broker's maximum packet size", too_large)
+            if data:
+                self._queue.append((data, 0 if qos else block.count))
+            if block.too_large:
+                self._fail("larger than the broker's maximum packet size", block.too_large)
             if self._idle:
                 self._idle = False
                 self._wake()
@@ -373,7 +294,10 @@ class Publisher:
             context = ssl.create_default_context()
             sock = context.wrap_socket(raw, server_hostname=self.endpoint.host)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(self._connect_packet())
+        endpoint = self.endpoint
+        sock.sendall(
+            connect_packet(self.client_id, endpoint.username, endpoint.password, self.keepalive_s, self.v5)
+        )
         limits = self._read_connack(sock)
         sock.setblocking(False)
         with self._lock:
@@ -384,32 +308,13 @@ class Publisher:
                          len(self._unacked))  # fmt: skip
             if self.qos and self._unacked:
                 # Everything unacknowledged goes again, in its original order; DUP marks those sent before.
-                never_sent = {_packet_id(p) for block, _ in self._queue for p in _packets(block)}
-                again = [
-                    block[start:end] if i in never_sent else b"\x3a" + block[start + 1 : end]
-                    for i, (block, start, end) in self._unacked.items()
-                ]
-                self._queue = deque([(b"".join(again), 0)])
+                again = resend(self._unacked.items(), [block for block, _ in self._queue])
+                self._queue = deque([(again, 0)])
             self._connected = True
             self._down_since = None
             self._lock.notify_all()
         self._first_connack.set()
         return sock
-
-    def _connect_packet(self) -> bytes:
-        flags = 0x02  # clean start: a publisher keeps no subscriptions worth resuming
-        payload = _string(self.client_id.encode())
-        if self.endpoint.username is not None:
-            flags |= 0x80
-            payload += _string(self.endpoint.username.encode())
-            if self.endpoint.password is not None:
-                flags |= 0x40
-                payload += _string(self.endpoint.password.encode())
-        header = _string(b"MQTT") + bytes([5 if self.v5 else 4, flags]) + _U16.pack(self.keepalive_s)
-        if self.v5:
-            header += b"\x00"
-        body = header + payload
-        return b"\x10" + _varint(len(body)) + body
 
     def _read_connack(self, sock: socket.socket) -> BrokerLimits:
         sock.settimeout(10.0)
@@ -419,22 +324,16 @@ class Publisher:
             if not chunk:
                 raise ConnectionError("the broker closed the connection before CONNACK")
             data += chunk
-            parsed = _split_packet(data)
+            parsed = split_packet(data)
             if parsed is not None:
                 break
         kind, body, _ = parsed
-        if kind & 0xF0 != _CONNACK or len(body) < 2:
-            raise ConnectionError(f"expected CONNACK, got packet type {kind >> 4}")
-        code = body[1]
+        code, why, limits = connack(kind, body, self.v5)
         if code:
-            why = (
-                REASONS_V5.get(code, f"reason code {code:#x}") if self.v5 else CONNACK_V3.get(code, str(code))
-            )
-            if code in (4, 5, 0x86, 0x87, 0x84, 0x85, 1, 2, 0x8A):
+            if code in FATAL_CONNACK:
                 self._fatal = why
             log.error("broker %s refused the simulator: %s", self.endpoint.display(), why)
             raise ConnectionError(why)
-        limits = _connack_limits(body[2:]) if self.v5 else BrokerLimits()
         if self.qos > limits.maximum_qos:
             self._fatal = f"the broker accepts QoS {limits.maximum_qos} only; use --qos {limits.maximum_qos}"
             raise ConnectionError(self._fatal)
@@ -484,14 +383,14 @@ class Publisher:
                 if ping_sent is not None and now - ping_sent > keepalive:
                     raise ConnectionError(f"no answer from the broker for {keepalive} s")
                 if now - last_sent >= keepalive / 2 and not outgoing and ping_sent is None:
-                    outgoing = memoryview(_PINGREQ)
+                    outgoing = memoryview(PINGREQ)
                     ping_sent = now
                 if now - last_heard > 1.5 * keepalive and ping_sent is not None:
                     raise ConnectionError(f"no answer from the broker for {keepalive} s")
             if not outgoing:
                 with contextlib.suppress(OSError):
                     sock.setblocking(True)
-                    sock.sendall(b"\xe0\x00")
+                    sock.sendall(DISCONNECT_PACKET)
         except (OSError, ConnectionError):
             if in_flight_qos0:
                 with self._lock:
@@ -528,25 +427,9 @@ class Publisher:
         if not data:
             raise ConnectionError("the broker closed the connection")
         incoming += data
-        bulk = _pubacks(incoming)
-        if bulk is not None:
-            incoming.clear()
-            self._acknowledge(*bulk)
-            return True
-        # Anything else, or a packet split across reads: one packet at a time.
-        acked: list[tuple[int, int]] = []
-        offset = 0
-        while (parsed := _split_packet(incoming, offset)) is not None:
-            kind, body, offset = parsed
-            packet_type = kind & 0xF0
-            if packet_type == _PUBACK:
-                acked.append((_U16.unpack_from(body)[0], body[2] if len(body) > 2 else 0))
-            elif packet_type == _DISCONNECT:
-                code = body[0] if body else 0
-                raise ConnectionError(f"the broker disconnected us: {REASONS_V5.get(code, hex(code))}")
-        del incoming[:offset]
-        if acked:
-            self._acknowledge([i for i, _ in acked], bytes(c for _, c in acked))
+        ids, codes = take_acks(incoming)
+        if ids:
+            self._acknowledge(ids, codes)
         return True
 
     def _acknowledge(self, ids: list[int], codes: bytes) -> None:
@@ -579,108 +462,3 @@ class Publisher:
                 self._down_since = time.monotonic()
             self._connected = False
             self._lock.notify_all()
-
-
-def _pubacks(data: bytearray) -> tuple[list[int], bytes] | None:
-    """All of ``data`` as PUBACKs (the common case), parsed in bulk: their packet ids and reason
-    codes. None if ``data`` holds anything else."""
-    for width in (4, 5):
-        count = len(data) // width
-        if count == 0 or len(data) % width:
-            continue
-        if data[0::width] == _PUBACK_BYTE * count and data[1::width] == bytes((width - 2,)) * count:
-            pairs = bytearray(2 * count)
-            pairs[0::2] = data[2::width]
-            pairs[1::2] = data[3::width]
-            ids = array.array("H", pairs)
-            if sys.byteorder == "little":
-                ids.byteswap()
-            return ids.tolist(), bytes(data[4::width]) if width == 5 else bytes(count)
-    return None
-
-
-def _packets(block: bytes) -> list[bytes]:
-    """The packets of a block (on reconnects only)."""
-    packets = []
-    offset = 0
-    while (parsed := _split_packet(block, offset)) is not None:
-        packets.append(block[offset : parsed[2]])
-        offset = parsed[2]
-    return packets
-
-
-def _packet_id(packet: bytes) -> int:
-    """The packet id of a QoS 1 PUBLISH packet."""
-    position = 1
-    while packet[position] & 0x80:
-        position += 1
-    topic_length = _U16.unpack_from(packet, position + 1)[0]
-    packet_id: int = _U16.unpack_from(packet, position + 3 + topic_length)[0]
-    return packet_id
-
-
-def _split_packet(data: bytes | bytearray, offset: int = 0) -> tuple[int, bytes, int] | None:
-    """(first byte, body, next offset) of the packet at ``offset``, or None if incomplete."""
-    if len(data) - offset < 2:
-        return None
-    multiplier = 1
-    length = 0
-    position = offset + 1
-    while True:
-        if position >= len(data):
-            return None
-        byte = data[position]
-        length += (byte & 0x7F) * multiplier
-        position += 1
-        if not byte & 0x80:
-            break
-        multiplier *= 128
-        if multiplier > 128**3:
-            raise ConnectionError("malformed packet from the broker")
-    end = position + length
-    if end > len(data):
-        return None
-    return data[offset], bytes(data[position:end]), end
-
-
-def _connack_limits(properties: bytes) -> BrokerLimits:
-    """Receive Maximum, Maximum Packet Size, Maximum QoS and Server Keep Alive from CONNACK properties."""
-    if not properties:
-        return BrokerLimits()
-    length, used = 0, 0
-    multiplier = 1
-    while True:
-        byte = properties[used]
-        length += (byte & 0x7F) * multiplier
-        used += 1
-        if not byte & 0x80:
-            break
-        multiplier *= 128
-    data = properties[used : used + length]
-    values: dict[int, int] = {}
-    i = 0
-    while i < len(data):
-        prop = data[i]
-        i += 1
-        if prop in (0x24, 0x25, 0x28, 0x29, 0x2A):
-            values[prop] = data[i]
-            i += 1
-        elif prop in (0x21, 0x22, 0x13):
-            values[prop] = _U16.unpack_from(data, i)[0]
-            i += 2
-        elif prop in (0x11, 0x27):
-            values[prop] = struct.unpack_from("!I", data, i)[0]
-            i += 4
-        elif prop in (0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F):
-            i += 2 + _U16.unpack_from(data, i)[0]
-        elif prop == 0x26:
-            i += 2 + _U16.unpack_from(data, i)[0]
-            i += 2 + _U16.unpack_from(data, i)[0]
-        else:
-            break
-    return BrokerLimits(
-        receive_maximum=values.get(0x21, 65_535),
-        maximum_packet_size=values.get(0x27),
-        maximum_qos=values.get(0x24, 1),
-        server_keepalive_s=values.get(0x13),
-    )

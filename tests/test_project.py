@@ -22,7 +22,11 @@ def test_compose_file_follows_the_compose_spec() -> None:
 
 
 def test_compose_broker_never_drops_queued_messages() -> None:
-    text = (ROOT / "compose.yaml").read_text()
+    assert (
+        "./deploy/mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf"
+        in (ROOT / "compose.yaml").read_text()
+    )
+    text = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     for line in ("max_queued_messages 0", "max_inflight_messages 0", "persistence true"):
         assert line in text
 

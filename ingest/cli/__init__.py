@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from ingest.cli import demo, detect, devices, evaluate, simulate
+from ingest.cli import dashboards, demo, detect, devices, evaluate, simulate, storage
 from ingest.cli import ingest as ingest_command
 from ingest.cli.common import UserError, err
 
@@ -27,6 +27,8 @@ app.add_typer(devices.app, name="devices")
 app.command("evaluate")(evaluate.evaluate_command)
 app.command("ingest")(ingest_command.ingest)
 app.command("simulate")(simulate.simulate)
+app.add_typer(dashboards.app, name="dashboards")
+app.add_typer(storage.app, name="storage")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ it pays, gzipped at level 1: the client's own ``enable_gzip`` compresses at leve
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -75,24 +75,29 @@ class V2Transport:
         from influxdb_client.service.buckets_service import BucketsService
 
         service = BucketsService(self._client.api_client)  # type: ignore[no-untyped-call]
+        names = self._bucket_names(service, name=self.bucket)
+        if names is None or self.bucket in names:
+            return
+        # A write-only token sees no bucket at all: ours is missing only if the token sees others.
+        if names or self._bucket_names(service, limit=1):
+            raise InfluxHttpError(404, f'bucket "{self.bucket}" not found in organization "{self.org}"')
+
+    def _bucket_names(self, service: Any, **query: Any) -> set[str] | None:
+        """Names the buckets API lists for this token (None: no such API here)."""
         try:
-            answer = service.get_buckets(  # type: ignore[no-untyped-call]
-                name=self.bucket, org=self.org, _preload_content=False
-            )
+            answer = service.get_buckets(org=self.org, _preload_content=False, **query)
         except self._refused as refused:
             failure = _failure(refused)
             if refused.status in (401, 403) or "organization" in failure.message.lower():
                 raise failure from refused
-            return  # no buckets API here (404, 405, ...): nothing to check
+            return None  # no buckets API here (404, 405, ...): nothing to check
         except (urllib3.exceptions.HTTPError, OSError) as failed:
             raise InfluxHttpError(None, f"InfluxDB at {self.url} did not answer: {failed}") from failed
         try:
             listed = json.loads(answer.data)["buckets"]
-            names = {b.get("name") for b in listed}
+            return {str(b.get("name")) for b in listed}
         except (ValueError, KeyError, TypeError, AttributeError):
-            return  # not the buckets API we know: let the first write tell
-        if self.bucket not in names:
-            raise InfluxHttpError(404, f'bucket "{self.bucket}" not found in organization "{self.org}"')
+            return None  # not the buckets API we know: let the first write tell
 
     def ping(self) -> str | None:
         try:

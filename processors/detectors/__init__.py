@@ -7,16 +7,9 @@ check it without being told.
 
 from __future__ import annotations
 
-from processors.detectors.base import (
-    DEVICE_COLUMN,
-    Category,
-    Detector,
-    DetectorConfig,
-    Round,
-    Scored,
-    StaleScores,
-    Visit,
-)
+from processors.detectors._rounds import Visit
+from processors.detectors._transaction import StaleScores
+from processors.detectors.base import DEVICE_COLUMN, Category, Detector, DetectorConfig, Round, Scored
 from processors.plugins import PluginRegistry, discover_classes
 
 __all__ = [

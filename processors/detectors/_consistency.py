@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from processors.detectors._hysteresis import REARM
 from processors.detectors._robust import DAY_MS, any_column, rate, uniform_column
-from processors.detectors.base import REARM, Round, State, spec
+from processors.detectors.base import Round, State, spec
 
 TAU_MS = 1_800_000
 """The window a relation is judged on (an exponential one): half an hour."""

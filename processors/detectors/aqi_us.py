@@ -40,13 +40,18 @@ class UsAqiDetector(HourlyIndexDetector):
     POLLUTANTS = ("pm25", "pm10", "o3", "no2", "co")
 
     def sub_index(self, pollutant: str, hourly: NDArray[np.float64]) -> NDArray[np.float64]:
-        if pollutant in ("pm25", "pm10"):
-            return us_aqi(pollutant, nowcast(hourly), "24h")
-        if pollutant == "o3":
-            return np.fmax(us_aqi("o3", mean_of(hourly, 8, 6), "8h"), us_aqi("o3", hourly[:, 0], "1h"))
-        if pollutant == "co":
-            return us_aqi("co", mean_of(hourly, 8, 6), "8h")
-        return us_aqi(pollutant, hourly[:, 0], "1h")
+        return us_sub_index(pollutant, hourly)
+
+
+def us_sub_index(pollutant: str, hourly: NDArray[np.float64]) -> NDArray[np.float64]:
+    """US AQI of ``pollutant`` per device from hourly means (rows, hours; column 0 the hour just closed)."""
+    if pollutant in ("pm25", "pm10"):
+        return us_aqi(pollutant, nowcast(hourly), "24h")
+    if pollutant == "o3":
+        return np.fmax(us_aqi("o3", mean_of(hourly, 8, 6), "8h"), us_aqi("o3", hourly[:, 0], "1h"))
+    if pollutant == "co":
+        return us_aqi("co", mean_of(hourly, 8, 6), "8h")
+    return us_aqi(pollutant, hourly[:, 0], "1h")
 
 
 DETECTOR = UsAqiDetector

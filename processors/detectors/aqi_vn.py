@@ -36,9 +36,14 @@ class VnAqiDetector(HourlyIndexDetector):
     POLLUTANTS = ("pm25", "pm10", "o3", "no2", "co", "so2")
 
     def sub_index(self, pollutant: str, hourly: NDArray[np.float64]) -> NDArray[np.float64]:
-        if pollutant in ("pm25", "pm10"):
-            return vn_aqi(pollutant, nowcast(hourly))
-        return vn_aqi("o3_1h" if pollutant == "o3" else pollutant, hourly[:, 0])
+        return vn_sub_index(pollutant, hourly)
+
+
+def vn_sub_index(pollutant: str, hourly: NDArray[np.float64]) -> NDArray[np.float64]:
+    """VN_AQI of ``pollutant`` per device from hourly means (rows, hours; column 0 the hour just closed)."""
+    if pollutant in ("pm25", "pm10"):
+        return vn_aqi(pollutant, nowcast(hourly))
+    return vn_aqi("o3_1h" if pollutant == "o3" else pollutant, hourly[:, 0])
 
 
 DETECTOR = VnAqiDetector

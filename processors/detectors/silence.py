@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from processors.detectors._hysteresis import ALARM
 from processors.detectors.base import DEVICE_COLUMN, Category, Detector, Round, Scored, State, spec
 from processors.registry import DeviceTable
 
@@ -64,31 +65,34 @@ class SilenceDetector(Detector):
     def hear(self, table: DeviceTable, device: NDArray[np.intp], at_ms: NDArray[np.int64]) -> None:
         """A device whose message was rejected is alive all the same (a liveness mark, idempotent)."""
         if device.size:
-            self._grow(int(device.max()) + 1, table)
-            np.maximum.at(self._state["last_received"], device, at_ms)
+            self._store.grow(int(device.max()) + 1, table)
+            np.maximum.at(self._store.state["last_received"], device, at_ms)
 
     def check(self, now_ms: int, table: DeviceTable) -> Scored | None:
-        last = self._state["last_received"]
+        store = self._store
+        last = store.state["last_received"]
         n = min(last.shape[0], len(table))
         if n == 0:
             return None
-        self._grow(n, table)
-        overdue = (now_ms - last[:n]) / self._intervals[:n]
+        store.grow(n, table)
+        overdue = (now_ms - last[:n]) / store.intervals[:n]
         limit = self.config.silence_intervals
         silent = (last[:n] != NEVER) & (overdue >= limit)
-        devices = np.flatnonzero(silent | self._state["_active"][:n, 0])
+        devices = np.flatnonzero(silent | store.state[ALARM][:n, 0])
         if devices.size == 0:
             return None
         raw = np.where(silent[devices], np.clip(overdue[devices] / (2.0 * limit), 0.0, 1.0), 0.0)[:, None]
-        local = {"_active": self._state["_active"][devices].copy()}
-        scores, onsets = self._alarm_state(local, raw)
+        scores, onsets, alarm = self._hysteresis.apply(raw, store.state[ALARM][devices])
         ts = np.full(devices.size, now_ms, dtype=np.int64)
-        return Scored(self, table, devices, ts, scores, onsets, None, (devices, local, {}), self._generation)
+        local: State = {ALARM: alarm}
+        return Scored(
+            self, table, devices, ts, scores, onsets, None, (devices, local, {}), self._staging.generation
+        )
 
     def commit(self, scored: Scored) -> None:
-        if scored.staged is not None and scored.rows is None:
+        if scored.staged is not None and scored.rows is None:  # a clock check: only alarm states change
             devices, local, _ = scored.staged
-            self._state["_active"][devices] = local["_active"]
+            self._store.state[ALARM][devices] = local[ALARM]
             return
         super().commit(scored)
 

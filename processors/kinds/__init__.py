@@ -5,10 +5,10 @@ Adding a kind is adding one module here (and its test); nothing else lists kinds
 
 from __future__ import annotations
 
-from processors.kinds.base import Measure, Reading, SensorKind, measure, on_off
+from processors.kinds.base import Limit, Measure, Reading, SensorKind, measure, on_off
 from processors.plugins import PluginRegistry, discover
 
-__all__ = ["KINDS", "Measure", "Reading", "SensorKind", "get_kind", "measure", "on_off"]
+__all__ = ["KINDS", "Limit", "Measure", "Reading", "SensorKind", "get_kind", "measure", "on_off"]
 
 
 def _discover() -> PluginRegistry[SensorKind]:

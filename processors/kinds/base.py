@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import annotated_types
 from pydantic import (
@@ -38,6 +38,23 @@ _RESERVED_COLUMNS = frozenset({"device", "ts", "district", "kind", "time"})
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A published limit of a measure, drawn as a line on the measure's dashboard panels.
+
+    ``bound`` says which side is wrong: ``"max"`` (above the value is too much) or
+    ``"min"`` (below it is too little, as for chlorine residual or pH).
+    """
+
+    value: float
+    source: str
+    """Who sets it and over what averaging, e.g. ``"WHO 2021, 24-hour"``."""
+    bound: Literal["max", "min"] = "max"
+
+    def to_json(self) -> dict[str, object]:
+        return {"value": self.value, "source": self.source, "bound": self.bound}
+
+
 def measure(
     unit: str,
     lo: float,
@@ -50,6 +67,8 @@ def measure(
     scale: str | None = None,
     max_rate: float | None = None,
     switching: bool = False,
+    limits: tuple[Limit, ...] = (),
+    district_total: bool = False,
 ) -> Any:
     """Declare one measurement: its unit, physical valid range and normal operating band.
 
@@ -68,6 +87,10 @@ def measure(
     measure that jumps between levels at moments no daily profile predicts (a lamp
     switching on at dusk, a bin emptied on collection day): level-shift and noise
     detection leave it alone; spikes, stuck values and the kind's rules still apply.
+
+    Two hints for the dashboards: ``limits`` are published limits drawn as lines
+    on the measure's panels; ``district_total`` says a district is summed over its
+    devices (vehicles counted, power drawn) rather than averaged (a concentration).
     """
     if not (lo <= normal[0] <= normal[1] <= hi):
         raise ValueError(f"normal band {normal} must lie inside the valid range [{lo}, {hi}]")
@@ -86,6 +109,15 @@ def measure(
         extra["max_rate"] = max_rate
     if switching:
         extra["switching"] = True
+    for limit in limits:
+        if not lo <= limit.value <= hi:
+            raise ValueError(
+                f"limit {limit.value} ({limit.source}) lies outside the valid range [{lo}, {hi}]"
+            )
+    if limits:
+        extra["limits"] = [limit.to_json() for limit in limits]
+    if district_total:
+        extra["district_total"] = True
     return Field(default=None, ge=lo, le=hi, description=description, json_schema_extra=extra)
 
 
@@ -157,6 +189,15 @@ class Measure:
     """Fastest physically possible change, units per hour (None: derived from the band)."""
     switching: bool = False
     """Jumps between levels at unpredictable moments (lamp on/off, bin emptied)."""
+    limits: tuple[Limit, ...] = ()
+    """Published limits, drawn as lines on the measure's dashboard panels."""
+    district_total: bool = False
+    """A district's value is the sum over its devices (a count, a power), not their mean."""
+
+    @property
+    def is_switch(self) -> bool:
+        """An on/off state reported as 0 or 1 (a lamp): dashboards count devices on and off."""
+        return self.step == 1 and self.lo == 0 and self.hi == 1
 
 
 @dataclass(frozen=True)
@@ -221,4 +262,13 @@ def _measure_of(name: str, info: FieldInfo) -> Measure:
         scale=str(scale) if scale is not None else None,
         max_rate=float(max_rate) if isinstance(max_rate, int | float) else None,
         switching=bool(extra.get("switching", False)),
+        limits=tuple(_limit_of(item) for item in extra.get("limits", ()) or ()),  # type: ignore[union-attr]
+        district_total=bool(extra.get("district_total", False)),
     )
+
+
+def _limit_of(item: object) -> Limit:
+    assert isinstance(item, dict)
+    bound = item.get("bound", "max")
+    assert bound in ("max", "min")
+    return Limit(float(item["value"]), str(item["source"]), bound)

@@ -41,6 +41,7 @@ class LightingReading(Reading):
         fiware="powerConsumption",
         scale="log",  # standby draw to full power is a factor of hundreds
         switching=True,
+        district_total=True,
     )
     lux: float | None = measure(
         "lx",

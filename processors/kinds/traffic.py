@@ -14,6 +14,7 @@ class TrafficReading(Reading):
         normal=(0, 120),
         fiware="intensity",
         step=1,
+        district_total=True,
     )
     mean_speed: float | None = measure(
         "km/h", 0, 250, "Mean vehicle speed", normal=(10, 60), fiware="averageVehicleSpeed"

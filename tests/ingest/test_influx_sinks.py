@@ -282,3 +282,40 @@ def test_an_event_line_protocol_cannot_carry_is_refused_not_raised(influxd: Infl
     assert [(p.measurement, p.kind) for p in report.rejected] == [("#comment", None)]
     assert "starts with '#'" in report.rejected[0].reason
     assert [r["x"] for r in influxd.rows("pipeline", "city")] == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("visible", "missing"),
+    [([], False), (["citypulse"], False), (["_monitoring"], True)],
+    ids=["write-only token sees nothing", "sees ours", "sees others only"],
+)
+def test_v2_bucket_check_respects_what_the_token_may_see(visible: list[str], missing: bool) -> None:
+    """The stack's ingest token may only write: a bucket list it cannot see proves nothing is missing."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            named = "name=" in self.path
+            listed = [b for b in visible if not named or f"name={b}" in self.path]
+            body = json.dumps({"buckets": [{"name": b} for b in listed]}).encode()
+            self.send_response(200 if self.path.startswith("/api/v2/buckets") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = load_settings(sink="influxdb", influx_url=url, influx_bucket="citypulse")
+        if missing:
+            with pytest.raises(SinkError, match='bucket "citypulse" not found'):
+                open_sink(settings)
+        else:
+            open_sink(settings).close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -145,3 +146,33 @@ def test_the_pipeline_sample_is_one_storable_point_of_floats(small_registry: Reg
     assert len(parsed.fields) == len(event.fields)
     # The next sample reports lag only for readings since the previous one.
     assert "lag_mean_s" not in pipeline_event(NOW, seen, seen, "citypulse-ingest").fields
+
+
+def test_health_endpoint_answers_what_a_container_check_needs(small_registry: Registry) -> None:
+    import dataclasses
+    import json
+    import urllib.error
+
+    seen = observed(small_registry)
+    state = {"seen": seen}
+    server = MetricsServer(lambda: state["seen"], "127.0.0.1", 0)
+    health_url = server.url.replace("/metrics", "/health")
+    try:
+        with urllib.request.urlopen(health_url, timeout=10) as reply:
+            assert reply.status == 200
+            assert json.loads(reply.read()) == {
+                "mqtt_connected": True,
+                "spool_full": False,
+                "status": "ok",
+                "store_ok": True,
+            }
+        assert seen.source is not None
+        state["seen"] = dataclasses.replace(seen, source=dataclasses.replace(seen.source, connected=False))
+        with pytest.raises(urllib.error.HTTPError) as unhealthy:
+            urllib.request.urlopen(health_url, timeout=10)
+        assert unhealthy.value.code == 503, "a service without its broker must not look healthy"
+        assert json.loads(unhealthy.value.read())["status"] == "unhealthy"
+        with urllib.request.urlopen(server.url, timeout=10) as reply:
+            assert "citypulse_messages_total" in reply.read().decode(), "/metrics still served"
+    finally:
+        server.stop()

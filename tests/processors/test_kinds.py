@@ -117,3 +117,26 @@ def test_lighting_state_accepts_field_spellings() -> None:
 def test_unknown_kind_name_explains_choices() -> None:
     with pytest.raises(KeyError, match="known kinds: air"):
         get_kind("noise")
+
+
+def test_declared_limit_lines_match_the_detectors_tables() -> None:
+    """The dashboards draw the same limits the detectors judge by: they cannot drift apart."""
+    from processors.aqi import WHO_2021_SHORT_TERM
+    from processors.detectors.drinking_water import QCVN_01_1_2018
+    from processors.kinds import get_kind
+
+    air = {m.name: m for m in get_kind("air").measures}
+    for pollutant, level in WHO_2021_SHORT_TERM.items():
+        assert any(lim.value == level and lim.source.startswith("WHO 2021") for lim in air[pollutant].limits)
+    water = {m.name: m for m in get_kind("water").measures}
+    for name, (low, high) in QCVN_01_1_2018.items():
+        drawn = {(lim.bound, lim.value) for lim in water[name].limits}
+        expected = {("min", low), ("max", high)} - {("min", None), ("max", None)}
+        assert drawn == expected, name
+
+
+def test_a_limit_outside_the_valid_range_is_refused() -> None:
+    from processors.kinds import Limit, measure
+
+    with pytest.raises(ValueError, match="outside the valid range"):
+        measure("%", 0, 100, "share", normal=(0, 50), limits=(Limit(150, "nobody"),))

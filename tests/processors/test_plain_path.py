@@ -7,9 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.columns import plan_for
 from processors.kinds import KINDS
-from processors.plain import PlainPlan
 from processors.registry import Registry
 from processors.validate import (
     RawMessage,
@@ -18,6 +16,8 @@ from processors.validate import (
     ValidationResult,
     Validator,
 )
+from processors.validate.columns import plan_for
+from processors.validate.plain import PlainPlan
 from tests.processors.test_validate_paths import NOW, SEC, messages, registry, same, topic, warm
 
 __all__ = ["registry"]  # the fixture, shared with the column path's tests
@@ -182,7 +182,7 @@ def gateway(*items: bytes, topic: str = GATEWAY, received: int | None = NOW) -> 
 
 def taken(validator: Validator, cycle: list[RawMessage]) -> dict[int, str]:
     """The messages of ``cycle`` the gateway plain path takes whole."""
-    from processors.validate import _Cycle
+    from processors.validate.cycle import Cycle as _Cycle
 
     return validator._plain_gateways(cycle, range(len(cycle)), _Cycle(NOW))[0]
 

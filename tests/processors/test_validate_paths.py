@@ -15,7 +15,6 @@ from processors.reasons import Reason
 from processors.registry import Device, Registry
 from processors.timestamps import parse_timestamp, parse_utc_strings
 from processors.validate import (
-    _CHUNK,
     MAX_FIELD_NAMES,
     RawMessage,
     UnknownFieldPolicy,
@@ -23,6 +22,7 @@ from processors.validate import (
     ValidationResult,
     Validator,
 )
+from processors.validate.column_path import _CHUNK
 
 NOW = 1_795_408_200_000
 SEC = NOW // 1000

@@ -14,11 +14,12 @@ from processors.registry import Registry
 from processors.topics import TopicScheme
 from processors.validate import RawMessage, ValidationPolicy, Validator
 from simulators.clocks import CLOCKS
-from simulators.encode import Encoder, format_timestamps, rfc3339_quoted
+from simulators.encode import Encoder
 from simulators.faults import FAULTS, fault_rates, parse_faults
 from simulators.fleet import make_registry, split_counts
 from simulators.hanoi import DISTRICTS
 from simulators.models import MODELS
+from simulators.payloads import format_timestamps, rfc3339_quoted
 from simulators.plan import FleetChoices, build
 from tests.simulators.helpers import (
     HOUR_MS,

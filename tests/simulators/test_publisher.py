@@ -14,7 +14,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from processors.endpoint import BrokerUnreachableError, MqttEndpoint
-from simulators.publisher import Protocol, Publisher, _split_packet
+from simulators.mqtt_wire import split_packet
+from simulators.publisher import Protocol, Publisher
 from tests.e2e.helpers import wait_until
 from tests.servers import Mosquitto, running_mosquitto
 
@@ -74,7 +75,7 @@ def endpoint(broker: Mosquitto) -> MqttEndpoint:
 
 def payload_of(packet: bytes) -> bytes:
     """The application payload of a PUBLISH packet (QoS 1, MQTT 5 or 3.1.1 without properties)."""
-    split = _split_packet(packet)
+    split = split_packet(packet)
     assert split is not None
     _, body, _ = split
     topic_length = int.from_bytes(body[:2], "big")

@@ -2,7 +2,7 @@
 
 Nearly every message a fleet sends is plainly valid: one JSON object holding the
 device, a timestamp and numbers within range, nothing else. The column path
-(:mod:`processors.columns`) builds a dict per payload and then validates each measure
+(:mod:`processors.validate.column_path`) builds a dict per payload and then validates each measure
 as a column; here msgspec decodes each payload straight into a small struct of the
 kind's own fields, checking the types and ranges of the model while it reads, so a
 plain reading costs one C call and leaves the values ready to copy into an array.
@@ -15,23 +15,34 @@ with the same timestamp and values (the tests hold the two to it). A measure who
 schema is more than a range-checked float (lighting's on/off spellings) is decoded as a
 number only and then goes through the model's own validator for that field, so its
 values are the model's.
+
+:class:`PlainPath` is its part in a cycle: one-reading messages on known topics first
+of all, and gateway batches, each taken whole or left whole to the general way.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import eq, is_
 from struct import pack_into
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 from pydantic_core import SchemaValidator, ValidationError
 
-from processors.columns import ColumnPlan, timestamps
+from processors.topics import TopicError, TopicForm
+from processors.validate.columns import ColumnPlan, pick, timestamps
+from processors.validate.context import Context, Singles
+from processors.validate.cycle import ArrayItems, Cycle, Source, arrivals
+from processors.validate.messages import RawMessage
+from processors.validate.reference import REFERENCE_DEPTH
 
 _BOUNDS = {"ge", "le", "gt", "lt"}
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
@@ -204,3 +215,149 @@ def _plain_bounds(schema: Any) -> dict[str, float] | None:
         for b in bounds.values()
     )
     return {key: float(b) for key, b in bounds.items()} if exact else None
+
+
+class PlainPath:
+    """The plain path's part in a cycle: single-reading messages on known topics, and gateway batches."""
+
+    def __init__(self, context: Context, plans: dict[str, ColumnPlan | None]) -> None:
+        self.context = context
+        self.plans = [None if plan is None else PlainPlan(plan) for plan in plans.values()]
+        """Each kind's plain plan, by its place in :data:`~processors.kinds.KINDS` (its kind code)."""
+
+    def singles(
+        self, messages: Sequence[RawMessage], singles: Singles, cycle: Cycle
+    ) -> tuple[NDArray[np.bool_], dict[int, int]]:
+        """The plain path for the messages ``singles.parse`` marks: which it accepted, and how many
+        per kind code.
+
+        Accepted readings become rows at once; the counts are left to the caller, to be
+        added in the order of kinds that the column path counts in.
+        """
+        routes = self.context.routes
+        numbers, codes, received = singles.numbers, singles.codes, singles.received
+        candidates = np.flatnonzero(singles.parse)
+        order = candidates[np.argsort(codes[candidates], kind="stable")]
+        sorted_codes = codes[order]
+        bounds = [0, *(np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1).tolist(), order.size]
+        plans: list[PlainPlan] = []
+        parts: list[list[Any]] = []
+        kinds: list[tuple[int, NDArray[np.intp]]] = []
+        for a, b in itertools.pairwise(bounds):
+            code = int(sorted_codes[a])
+            plan = self.plans[code]
+            if plan is not None:
+                structs, refused = plan.decode(pick(singles.payloads, order[a:b].tolist()))
+                decoded = np.ones(b - a, dtype=np.bool_)
+                decoded[refused] = False  # a mask, not np.delete: its fixed cost is many times this
+                plans.append(plan)
+                parts.append(structs)
+                kinds.append((code, order[a:b][decoded]))
+        taken = np.zeros(len(messages), dtype=np.bool_)
+        counts: dict[int, int] = {}
+        if not plans:
+            return taken, counts
+        policy = self.context.policy
+        verdicts = check_plain(
+            plans,
+            parts,
+            [routes.device_id[numbers[index]].tolist() for _, index in kinds],
+            cycle.now_ms - policy.max_age_ms,
+            cycle.now_ms + policy.max_future_ms,
+        )
+        for (code, index), verdict in zip(kinds, verdicts, strict=True):
+            if not verdict.taken.size:
+                continue
+            rows = cycle.rows_of(self.context.kind_names[code])
+            kept = index[verdict.taken]
+            seqs = (kept.astype(np.int64) << self.context.shift) + 1
+            rows.chunks.append(
+                (seqs, routes.position[numbers[kept]], verdict.ts_ms, verdict.values, received[kept])
+            )
+            rows.sources.append(Source(seqs, messages, kept, None))
+            taken[kept] = True
+            counts[code] = kept.size
+        return taken, counts
+
+    def gateways(
+        self, messages: Sequence[RawMessage], slow: Sequence[int], cycle: Cycle
+    ) -> tuple[dict[int, str], Counter[str]]:
+        """The plain path for gateway batches: the messages it took whole (with their kind), and
+        how many readings of each kind it took.
+
+        A message is taken only if msgspec reads every item and every item is proven
+        valid (a device of the topic's kind, a timestamp in the window, values in range):
+        anything else leaves the whole message to the general way, which judges it as it
+        always did. Duplicates are found with every other row when the batches are assembled.
+        """
+        context = self.context
+        limit = context.policy.max_payload_bytes
+        found: dict[int, tuple[list[int], list[list[Any]]]] = {}
+        routed = cycle.routed
+        for i in slow:
+            message = messages[i]
+            if i in routed or len(message.payload) > limit:
+                continue
+            try:
+                topic = context.topics.parse(message.topic)
+            except TopicError:
+                continue
+            code = context.kind_codes.get(topic.kind)
+            if topic.form is not TopicForm.BATCH or code is None or self.plans[code] is None:
+                continue
+            payload = message.payload.lstrip()
+            if payload[:1] != b"[":
+                continue
+            structs = cast(PlainPlan, self.plans[code]).decode_array(payload)
+            # The general way reads the array with orjson if it holds at most REFERENCE_DEPTH
+            # brackets and braces: the array's and its items' own, if every item is proven
+            # (none is inside a string then: keys are field names, devices registered ids,
+            # timestamps RFC 3339 or numbers). Larger arrays are left to it.
+            if structs and len(structs) < REFERENCE_DEPTH:
+                numbers, parts = found.setdefault(code, ([], []))
+                numbers.append(i)
+                parts.append(structs)
+        gateways: dict[int, str] = {}
+        plain: Counter[str] = Counter()
+        if not found:
+            return gateways, plain
+        codes = sorted(found)
+        plans = [cast(PlainPlan, self.plans[code]) for code in codes]
+        flat = [list(itertools.chain.from_iterable(found[code][1])) for code in codes]
+        verdicts = check_plain(
+            plans,
+            flat,
+            None,
+            cycle.now_ms - context.policy.max_age_ms,
+            cycle.now_ms + context.policy.max_future_ms,
+        )
+        received = arrivals(messages, cycle.now_ms)
+        for code, verdict in zip(codes, verdicts, strict=True):
+            claimed = verdict.devices
+            name = context.kind_names[code]
+            index = context.registry.tables[name].index
+            numbers, parts = found[code]
+            sizes = np.fromiter(map(len, parts), dtype=np.intp, count=len(parts))
+            positions = np.fromiter(map(index.get, claimed, repeat(-1)), dtype=np.intp, count=len(claimed))
+            ok = np.zeros(len(claimed), dtype=np.bool_)
+            ok[verdict.taken] = True
+            ok &= positions >= 0  # a device missing, unknown or of another kind: the model explains
+            starts = np.cumsum(sizes) - sizes
+            whole = np.logical_and.reduceat(ok, starts)
+            if not whole.any():
+                continue
+            owner = np.repeat(np.arange(len(parts)), sizes)  # each reading's message among ``parts``
+            keep = whole[owner[verdict.taken]]
+            rows_at = verdict.taken[keep]
+            message_at = np.array(numbers, dtype=np.intp)[owner[rows_at]]
+            item_at = rows_at - starts[owner[rows_at]]
+            seqs = (message_at.astype(np.int64) << context.shift) + 1 + item_at
+            rows = cycle.rows_of(name)
+            rows.chunks.append(
+                (seqs, positions[rows_at], verdict.ts_ms[keep], verdict.values[keep], received[message_at])
+            )
+            rows.sources.append(Source(seqs, messages, message_at, ArrayItems(messages, message_at, item_at)))
+            plain[name] += rows_at.size
+            for k in np.flatnonzero(whole).tolist():
+                gateways[numbers[k]] = name
+        return gateways, plain

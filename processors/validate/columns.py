@@ -1,4 +1,4 @@
-"""The column path of validation: a cycle's readings of one kind checked a field at a time.
+"""The column path's checks: a cycle's readings of one kind validated a field at a time.
 
 Validating each message with its pydantic model costs tens of microseconds of
 Python per reading. Here the payloads are parsed with orjson, and each measure is
@@ -8,10 +8,10 @@ Infinity, and custom validators such as lighting's on/off spellings are exactly 
 model's). Timestamps are converted as a column too.
 
 The column path never rejects: it returns a mask of the readings it can prove
-valid, and the caller sends every other one through the model, which gives the
-reason code and detail. A kind whose model does something this module does not
-understand (its own model validators, a redefined ``ts``) gets no plan at all and
-always takes the reference path.
+valid, and the caller (:mod:`processors.validate.column_path`) sends every other
+one through the model, which gives the reason code and detail. A kind whose model
+does something this module does not understand (its own model validators, a
+redefined ``ts``) gets no plan at all and always takes the reference path.
 
 The two fields every kind shares, ``device`` and ``ts``, are checked by
 :func:`check_claims`, once for a whole cycle of mixed kinds: converting timestamps costs
