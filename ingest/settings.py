@@ -163,6 +163,27 @@ class ValidationGroup(BaseModel):
         le=1024,
         description="Recent timestamps remembered per device to recognise a repeated reading (8 bytes each).",
     )
+    max_topic_bytes: int = Field(
+        default=256, ge=32, description="Longer topics are dead-lettered as `over_limit`."
+    )
+    max_json_depth: int = Field(
+        default=4,
+        ge=2,
+        description="Deepest JSON nesting accepted: a reading is an object (1), a batch an array of them "
+        "(2); deeper payloads are dead-lettered as `over_limit`.",
+    )
+    max_batch_items: int = Field(
+        default=10_000, ge=1, description="Most readings in one array (a backlog or a gateway batch)."
+    )
+    max_fields: int = Field(
+        default=64, ge=16, description="Most fields in one reading (a kind has at most a dozen)."
+    )
+    max_string_bytes: int = Field(default=1024, ge=64, description="Longest string in a payload.")
+    gateway_check: bool = Field(
+        default=True,
+        description="A gateway's batch may carry only the devices the registry's `gateway` column puts "
+        "behind it; others are dead-lettered as `gateway_mismatch` (`false`: any gateway, any device).",
+    )
     rate_limit_factor: float = Field(
         default=2.0,
         ge=0,
@@ -439,6 +460,12 @@ class Settings(
             unknown_fields=self.unknown_fields,
             deadletter_payload_bytes=self.deadletter_payload_bytes,
             dedup_window=self.dedup_window,
+            max_topic_bytes=self.max_topic_bytes,
+            max_json_depth=self.max_json_depth,
+            max_batch_items=self.max_batch_items,
+            max_fields=self.max_fields,
+            max_string_bytes=self.max_string_bytes,
+            gateway_check=self.gateway_check,
         )
 
     @property

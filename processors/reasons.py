@@ -10,6 +10,7 @@ from enum import StrEnum
 
 class Reason(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    OVER_LIMIT = "over_limit"
     BAD_TOPIC = "bad_topic"
     UNKNOWN_KIND = "unknown_kind"
     MALFORMED_JSON = "malformed_json"
@@ -18,6 +19,7 @@ class Reason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     KIND_MISMATCH = "kind_mismatch"
     DEVICE_MISMATCH = "device_mismatch"
+    GATEWAY_MISMATCH = "gateway_mismatch"
     MISSING_TIMESTAMP = "missing_timestamp"
     BAD_TIMESTAMP = "bad_timestamp"
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
@@ -33,6 +35,8 @@ class Reason(StrEnum):
 
 HELP: dict[Reason, str] = {
     Reason.PAYLOAD_TOO_LARGE: "split the message or raise CITYPULSE_MAX_PAYLOAD_BYTES",
+    Reason.OVER_LIMIT: "keep within the limits on nesting, items per array, fields per reading, string and "
+    "topic length (CITYPULSE_MAX_*)",
     Reason.BAD_TOPIC: "publish to {prefix}/readings/KIND/DEVICE or {prefix}/batches/KIND/GATEWAY",
     Reason.UNKNOWN_KIND: "use one of the kinds citypulse declares",
     Reason.MALFORMED_JSON: "send UTF-8 JSON: one object, or an array of objects",
@@ -41,6 +45,8 @@ HELP: dict[Reason, str] = {
     Reason.UNKNOWN_DEVICE: "add the device to the registry (CITYPULSE_REGISTRY) first",
     Reason.KIND_MISMATCH: "publish under the kind the registry gives the device",
     Reason.DEVICE_MISMATCH: "the payload's device must equal the topic's device",
+    Reason.GATEWAY_MISMATCH: "a gateway may only forward the devices the registry puts behind it "
+    "(its gateway column)",
     Reason.MISSING_TIMESTAMP: "add 'ts': RFC 3339 with offset or epoch seconds/milliseconds",
     Reason.BAD_TIMESTAMP: "'ts' must be RFC 3339 with offset or epoch seconds/milliseconds",
     Reason.TIMESTAMP_IN_FUTURE: "fix the device clock (NTP) or raise CITYPULSE_MAX_FUTURE_S",
