@@ -15,6 +15,7 @@ import orjson
 from processors.batch import Event
 from processors.reasons import HELP
 from processors.timestamps import format_rfc3339
+from processors.topics import DEFAULT_PREFIX
 from processors.validate import Reject
 
 MEASUREMENT = "deadletters"
@@ -48,14 +49,17 @@ def deadletter_event(reject: Reject, now_ms: int) -> Event:
     )
 
 
-def deadletter_message(reject: Reject, now_ms: int) -> bytes:
-    """The MQTT form: everything needed to find and fix the sender, as one JSON object."""
+def deadletter_message(reject: Reject, now_ms: int, prefix: str = DEFAULT_PREFIX) -> bytes:
+    """The MQTT form: everything needed to find and fix the sender, as one JSON object.
+
+    ``prefix`` is the service's topic prefix, which the advice names where it gives a topic.
+    """
     text, encoding = _payload_text(reject.payload)
     return orjson.dumps(
         {
             "reason": str(reject.reason),
             "detail": reject.detail,
-            "help": HELP[reject.reason],
+            "help": HELP[reject.reason].replace("{prefix}", prefix),
             "kind": reject.kind,
             "device": reject.device,
             "topic": reject.topic,

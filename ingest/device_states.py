@@ -10,10 +10,13 @@ fields ``lat``, ``lon`` (from the registry) and ``state``.
 
 A state is, strongest first:
 
+- ``silent``: the silence detector says it stopped reporting. It comes first
+  because it is what the device is now: a silent device's other alerts are held
+  (not resolved) and it has a ``silence`` alert of its own, so "alerting" would
+  tell the operator less.
 - ``alerting``: the device has an open alert. The alerts service fills the hook
   :attr:`DeviceStates.open_alert_devices` (a callable returning the ids of devices
-  with an open alert); until it does, no device is alerting.
-- ``silent``: the silence detector says it stopped reporting.
+  with an open alert); without it, no device is alerting.
 - ``anomalous``: a detector raised an alarm on it within the last
   ``CITYPULSE_DEVICES_ANOMALOUS_FOR_S``. Published limits (AQI, WHO, drinking
   water) and forecasts do not count: they describe the city, not the device.
@@ -154,9 +157,9 @@ class DeviceStates:
             n = state.silent.shape[0]
             code = np.full(n, OK, dtype=np.int8)
             code[now_ms - state.last_alarm_ms < hold_ms] = ANOMALOUS
-            code[state.silent] = SILENT
             if kind_name in alerting:
                 code[alerting[kind_name]] = ALERTING
+            code[state.silent] = SILENT
             first = state.written < 0
             due = (code != state.written) | (state.next_refresh_ms <= now_ms)
             positions = np.flatnonzero(due)

@@ -7,7 +7,7 @@ measurement is written through the same durable sink as the readings every
 ``CITYPULSE_METRICS_INTERVAL_S`` (push), so a deployment without Prometheus
 still sees the pipeline's health next to its data.
 
-Labels come only from bounded sets: sensor kinds and reason codes. Field names
+Labels come only from bounded sets: sensor kinds, detectors and reason codes. Field names
 of unknown fields and device ids never become labels.
 """
 
@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -28,6 +28,9 @@ from prometheus_client.registry import Collector
 from ingest.durable import DurabilitySnapshot
 from ingest.stats import LAG_BUCKETS_S, StatsSnapshot
 from processors.batch import Event
+
+if TYPE_CHECKING:
+    from ingest.alerts.service import AlertsSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class Observation:
     stats: StatsSnapshot
     durable: DurabilitySnapshot | None
     source: SourceState | None
+    alerts: AlertsSnapshot | None = None
 
 
 Observe = Callable[[], Observation]
@@ -75,6 +79,15 @@ class PipelineCollector(Collector):
         for reason, n in sorted(s.reasons.items()):
             rejects.add_metric([reason], n)
         yield rejects
+        anomalies = CounterMetricFamily(
+            "citypulse_anomalies",
+            "Anomaly onsets (the first alarm of a run, as stored in the anomalies measurement), "
+            "by sensor kind and detector.",
+            labels=["kind", "detector"],
+        )
+        for (kind, detector), n in sorted(s.anomaly_detectors.items()):
+            anomalies.add_metric([kind, detector], n)
+        yield anomalies
         yield _counter(
             "citypulse_deadlettered",
             "Rejections stored as dead letters (every rejection is).",
@@ -104,6 +117,8 @@ class PipelineCollector(Collector):
         yield lag
         if seen.durable is not None:
             yield from _durable(seen.durable)
+        if seen.alerts is not None:
+            yield from _alerts(seen.alerts)
         if seen.source is not None:
             yield GaugeMetricFamily(
                 "citypulse_mqtt_pending_messages",
@@ -151,6 +166,53 @@ def _durable(d: DurabilitySnapshot) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "citypulse_store_up", "1 if the last store write succeeded.", value=int(d.store_ok)
     )
+
+
+def _alerts(a: AlertsSnapshot) -> Iterator[Metric]:
+    """Alert counts (labels: severity, kind and state, channel and outcome: all bounded sets)."""
+    events = CounterMetricFamily(
+        "citypulse_alerts",
+        "Alert events, by severity, kind and the state they left the alert in "
+        "(firing, acknowledged, resolved).",
+        labels=["severity", "kind", "state"],
+    )
+    for (severity, kind, state), n in sorted(a.events.items()):
+        events.add_metric([severity, kind, state], n)
+    yield events
+    yield _counter("citypulse_alerts_fired", "Alerts fired (each alert once).", a.fired)
+    opened = GaugeMetricFamily("citypulse_alerts_open", "Alerts open now, by severity.", labels=["severity"])
+    for severity, n in sorted(a.open.items()):
+        opened.add_metric([severity], n)
+    yield opened
+    deliveries = CounterMetricFamily(
+        "citypulse_alert_deliveries",
+        "Alert events by channel and outcome: delivered, retried (an attempt failed), dead_lettered "
+        "(given up), dropped (the outbox was full).",
+        labels=["channel", "outcome"],
+    )
+    queued = GaugeMetricFamily(
+        "citypulse_alert_queue_depth",
+        "Alert events waiting for delivery, by channel (in memory or in the outbox on disk).",
+        labels=["channel"],
+    )
+    overflow = CounterMetricFamily(
+        "citypulse_alert_queue_overflow",
+        "Alert events the full in-memory queue left in the outbox on disk, by channel (delivered later).",
+        labels=["channel"],
+    )
+    for name, c in sorted(a.channels.items()):
+        for outcome, n in (
+            ("delivered", c.delivered),
+            ("retried", c.retried),
+            ("dead_lettered", c.dead_lettered),
+            ("dropped", c.dropped),
+        ):
+            deliveries.add_metric([name, outcome], n)
+        queued.add_metric([name], c.queued)
+        overflow.add_metric([name], c.overflow)
+    yield deliveries
+    yield queued
+    yield overflow
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
@@ -274,4 +336,19 @@ def pipeline_event(now_ms: int, seen: Observation, previous: Observation | None,
             "mqtt_reconnects": float(seen.source.reconnects),
             "mqtt_sessions_lost": float(seen.source.sessions_lost),
         }
+    if seen.alerts is not None:
+        fields |= _alert_fields(seen.alerts)
     return Event(PIPELINE_MEASUREMENT, now_ms, tags={"ingest": client_id}, fields=dict(fields))
+
+
+def _alert_fields(a: AlertsSnapshot) -> dict[str, float]:
+    """The alert fields of the ``pipeline`` measurement (all channels together)."""
+    channels = a.channels.values()
+    return {
+        "alerts_open": float(sum(a.open.values())),
+        "alerts_fired": float(a.fired),
+        "alert_deliveries_ok": float(sum(c.delivered for c in channels)),
+        "alert_deliveries_failed": float(sum(c.dead_lettered for c in channels)),
+        "alert_deliveries_dropped": float(sum(c.dropped for c in channels)),
+        "alert_queue": float(sum(c.queued for c in channels)),
+    }

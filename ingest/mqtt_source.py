@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,7 +52,10 @@ class MqttSource:
         qos: int = 1,
         status_topic: str | None = None,
         max_pending: int = 100_000,
+        ignore: Callable[[str], bool] | None = None,
     ) -> None:
+        """``ignore`` names topics that arrive through the subscriptions but are not input
+        (what the service publishes itself): they are acknowledged and dropped at once."""
         self.options = replace(
             options,
             manual_ack=True,
@@ -63,6 +66,9 @@ class MqttSource:
         self.subscriptions = tuple(subscriptions)
         self.qos = qos
         self.status_topic = status_topic
+        self._ignore = ignore
+        self.ignored = 0
+        """Messages dropped as not input (``ignore``)."""
         self._queue: queue.Queue[Delivery] = queue.Queue(maxsize=max_pending)
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -81,11 +87,19 @@ class MqttSource:
         start(self._client, self.options, self._connected, timeout_s)
 
     def stop(self) -> None:
-        """Publish our offline status and disconnect cleanly; unacked messages stay at the broker."""
+        """Publish our offline status and disconnect cleanly; unacked messages stay at the broker.
+
+        paho's own log is switched off first: once its network thread has sent the
+        DISCONNECT it polls the socket it just closed once more and logs "Client is
+        not connected" at ERROR, on a clean stop. (Stopping the thread before
+        disconnecting avoids that too, but costs a second: the thread only notices
+        at the end of its one-second poll.)
+        """
         self._stopping.set()
         if self.status_topic and self._connected.is_set():
             info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)
             info.wait_for_publish(timeout=2)
+        self._client.disable_logger()
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -194,6 +208,11 @@ class MqttSource:
                 topic = msg.topic
             except UnicodeDecodeError:  # rejected downstream as a bad topic, and acknowledged
                 topic = msg._topic.decode("utf-8", "replace")
+            if self._ignore is not None and self._ignore(topic):
+                self.ignored += 1
+                if msg.qos > 0:
+                    client.ack(msg.mid, msg.qos)
+                return
             delivery = Delivery(RawMessage(topic, bytes(msg.payload)), msg.mid, msg.qos, self._generation)
             while not (self._stopping.is_set() or self._paused.is_set()):
                 try:

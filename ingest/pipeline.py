@@ -9,6 +9,10 @@ memory of recent timestamps (duplicates) and the detectors' baselines are
 committed once the cycle is stored. A cycle whose write failed is therefore
 validated and scored again exactly as the first time, and nothing is learned
 twice or from readings that were never stored.
+
+Alerts follow the same rule: their events are worked out before the write and
+stored with it (the ``alerts`` measurement), and the alert state and the
+deliveries owed are saved only after it, before the cycle is acknowledged.
 """
 
 from __future__ import annotations
@@ -25,15 +29,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ingest.alerts.service import AlertService, AlertStoreError, StagedAlerts
 from ingest.deadletters import deadletter_event, deadletter_message
 from ingest.device_states import DeviceStates
 from ingest.private_files import open_private_binary
-from ingest.sinks.base import Sink
+from ingest.sinks.base import Sink, SinkError
 from ingest.stats import PipelineStats
 from processors.air_index import AirIndex
+from processors.alerts.conditions import Judgement
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
 from processors.ratelimit import RateDecision, RateLimiter, hold_back
+from processors.registry import Device, Registry
 from processors.topics import TopicScheme
 from processors.validate import RawMessage, ValidationResult, Validator
 
@@ -63,6 +70,8 @@ class Pipeline:
     """Hourly VN_AQI and US AQI points (``aqi``); ``None`` writes none."""
     device_states: DeviceStates | None = None
     """The ``devices`` measurement behind the city map; ``None`` writes none."""
+    alerts: AlertService | None = None
+    """Alert rules, store and delivery; ``None``: no alerts."""
 
     def __post_init__(self) -> None:
         if self.engine is None:
@@ -93,11 +102,22 @@ class Pipeline:
             else None
         )
         events += (indices.events if indices else ()) + (states.events if states else ())
+        staged = (
+            None
+            if self.alerts is None
+            else self.alerts.evaluate(
+                result.batches, detection, now_ms, flood_judgements(self.validator.registry, rated, now_ms)
+            )
+        )
+        if staged is not None:
+            events += staged.store_events()
         batch = WriteBatch(readings=tuple(b for b in result.batches.values() if len(b)), events=events)
         if len(batch):
             started = time.perf_counter()
             self.sink.write(batch)
             self.stats.record_write(time.perf_counter() - started)
+        if staged is not None:
+            self.commit_alerts(staged)
         self.validator.remember(result)
         if rated is not None:
             assert self.limiter is not None
@@ -108,14 +128,13 @@ class Pipeline:
             self.air_index.commit(indices)
         if states is not None and self.device_states is not None:
             self.device_states.commit(states)
-        for kind, count in detection.onset_counts().items():
-            if count:
-                self.stats.record_anomalies(kind, count)
+        self.stats.record_anomalies(detection.onset_counts())
         self.stats.record_cycle(len(messages), result)
         if self.publish_deadletter is not None and result.rejects:
             for reject in result.rejects:
                 self.publish_deadletter(
-                    self.topics.deadletter(reject.reason), deadletter_message(reject, now_ms)
+                    self.topics.deadletter(reject.reason),
+                    deadletter_message(reject, now_ms, self.topics.prefix),
                 )
             self.stats.record_deadletters_published(len(result.rejects))
         return result
@@ -134,6 +153,59 @@ class Pipeline:
                 )  # fmt: skip
             if len(verdict.onsets):
                 self.stats.record_floods(kind, len(verdict.onsets))
+
+    def commit_alerts(self, staged: StagedAlerts) -> None:
+        """Save a stored cycle's alerts; a store that cannot take them fails the cycle (retried, unacked)."""
+        assert self.alerts is not None
+        try:
+            self.alerts.commit(staged)
+        except AlertStoreError as failed:
+            raise SinkError(str(failed), retryable=True) from failed
+
+    def alert_tick(self) -> bool:
+        """Between cycles: apply acknowledgements and silences from the command line; True if any."""
+        if self.alerts is None:
+            return False
+        staged = self.alerts.tick(self.clock_ms())
+        if staged is None:
+            return False
+        events = staged.store_events()
+        if events:
+            self.sink.write(WriteBatch(events=events))
+        self.commit_alerts(staged)
+        return True
+
+
+def flood_judgements(
+    registry: Registry, rated: RateDecision | None, now_ms: int
+) -> dict[str, list[Judgement]]:
+    """The ``rate_limited`` event for the alert rules: present while a device floods, clear once it stops.
+
+    The value is how many of the device's readings were refused this cycle.
+    """
+    found: list[Judgement] = []
+    for kind, verdict in rated.kinds.items() if rated is not None else ():
+        devices = registry.tables[kind].devices
+        rows = zip(verdict.devices.tolist(), verdict.flooding.tolist(), verdict.limited.tolist(), strict=True)
+        for position, flooding, limited in rows:
+            if flooding:
+                found.append(_flood(devices[position], True, now_ms, float(limited)))
+        found += [_flood(devices[position], False, now_ms) for position in verdict.ended.tolist()]
+    return {"rate_limited": found} if found else {}
+
+
+def _flood(device: Device, present: bool, now_ms: int, limited: float | None = None) -> Judgement:
+    return Judgement(
+        device=device.device_id,
+        kind=device.kind,
+        district=device.district,
+        present=present,
+        ts_ms=now_ms,
+        value=limited,
+        unit="readings refused",
+        lat=device.lat,
+        lon=device.lon,
+    )
 
 
 STATE_FORMAT = 1

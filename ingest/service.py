@@ -18,7 +18,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ingest.device_states import DeviceStates
+from ingest.alerts.service import AlertService
+from ingest.device_states import DeviceStates, no_open_alerts
 from ingest.durable import DurableSink, RetryPolicy
 from ingest.metrics import MetricsServer, Observation, SourceState, pipeline_event
 from ingest.mqtt_source import Delivery, MqttSource
@@ -35,6 +36,7 @@ from processors.batch import WriteBatch
 from processors.endpoint import ConnectOptions
 from processors.ratelimit import RateLimiter
 from processors.registry import Registry
+from processors.units import human_rate
 from processors.validate import Validator
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ MAX_BACKOFF_S = 30.0
 IDLE_CYCLE_S = 5.0
 """With no message for this long, a cycle runs anyway: the clock checks (silence) and the
 device map must see a city gone quiet, not only one device among talkative ones."""
+ALERT_TICK_S = 1.0
+"""How often, while no readings arrive, acknowledgements and silences from the command line are applied."""
 
 
 class IngestService:
@@ -87,6 +91,7 @@ class IngestService:
             subscriptions,
             status_topic=topics.status("ingest", settings.mqtt_client_id),
             max_pending=settings.mqtt_receive_maximum,
+            ignore=topics.is_own,
         )
         inner = sink if sink is not None else open_sink(settings)
         self.durable: DurableSink | None = None
@@ -109,6 +114,14 @@ class IngestService:
                 inner.close()
                 raise
         self.sink: Sink = self.durable if self.durable is not None else inner
+        self.alerts: AlertService | None = None
+        if settings.alerts.enabled:
+            try:
+                self.alerts = AlertService(settings, self.registry, self.stats)
+            except Exception:
+                self.sink.close()
+                raise
+        alerting = self.alerts.alerting_devices if self.alerts is not None else no_open_alerts
         self.pipeline = Pipeline(
             Validator(self.registry, settings.validation, topics),
             self.sink,
@@ -117,7 +130,12 @@ class IngestService:
             engine=DetectionEngine(self.registry, settings.detection, settings.detector_names),
             limiter=RateLimiter(settings.rate_policy, self.registry),
             air_index=AirIndex(self.registry),
-            device_states=DeviceStates(self.registry, settings.devices),
+            device_states=DeviceStates(
+                self.registry,
+                settings.devices,
+                open_alert_devices=alerting,
+            ),
+            alerts=self.alerts,
         )
         self._state_path = settings.detector_state if str(settings.detector_state) not in ("", ".") else None
         if self._state_path is not None:
@@ -136,6 +154,8 @@ class IngestService:
             line += f", spooling to {s.spool_dir} (up to {s.spool_max_bytes / 2**20:.0f} MiB) while it fails"
         if self.metrics is not None:
             line += f", metrics at {self.metrics.url}"
+        if self.alerts is not None:
+            line += f"; {self.alerts.describe()}"
         return line
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -153,6 +173,8 @@ class IngestService:
                     failed,
                 )
         self.source.start(timeout_s)
+        if self.alerts is not None:
+            self.alerts.start()
         log.info(self.describe())
 
     def observe(self) -> Observation:
@@ -166,6 +188,7 @@ class IngestService:
                 self.source.reconnects,
                 self.source.sessions_lost,
             ),
+            alerts=self.alerts.snapshot() if self.alerts is not None else None,
         )
 
     def request_stop(self) -> None:
@@ -174,7 +197,7 @@ class IngestService:
     def run(self, drain_timeout_s: float = 30.0) -> None:
         """Process cycles until :meth:`request_stop`, then drain, disconnect and close the sink."""
         s = self.settings
-        last_progress = last_sample = last_saved = last_cycle = time.monotonic()
+        last_progress = last_sample = last_saved = last_cycle = last_alert_tick = time.monotonic()
         last = self.stats.snapshot()
         sampled: Observation | None = None
         try:
@@ -183,6 +206,9 @@ class IngestService:
                 if deliveries or time.monotonic() - last_cycle >= IDLE_CYCLE_S:
                     self._cycle(deliveries, give_up_at=None)
                     last_cycle = time.monotonic()
+                elif time.monotonic() - last_alert_tick >= ALERT_TICK_S:
+                    self._alert_tick()
+                    last_alert_tick = time.monotonic()
                 if self.progress_every_s and time.monotonic() - last_progress >= self.progress_every_s:
                     last = self._log_progress(last)
                     last_progress = time.monotonic()
@@ -204,6 +230,8 @@ class IngestService:
             self.source.stop()
             self._save_state()
             self.sink.close()
+            if self.alerts is not None:
+                self.alerts.close()
             if self.metrics is not None:
                 self.metrics.stop()
             self.stopped.set()
@@ -229,6 +257,13 @@ class IngestService:
                 self._state_path,
                 size,
             )
+
+    def _alert_tick(self) -> None:
+        """While no readings come: acknowledgements and silences from the command line take effect."""
+        try:
+            self.pipeline.alert_tick()
+        except SinkError as failure:
+            log.debug("alert acknowledgements wait for the store: %s", failure)
 
     def _drain(self, give_up_at: float) -> None:
         """Store and acknowledge what was already received; new arrivals wait at the broker."""
@@ -293,14 +328,19 @@ class IngestService:
             state = self.durable.spool.state()
             if state.records:
                 spool = f"; spool {state.records} batches ({state.percent:.0f}% full)"
+        anomalies = sum(now.anomalies.values())
         log.info(
-            "%.0f msg/s, %.0f readings/s stored, %d rejected, %d queued; totals: %d stored, %d rejected%s",
-            (now.messages - last.messages) / elapsed,
-            (stored - sum(last.stored.values())) / elapsed,
+            "%s msg/s, %s readings/s stored, %d rejected, %d anomalies%s, %d queued; "
+            "totals: %d stored, %d rejected, %d anomalies%s",
+            human_rate((now.messages - last.messages) / elapsed),
+            human_rate((stored - sum(last.stored.values())) / elapsed),
             rejected - sum(last.rejected.values()),
+            anomalies - sum(last.anomalies.values()),
+            _by_detector(now, last),
             self.source.pending(),
             stored,
             rejected,
+            anomalies,
             spool,
         )
         return now
@@ -309,3 +349,18 @@ class IngestService:
         thread = threading.Thread(target=self.run, name="citypulse-ingest", daemon=True)
         thread.start()
         return thread
+
+
+def _by_detector(now: StatsSnapshot, last: StatsSnapshot, shown: int = 4) -> str:
+    """New anomaly onsets since ``last`` by kind/detector, the largest first: `` (air/spike 3, ...)``."""
+    new = {
+        f"{kind}/{detector}": n - last.anomaly_detectors.get((kind, detector), 0)
+        for (kind, detector), n in now.anomaly_detectors.items()
+    }
+    ranked = sorted(((n, name) for name, n in new.items() if n > 0), key=lambda pair: (-pair[0], pair[1]))
+    if not ranked:
+        return ""
+    parts = [f"{name} {n}" for n, name in ranked[:shown]]
+    if len(ranked) > shown:
+        parts.append("...")
+    return f" ({', '.join(parts)})"

@@ -51,6 +51,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.alerts.settings import AlertSettings
 from ingest.device_states import DeviceStateSettings
 from ingest.grafana_settings import GrafanaSettings
 from ingest.secret_files import SecretFilesSource
@@ -335,6 +336,19 @@ class MetricsGroup(BaseModel):
     )
 
 
+class AlertsGroup(BaseModel):
+    """Alerts
+
+    Turning the detectors' alarms into alerts and delivering them: the `[alerts]` table of the
+    file, or `CITYPULSE_ALERTS_<OPTION>`. Subscriptions (`[[alerts.webhooks]]`,
+    `[[alerts.emails]]`) are tables of the file; see docs/alerts.md.
+    """
+
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Alert rules, store and delivery; see docs/alerts.md."
+    )
+
+
 class DashboardsGroup(BaseModel):
     """Dashboards, history and the city map
 
@@ -358,6 +372,7 @@ class DashboardsGroup(BaseModel):
 class Settings(
     BaseSettings,
     DashboardsGroup,
+    AlertsGroup,
     MetricsGroup,
     DurabilityGroup,
     StorageGroup,

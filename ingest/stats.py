@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +48,7 @@ class StatsSnapshot:
     reasons: dict[str, int]
     ignored_fields: dict[str, int]
     anomalies: dict[str, int]
+    """Anomaly onsets by sensor kind."""
     alerts: int
     deadletters_published: int
     write_failures: int
@@ -63,6 +64,13 @@ class StatsSnapshot:
     """Cycle writes that returned (stored, or spooled while the store is down)."""
     write_s_sum: float = 0.0
     """Seconds those writes took, in total."""
+    anomaly_detectors: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Anomaly onsets by (sensor kind, detector)."""
+    alerts_by_severity: dict[str, int] = field(default_factory=dict)
+    """Alerts fired so far, by severity (and below by kind); ``alerts`` is their total."""
+    alerts_by_kind: dict[str, int] = field(default_factory=dict)
+    alerts_resolved: int = 0
+    alerts_open: int = 0
 
     @property
     def lag_count(self) -> int:
@@ -76,6 +84,13 @@ class StatsSnapshot:
             return None
         at = int(np.searchsorted(np.cumsum(counts), q * total, side="left"))
         return LAG_BUCKETS_S[at] if at < len(LAG_BUCKETS_S) else float("inf")
+
+    def anomalies_by_detector(self) -> dict[str, dict[str, int]]:
+        """Anomaly onsets as ``{kind: {detector: count}}``, sorted."""
+        nested: dict[str, dict[str, int]] = {}
+        for (kind, detector), n in sorted(self.anomaly_detectors.items()):
+            nested.setdefault(kind, {})[detector] = n
+        return nested
 
     def summary(self) -> dict[str, object]:
         """Per-kind received/stored/rejected plus totals: the ``--json`` contract."""
@@ -97,7 +112,12 @@ class StatsSnapshot:
             "ignored_fields": dict(sorted(self.ignored_fields.items())),
             "anomalies": dict(sorted(self.anomalies.items())),
             "floods": dict(sorted(self.floods.items())),
+            "anomalies_by_detector": self.anomalies_by_detector(),
             "alerts": self.alerts,
+            "alerts_by_severity": dict(sorted(self.alerts_by_severity.items())),
+            "alerts_by_kind": dict(sorted(self.alerts_by_kind.items())),
+            "alerts_resolved": self.alerts_resolved,
+            "alerts_open": self.alerts_open,
             "write_failures": self.write_failures,
         }
 
@@ -114,6 +134,7 @@ class PipelineStats:
     reasons: Counter[str] = field(default_factory=Counter)
     ignored_fields: Counter[str] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)
+    anomaly_detectors: Counter[tuple[str, str]] = field(default_factory=Counter)
     alerts: int = 0
     deadletters_published: int = 0
     write_failures: int = 0
@@ -124,6 +145,10 @@ class PipelineStats:
     floods: Counter[str] = field(default_factory=Counter)
     writes: int = 0
     write_s_sum: float = 0.0
+    alerts_by_severity: Counter[str] = field(default_factory=Counter)
+    alerts_by_kind: Counter[str] = field(default_factory=Counter)
+    alerts_resolved: int = 0
+    alerts_open: int = 0
     clock_ms: Callable[[], int] = field(default=wall_clock_ms, repr=False)
 
     def record_cycle(self, messages: int, result: ValidationResult) -> None:
@@ -158,9 +183,24 @@ class PipelineStats:
             self.writes += 1
             self.write_s_sum += seconds
 
-    def record_anomalies(self, kind: str, count: int) -> None:
+    def record_anomalies(self, onsets: Mapping[tuple[str, str], int]) -> None:
+        """Count a stored cycle's anomaly onsets, given per (kind, detector)."""
+        if not onsets:
+            return
         with self._lock:
-            self.anomalies[kind] += count
+            for (kind, detector), count in onsets.items():
+                self.anomalies[kind] += count
+                self.anomaly_detectors[(kind, detector)] += count
+
+    def record_alert_events(self, fired: Sequence[tuple[str, str]], resolved: int, open_now: int) -> None:
+        """Alerts that fired (severity, kind), how many resolved, and how many are open now."""
+        with self._lock:
+            self.alerts += len(fired)
+            for severity, kind in fired:
+                self.alerts_by_severity[severity] += 1
+                self.alerts_by_kind[kind] += 1
+            self.alerts_resolved += resolved
+            self.alerts_open = open_now
 
     def record_deadletters_published(self, count: int) -> None:
         with self._lock:
@@ -202,6 +242,11 @@ class PipelineStats:
                 floods=dict(self.floods),
                 writes=self.writes,
                 write_s_sum=self.write_s_sum,
+                anomaly_detectors=dict(self.anomaly_detectors),
+                alerts_by_severity=dict(self.alerts_by_severity),
+                alerts_by_kind=dict(self.alerts_by_kind),
+                alerts_resolved=self.alerts_resolved,
+                alerts_open=self.alerts_open,
             )
 
 

@@ -94,11 +94,13 @@ class Detection:
                 )
         return found
 
-    def onset_counts(self) -> Counter[str]:
-        """Alarm onsets per kind, for the pipeline's counters."""
-        counts: Counter[str] = Counter()
+    def onset_counts(self) -> Counter[tuple[str, str]]:
+        """Alarm onsets per (kind, detector), for the pipeline's counters; pairs with none are left out."""
+        counts: Counter[tuple[str, str]] = Counter()
         for kind_name, scored, _ in self.scored:
-            counts[kind_name] += int(np.count_nonzero(scored.onsets))
+            found = int(np.count_nonzero(scored.onsets))
+            if found:
+                counts[(kind_name, scored.detector.name)] += found
         return counts
 
     def events(self) -> tuple[Event, ...]:

@@ -108,6 +108,10 @@ class KindDecision:
     flooding: NDArray[np.bool_]
     onsets: NDArray[np.intp]
     """Devices whose flood starts this cycle (reported once)."""
+    ended: NDArray[np.intp]
+    """Devices whose flood ended before this cycle (their allowance refilled to half)."""
+    limited: NDArray[np.int64]
+    """Readings refused per device of ``devices`` this cycle."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +192,8 @@ class RateLimiter:
         tokens = np.minimum(capacity, available - allowed)
         over = allowed < counts
         # A flood lasts until the bucket has refilled to half (before this cycle spends from it).
-        was = b.flooding[devices] & (np.minimum(capacity, available) < capacity / 2)
+        before = b.flooding[devices]
+        was = before & (np.minimum(capacity, available) < capacity / 2)
         flooding = was | over
         return KindDecision(
             keep,
@@ -197,6 +202,8 @@ class RateLimiter:
             np.maximum(newest, known),
             flooding,
             devices[over & ~was].astype(np.intp),
+            devices[before & ~flooding].astype(np.intp),
+            (counts - allowed).astype(np.int64),
         )
 
     def commit(self, decision: RateDecision) -> None:

@@ -10,6 +10,7 @@ detector gives it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ SERIES_DETECTORS = ("spike", "shift", "noise", "stuck")
 PIECE_ROWS = 500
 """Rows scored by every detector before the next piece: how often a long series reports progress."""
 UNBOUNDED = 1e300
+ALARM = 0.5
+"""A row scoring at least this is an alarm (the CLI's summary counts them)."""
 
 
 def series_kind(sample: NDArray[np.float64], interval_s: float) -> SensorKind:
@@ -87,6 +90,8 @@ class SeriesScorer:
             for name, cls in DETECTORS.items()
             if name in detectors and cls.applies_to(self.kind)
         ]
+        self.alarms: Counter[str] = Counter({d.name: 0 for d in self.detectors})
+        """Rows each detector alone scored at or above :data:`ALARM`."""
 
     def score(
         self,
@@ -113,7 +118,9 @@ class SeriesScorer:
             )
             best = ranked[piece]
             for detector in self.detectors:
-                np.maximum(best, detector.update(batch).max(axis=1, initial=0.0), out=best)
+                scores = detector.update(batch).max(axis=1, initial=0.0)
+                self.alarms[detector.name] += int(np.count_nonzero(scores >= ALARM))
+                np.maximum(best, scores, out=best)
             if progress is not None:
                 progress(piece.stop)
         scores = np.empty(n, dtype=np.float32)
@@ -125,4 +132,5 @@ class SeriesScorer:
             "interval_s": self.interval_s,
             "normal_band": list(self.kind.measures[0].normal),
             "detectors": [d.name for d in self.detectors],
+            "alarms_by_detector": dict(self.alarms),
         }

@@ -31,3 +31,20 @@ def human_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def human_rate(per_s: float) -> str:
+    """A rate as people read it: whole numbers when large, one or two decimals when small.
+
+    At low traffic a whole number would show ``0`` for a fleet that is sending.
+
+    >>> human_rate(12345.6), human_rate(42.26), human_rate(0.4), human_rate(0.04), human_rate(0)
+    ('12,346', '42', '0.4', '0.04', '0')
+    """
+    if per_s == 0:
+        return "0"
+    if abs(per_s) >= 10:
+        return f"{per_s:,.0f}"
+    if abs(per_s) >= 0.1:
+        return f"{per_s:.1f}"
+    return f"{per_s:.2f}"

@@ -36,6 +36,7 @@ from simulators.inject import (
     timestamp_verdicts,
 )
 from simulators.labels import LabelSink
+from simulators.ledger import Ledger
 from simulators.models import SignalModel
 from simulators.payloads import KindFormatter
 from simulators.schedule import SLICE_MS, Chunk
@@ -84,6 +85,8 @@ class _Held:
     spoil: Reason | None = field(compare=False, default=None)
     copy_of_valid: bool | None = field(compare=False, default=None)
     """For a duplicate: whether the first copy was a valid reading (None: not a duplicate)."""
+    sent_ms: int = field(compare=False, default=0)
+    """When the reading it holds was first due to be sent."""
 
 
 @dataclass
@@ -122,6 +125,8 @@ class Encoder:
         self.rates = dict(rates or {})
         self.incidents = list(incidents)
         self.tally = Tally()
+        self.ledger = Ledger()
+        """What each message of the last slice counted, to withdraw what a stop leaves unsent."""
         per_reading = reading_rates(self.rates, batch_size)
         self._spoiler = Spoiler(self.policy, message_rates(self.rates, batch_size), self.labels, seed)
         self._formatters: dict[str, KindFormatter] = {}
@@ -157,6 +162,7 @@ class Encoder:
         when publishing live, None to use each message's own send time (files, replays).
         """
         slice_end = slice_start_ms + SLICE_MS if end_ms is None else end_ms
+        self.ledger.clear()
         out: list[TimedMessage] = []
         items: dict[str, list[_Item]] = {}
         for chunk in chunks:
@@ -185,6 +191,13 @@ class Encoder:
         out.sort(key=_SENT)
         self._count_labels()
         return out
+
+    def withdraw(self, from_ms: int) -> int:
+        """Uncount the last slice's messages sent at or after ``from_ms``, which a stopped run never
+        sends, and drop the readings of that time held back for later; returns the messages withdrawn."""
+        self._held = [held for held in self._held if held.sent_ms < from_ms]
+        heapq.heapify(self._held)
+        return self.ledger.withdraw(self.tally, from_ms)
 
     def _count_labels(self) -> None:
         self.tally.faults = Counter(self.labels.counts)
@@ -267,6 +280,7 @@ class Encoder:
             self._count(
                 name, len(device_list) - len(held_back), [r for i, r in reasons.items() if i not in held_back]
             )
+            self.ledger.singles(name, true_ms, reasons, held_back)
         else:
             group = items.setdefault(name, [])
             marked = marks.marked[keep].tolist()
@@ -288,7 +302,7 @@ class Encoder:
             topic = prefix + ghosts.get(row, ids[d])
             reason = reasons.get(row)
             if hold[row] > 0:
-                self._hold(t + int(hold[row]), name, d, topic, payloads[row], int(ts[row]), reason, None)
+                self._hold(t + int(hold[row]), name, d, topic, payloads[row], int(ts[row]), reason, None, t)
             if duplicate[row] > 0:
                 self._hold(
                     t + int(duplicate[row]),
@@ -299,6 +313,7 @@ class Encoder:
                     int(ts[row]),
                     reason,
                     reason is None,
+                    t,
                 )
 
     def _count(self, name: str, readings: int, rejects: list[Reason]) -> None:
@@ -312,12 +327,23 @@ class Encoder:
 
     def _hold(
         self, release_ms: int, kind: str, device: int, topic: str, payload: bytes, ts_ms: int,
-        reason: Reason | None, copy_of_valid: bool | None,
+        reason: Reason | None, copy_of_valid: bool | None, sent_ms: int,
     ) -> None:  # fmt: skip
         self._sequence += 1
         heapq.heappush(
             self._held,
-            _Held(release_ms, self._sequence, kind, device, topic, payload, ts_ms, reason, copy_of_valid),
+            _Held(
+                release_ms,
+                self._sequence,
+                kind,
+                device,
+                topic,
+                payload,
+                ts_ms,
+                reason,
+                copy_of_valid,
+                sent_ms,
+            ),
         )
 
     def _release(
@@ -342,6 +368,9 @@ class Encoder:
                 continue
             out.append((held.release_ms, held.topic, held.payload))
             self._count(held.kind, 1, [reason] if reason is not None else [])
+            self.ledger.message(
+                held.kind, held.release_ms, 1, int(reason is None), [reason] if reason else []
+            )
 
     # --- gateway batches ------------------------------------------------------------------------------
     def _batches(self, name: str, group: list[_Item], out: list[TimedMessage]) -> None:
@@ -372,9 +401,11 @@ class Encoder:
             readings = [(ids[item.device].decode(), item.ts_ms) for item in batch]
             out.append((publish_ms, topic, self._spoiler.batch(whole, body, name, gateway, readings)))
             tally.expected_rejects[str(whole.reason)] += 1
+            self.ledger.message(name, publish_ms, len(batch), 0, [whole.reason] if whole.reason else [])
             return
         out.append((publish_ms, topic, body))
         foreign = not own and self.policy.gateway_check
+        refused: list[Reason] = []
         for item in batch:
             # Ingest checks the gateway once an item is valid, before it looks for duplicates.
             reason = (
@@ -386,6 +417,8 @@ class Encoder:
                 tally.valid_readings[name] += 1
             else:
                 tally.expected_rejects[str(reason)] += 1
+                refused.append(reason)
+        self.ledger.message(name, publish_ms, len(batch), len(batch) - len(refused), refused)
 
     def _close_incidents(self, slice_start_ms: int) -> None:
         for incident in self.incidents:

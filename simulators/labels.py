@@ -1,6 +1,6 @@
 """The ground truth: one JSON line per injected fault episode or incident, for scoring detectors.
 
-The format is a contract with the evaluation (``citypulse`` issue 4):
+The format is a contract with the evaluation (``processors/evaluation.py``):
 
 ``fault``, ``scope``
     The fault's name and family (``signal``, ``message``, ``incident``).

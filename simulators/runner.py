@@ -66,7 +66,8 @@ class Simulation:
     ``speed`` is simulated seconds per real second (0: as fast as possible). The
     simulated clock never passes the wall clock, so a replay that started in the
     past catches up and then continues in real time, and no reading is ever
-    stamped in the future (apart from deliberate clock-skew faults).
+    stamped in the future (apart from deliberate clock-skew faults), not even
+    when the run is stopped: what is not due yet is then not sent.
 
     ``ingest_clock`` says which clock the pipeline will judge timestamps by, so the
     tally of expected rejects is exact: ``wall`` when publishing live, ``publish``
@@ -100,6 +101,8 @@ class Simulation:
         self.ingest_clock = ingest_clock
         self.live = ingest_clock == "wall"
         """Live runs never pass the wall clock; a file for later replay may be of any time."""
+        self.withdrawn = 0
+        """Messages generated but not sent because the run stopped before they were due."""
         self._sliced = isinstance(output, SliceOutput)
 
     def run(
@@ -126,13 +129,14 @@ class Simulation:
                 messages = self.encoder.encode_slice(sim, chunks, self._ingest_ms(), block_end)
                 times = [m[0] for m in messages]
                 sent = 0
-                # Generated together, sent second by second. A stop mid-block sends the rest of the
-                # block at once (up to a minute early), so what was counted is what was sent.
-                stopping = False
+                # Generated together, sent second by second. A stop mid-block sends nothing that is
+                # not due yet (live, it would be stamped ahead of the clock: false clock skew) and
+                # withdraws it from the tally, so what was counted is what was sent.
                 for slice_start in range(sim, block_end, SLICE_MS):
                     slice_end = min(slice_start + SLICE_MS, block_end)
-                    if not stopping and not self._wait_until_due(slice_end, started, stop):
-                        stopping = True
+                    if not self._wait_until_due(slice_end, started, stop):
+                        self.withdrawn += self.encoder.withdraw(slice_start)
+                        break
                     upto = bisect.bisect_left(times, slice_end, lo=sent)
                     self._send(messages[sent:upto])
                     sent = upto
@@ -141,8 +145,10 @@ class Simulation:
                     if progress is not None and now - last_progress >= progress_every_s:
                         progress(self._progress(started, sim))
                         last_progress = now
-                self._send(messages[sent:])
+                else:
+                    self._send(messages[sent:])
             self._send(self.encoder.finish(self._ingest_ms()))
+            self.encoder.ledger.clear()  # the held-back readings just went out, whenever they were due
         finally:
             self.encoder.labels.close()
         counts = self.output.close(drain_timeout_s)
@@ -188,13 +194,15 @@ class Simulation:
                 return False
 
     def _progress(self, started: float, sim: int) -> Progress:
+        """What was sent up to ``sim``: the tally less the rest of the block, counted but not yet due."""
         tally = self.encoder.tally
+        messages, readings = self.encoder.ledger.unsent(sim)
         return Progress(
             elapsed_s=time.monotonic() - started,
             sim_ms=sim,
             start_ms=self.schedule.start_ms,
             end_ms=self.end_ms,
-            messages=tally.messages,
-            readings=sum(tally.readings.values()),
+            messages=tally.messages - messages,
+            readings=sum(tally.readings.values()) - readings,
             counts=replace(self.output.counts),
         )

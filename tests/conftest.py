@@ -13,10 +13,14 @@ from simulators.fleet import make_registry
 from tests.servers import (
     Influxd,
     Mosquitto,
+    SmtpServer,
     VictoriaMetrics,
+    WebhookReceiver,
     running_influxd,
     running_mosquitto,
+    running_smtp_server,
     running_victoria_metrics,
+    running_webhook_receiver,
 )
 
 
@@ -54,6 +58,27 @@ def influxd(tmp_path: Path) -> Iterator[Influxd]:
 def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
     """A private VictoriaMetrics, a real server for the InfluxDB v2 write API."""
     with running_victoria_metrics(tmp_path / "victoria-metrics") as server:
+        yield server
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A real local HTTP server that records webhook POSTs and answers as a test scripts it."""
+    with running_webhook_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
+    """A real local SMTP server (aiosmtpd), plain."""
+    with running_smtp_server(tmp_path / "smtp") as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_tls_server(tmp_path: Path) -> Iterator[SmtpServer]:
+    """A real local SMTP server requiring STARTTLS (self-signed certificate) and a login."""
+    with running_smtp_server(tmp_path / "smtp", tls=True) as server:
         yield server
 
 

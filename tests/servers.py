@@ -310,3 +310,184 @@ class VictoriaMetrics(ServerProcess):
 def running_victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
     with running(VictoriaMetrics(workdir)) as server:
         yield server
+
+
+@dataclass
+class Received:
+    """One request a :class:`WebhookReceiver` answered."""
+
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """A real HTTP server on a free loopback port that records POSTs and answers as scripted.
+
+    ``script`` holds the answers to the next requests in order (an HTTP status, or
+    ``"hang"`` to hold the request until :meth:`release` or the end); once it runs
+    out every request gets 200. Hanging requests are not recorded as received.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.port = free_port()
+        self.received: list[Received] = []
+        self.script: list[int | str] = []
+        self.answered: list[int | str] = []
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    answer = receiver.script.pop(0) if receiver.script else 200
+                    receiver.answered.append(answer)
+                if answer == "hang":
+                    receiver._released.wait(60)
+                    answer = 503
+                elif answer == 200:
+                    with receiver._lock:
+                        receiver.received.append(Received(dict(self.headers.items()), body))
+                self.send_response(int(answer))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def respond(self, *answers: int | str) -> None:
+        with self._lock:
+            self.script = list(answers)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def stop(self) -> None:
+        self._released.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def bodies(self) -> list[Any]:
+        with self._lock:
+            return [r.json() for r in self.received]
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event received, in order, from every body."""
+        return [e for body in self.bodies() for e in body["events"]]
+
+    def attempts(self) -> list[int | str]:
+        with self._lock:
+            return list(self.answered)
+
+
+@contextlib.contextmanager
+def running_webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost (``openssl``), and its key."""
+    binary = require_binary("openssl", "openssl")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        [binary, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps the messages it accepts.
+
+    With ``tls`` it offers STARTTLS with a self-signed certificate (``ca_file`` to
+    trust it), requires it, and requires a login as ``user``/``password``.
+    """
+
+    user = "duty"
+    password = "s3cret-smtp"
+
+    def __init__(self, workdir: Path, tls: bool = False) -> None:
+        import ssl
+        from email import message_from_bytes, policy
+        from email.message import EmailMessage
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self.ca_file: Path | None = None
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                message = message_from_bytes(
+                    envelope.original_content or envelope.content, policy=policy.default
+                )
+                message["X-Rcpt-To"] = ", ".join(envelope.rcpt_tos)
+                server.messages.append(message)
+                return "250 OK"
+
+        def authenticate(smtp: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+            ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+                self.user.encode(),
+                self.password.encode(),
+            )
+            return AuthResult(success=ok, handled=False)
+
+        kwargs: dict[str, Any] = {}
+        if tls:
+            cert, key = self_signed_certificate(workdir)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+            self.ca_file = cert
+            kwargs = {
+                "tls_context": context,
+                "require_starttls": True,
+                "auth_required": True,
+                "authenticator": authenticate,
+            }
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
+
+    def start(self) -> SmtpServer:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+@contextlib.contextmanager
+def running_smtp_server(workdir: Path, tls: bool = False) -> Iterator[SmtpServer]:
+    server = SmtpServer(workdir, tls).start()
+    try:
+        yield server
+    finally:
+        server.stop()

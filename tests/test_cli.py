@@ -2,21 +2,58 @@
 
 from __future__ import annotations
 
+import re
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.helpers import last_json_line, run_citypulse
 
+COMMANDS = [[], ["anomalies"], ["demo"], ["detect"], ["evaluate"], ["ingest"], ["simulate"]]
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["ingest"], ["simulate"]])
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_help_explains_each_command(command: list[str]) -> None:
     done = run_citypulse(*command, "--help")
     assert done.returncode == 0
     assert "Usage: citypulse" in done.stdout
     if not command:
-        for sub in ("demo", "ingest", "simulate"):
+        for sub in ("anomalies", "demo", "detect", "evaluate", "ingest", "simulate"):
             assert sub in done.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_defaults_one_way_and_flags_without_a_placeholder(command: list[str]) -> None:
+    done = run_citypulse(*command, "--help", env={"COLUMNS": "250"})
+    assert done.returncode == 0
+    text = done.stdout
+    assert "<bool>" not in text, "a flag takes no value"
+    assert not re.search(r"\(default|Default:", text), "defaults show as [default: ...] only"
+    flags = [
+        line for line in text.splitlines() if re.match(r"\W*--(json|help|version|keep|list|dry-run)\b", line)
+    ]
+    assert flags
+    assert all(re.match(r"\W*--[a-z-]+\s{2,}[A-Z]", line) for line in flags), "help follows the flag directly"
+    if command:
+        assert "[default: " in text
+
+
+def test_version_is_the_installed_one() -> None:
+    done = run_citypulse("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"citypulse {version('citypulse')}"
+
+
+def test_detect_list_is_aligned() -> None:
+    done = run_citypulse("detect", "--list")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["detector", "category", "kinds", "finds"]
+    assert "traffic_consistency" in done.stdout, "the longest name is listed too"
+    for column in ("category", "kinds", "finds"):
+        at = lines[0].index(column)
+        assert all(line[at - 2 : at] == "  " and line[at] != " " for line in lines[1:]), column
 
 
 def test_ingest_without_a_registry_says_how_to_make_one(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
+from typer.core import TyperCommand, TyperGroup
 
 from ingest.settings import Settings, load_settings
 from processors.units import parse_duration
@@ -26,9 +28,31 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="TOML settings file (default: $CITYPULSE_CONFIG, else ./citypulse.toml if present).",
+        help="TOML settings file.",
+        show_default="$CITYPULSE_CONFIG, else ./citypulse.toml if present",
     ),
 ]
+"""Defaults show one way in every --help: ``[default: 200]`` for a value, and
+``[default: (what happens)]`` (click's convention) where the default is a behaviour."""
+
+
+class _FlagsTakeNoValue:
+    """A flag (--json, --keep) takes no value, so --help shows no ``<bool>`` placeholder for it."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        return params
+
+
+class Command(_FlagsTakeNoValue, TyperCommand):
+    """Every citypulse sub-command."""
+
+
+class Group(_FlagsTakeNoValue, TyperGroup):
+    """The ``citypulse`` command itself."""
 
 
 class UserError(Exception):
@@ -76,3 +100,23 @@ def duration_option(text: str | None, option: str) -> float | None:
     if seconds <= 0:
         raise UserError(f"{option} must be positive")
     return seconds
+
+
+def aligned(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[str] = ()) -> str:
+    """Plain text columns, two spaces apart: readable at a terminal, easy to cut, grep and sort.
+
+    >>> print(aligned(["name", "n"], [["spike", "3"], ["traffic_consistency", "12"]], right=["n"]), end="")
+    name                  n
+    spike                 3
+    traffic_consistency  12
+    """
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.rjust(width) if name in right else cell.ljust(width)
+            for name, cell, width in zip(header, cells, widths, strict=True)
+        ]
+        return "  ".join(padded).rstrip() + "\n"
+
+    return line(header) + "".join(line(r) for r in rows)

@@ -16,8 +16,9 @@ import numpy as np
 import typer
 from numpy.typing import NDArray
 
-from ingest.cli.common import UserError, err, print_json
+from ingest.cli.common import UserError, aligned, err, print_json
 from processors.detectors import DETECTORS, DetectorConfig
+from processors.kinds import KINDS
 from processors.series import SERIES_DETECTORS, SeriesScorer
 from processors.timestamps import parse_timestamp
 
@@ -42,7 +43,8 @@ def detect(
         str, typer.Option(help="Comma-separated detectors to combine (see --list).")
     ] = ",".join(SERIES_DETECTORS),
     interval: Annotated[
-        float | None, typer.Option(help="Reporting interval in seconds (default: the median gap).", min=0.001)
+        float | None,
+        typer.Option(help="Reporting interval in seconds.", min=0.001, show_default="the median gap"),
     ] = None,
     list_detectors: Annotated[
         bool, typer.Option("--list", help="List every detector citypulse has and exit.")
@@ -60,8 +62,7 @@ def detect(
     cannot be read are kept and scored 0, and reported.
     """
     if list_detectors:
-        for name, cls in DETECTORS.items():
-            sys.stdout.write(f"{name:18} {cls.category:12} {cls.description}\n")
+        sys.stdout.write(_detector_list())
         return
     if input_csv is None:
         raise UserError("give the CSV to score (or '-' for standard input); see citypulse detect --help")
@@ -99,6 +100,17 @@ def detect(
     )
     if as_json:
         print_json(summary)
+
+
+def _detector_list() -> str:
+    """Every detector: its name, category, the kinds it applies to and what it finds, in aligned columns."""
+    rows = []
+    for name, cls in DETECTORS.items():
+        kinds = [kind.name for kind in KINDS.values() if cls.applies_to(kind)]
+        rows.append(
+            [name, str(cls.category), "all" if len(kinds) == len(KINDS) else ",".join(kinds), cls.description]
+        )
+    return aligned(("detector", "category", "kinds", "finds"), rows)
 
 
 def _open_input(path: Path) -> IO[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +20,8 @@ from ingest.registry_file import load_registry
 from processors.anomaly import DetectionEngine
 from processors.evaluation import DAY_MS, Report, evaluate
 from processors.labels import Label
-from processors.registry import RegistryError
-from processors.replay import TimedMessage, replay
+from processors.registry import Registry, RegistryError
+from processors.replay import AlarmLog, TimedMessage, replay
 from processors.timestamps import format_rfc3339
 from processors.validate import Validator
 
@@ -90,11 +91,28 @@ def evaluate_command(
     wide = err if err.is_terminal else Console(stderr=True, width=120, soft_wrap=True)
     wide.print(_table(report))
     summary = report.as_dict()
+    summary["anomalies_by_detector"] = _onsets(result.alarms, fleet)
     summary["messages"] = result.messages
     summary["readings"] = result.readings
     summary["probation_days"] = probation_s * 1000 / DAY_MS
     if as_json:
         print_json(summary)
+
+
+def _onsets(alarms: AlarmLog, fleet: Registry) -> dict[str, dict[str, int]]:
+    """Alarm onsets as ``{kind: {detector: n}}``, as the live pipeline's summaries count them."""
+    arrays = alarms.arrays()
+    counts: Counter[tuple[str, str]] = Counter()
+    onset = arrays["onset"]
+    for device, code in zip(
+        arrays["device"][onset].tolist(), arrays["detector"][onset].tolist(), strict=True
+    ):
+        known = fleet.get(str(device))
+        counts[(known.kind if known is not None else "unknown", alarms.detectors[int(code)])] += 1
+    nested: dict[str, dict[str, int]] = {}
+    for (kind, detector), n in sorted(counts.items()):
+        nested.setdefault(kind, {})[detector] = n
+    return nested
 
 
 def _messages(path: Path) -> Iterator[TimedMessage]:

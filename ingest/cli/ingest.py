@@ -23,13 +23,17 @@ from processors.registry import RegistryError
 
 def ingest(
     config: ConfigOption = None,
-    mqtt_url: Annotated[str | None, typer.Option(help="Broker URL (overrides CITYPULSE_MQTT_URL).")] = None,
-    registry: Annotated[
-        Path | None, typer.Option(help="Device registry file (overrides CITYPULSE_REGISTRY).")
+    mqtt_url: Annotated[
+        str | None, typer.Option(help="Broker URL.", show_default="CITYPULSE_MQTT_URL")
     ] = None,
-    sink: Annotated[str | None, typer.Option(help="sqlite or influxdb (overrides CITYPULSE_SINK).")] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="Device registry file.", show_default="CITYPULSE_REGISTRY")
+    ] = None,
+    sink: Annotated[
+        str | None, typer.Option(help="sqlite or influxdb.", show_default="CITYPULSE_SINK")
+    ] = None,
     sqlite_path: Annotated[
-        Path | None, typer.Option(help="SQLite store (overrides CITYPULSE_SQLITE_PATH).")
+        Path | None, typer.Option(help="SQLite store.", show_default="CITYPULSE_SQLITE_PATH")
     ] = None,
     connect_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the broker at start-up.")
@@ -44,6 +48,7 @@ def ingest(
     Prometheus metrics on CITYPULSE_METRICS_PORT. Logs one start-up line saying
     where it reads and writes, then progress every 10 s.
     """
+    from ingest.alerts.db import AlertStoreError
     from ingest.service import IngestService
     from ingest.sinks import SinkError
     from ingest.spool import SpoolLockedError
@@ -57,7 +62,7 @@ def ingest(
         service = IngestService(settings, serve_metrics=True)
     except RegistryError as bad:
         raise UserError(str(bad)) from None
-    except (ValueError, SinkError, SpoolLockedError) as bad:
+    except (ValueError, SinkError, SpoolLockedError, AlertStoreError) as bad:
         raise UserError(str(bad)) from None
     stop_requested = threading.Event()
 

@@ -25,6 +25,7 @@ from ingest.tls import client_context
 from processors.endpoint import BrokerUnreachableError, ConnectOptions
 from processors.registry import Registry, RegistryError
 from processors.timestamps import format_rfc3339, parse_timestamp
+from processors.units import human_rate
 
 log = logging.getLogger(__name__)
 
@@ -73,41 +74,64 @@ def simulate(
     config: ConfigOption = None,
     devices: Annotated[
         int | None,
-        typer.Option(min=1, help="Devices in the fleet, split evenly between kinds. (default 100)"),
+        typer.Option(min=1, help="Devices in the fleet, split evenly between kinds.", show_default="100"),
     ] = None,
-    kinds: Annotated[str | None, typer.Option(help="Comma-separated kinds, or 'all'. (default all)")] = None,
-    duration: Annotated[str | None, typer.Option(help="Wall-clock run time, e.g. 30s, 10m, 2h.")] = None,
-    span: Annotated[str | None, typer.Option(help="Simulated time to cover, e.g. 1h, 7d.")] = None,
+    kinds: Annotated[
+        str | None, typer.Option(help="Comma-separated kinds, or 'all'.", show_default="all")
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option(help="Wall-clock run time, e.g. 30s, 10m, 2h.", show_default="until Ctrl-C or SIGTERM"),
+    ] = None,
+    span: Annotated[
+        str | None, typer.Option(help="Simulated time to cover, e.g. 1h, 7d.", show_default="no end")
+    ] = None,
     speed: Annotated[
         float | None,
-        typer.Option(min=0, help="Simulated seconds per real second; 0 = as fast as possible. (default 1)"),
+        typer.Option(
+            min=0, help="Simulated seconds per real second; 0 = as fast as possible.", show_default="1"
+        ),
     ] = None,
     start: Annotated[
         str | None,
-        typer.Option(help="Simulated start (RFC 3339 or epoch). Default: so that the run ends now, or now."),
+        typer.Option(
+            help="Simulated start (RFC 3339 or epoch).", show_default="so that the run ends now, else now"
+        ),
     ] = None,
     seed: Annotated[
         int | None,
-        typer.Option(help="Random seed; the same seed and --start give the same bytes. (default 1)"),
+        typer.Option(help="Random seed; the same seed and --start give the same bytes.", show_default="1"),
     ] = None,
     registry: Annotated[
         Path | None,
         typer.Option(help="Registry file: reused if it exists, else written with the generated fleet."),
     ] = None,
-    mqtt_url: Annotated[str | None, typer.Option(help="Broker URL (overrides CITYPULSE_MQTT_URL).")] = None,
-    protocol: Annotated[str | None, typer.Option(help="MQTT protocol: 5 or 3.1.1.")] = None,
-    qos: Annotated[int | None, typer.Option(min=0, max=1, help="Publish QoS, 0 or 1. (default 1)")] = None,
+    mqtt_url: Annotated[
+        str | None, typer.Option(help="Broker URL.", show_default="CITYPULSE_MQTT_URL")
+    ] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="MQTT protocol: 5 or 3.1.1.", show_default="CITYPULSE_MQTT_PROTOCOL")
+    ] = None,
+    qos: Annotated[
+        int | None, typer.Option(min=0, max=1, help="Publish QoS, 0 or 1.", show_default="1")
+    ] = None,
     batch: Annotated[
-        int | None, typer.Option(min=0, help="Gateway mode: up to N readings per message (0 = one each).")
+        int | None,
+        typer.Option(
+            min=0, help="Gateway mode: up to N readings per message (0 = one each).", show_default="0"
+        ),
     ] = None,
     faults: Annotated[
         str | None,
-        typer.Option(help="Faults to inject: 'all', or a list such as spike,stuck,duplicates (see README)."),
+        typer.Option(
+            help="Faults to inject: 'all', or a list such as spike,stuck,duplicates (see README).",
+            show_default="none",
+        ),
     ] = None,
     fault_rate: Annotated[
         float | None,
         typer.Option(
-            min=0, max=1, help="Share of readings that start a fault (default: each fault's own rate)."
+            min=0, max=1, help="Share of readings that start a fault.", show_default="each fault's own rate"
         ),
     ] = None,
     scenario: Annotated[
@@ -314,7 +338,7 @@ def simulate(
         outstanding = p.counts.published - p.counts.acknowledged - p.counts.failed
         err.print(
             f"[{p.elapsed_s:7.1f}s] sim {format_rfc3339(p.sim_ms)}{done} · {p.messages:,} messages "
-            f"({rate:,.0f}/s) · {p.counts.acknowledged:,} acked ({acked_rate:,.0f}/s) · "
+            f"({human_rate(rate)}/s) · {p.counts.acknowledged:,} acked ({human_rate(acked_rate)}/s) · "
             f"{outstanding:,} in flight · {p.counts.failed:,} failed",
             highlight=False,
         )
@@ -336,7 +360,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     """The end-of-run report for people (stderr); scripts read the --json line instead."""
     err.print(
         f"done: {summary['messages']:,} messages ({summary['readings']:,} readings) "
-        f"in {summary['elapsed_s']} s ({summary['messages_per_s']:,.0f} msg/s) · "
+        f"in {summary['elapsed_s']} s ({human_rate(summary['messages_per_s'])} msg/s) · "
         f"published {summary['published']:,} · acknowledged {summary['acknowledged']:,} · "
         f"failed {summary['failed']:,}",
         highlight=False,

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ingest.sinks.base import RejectedPoint, Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
+from ingest.sinks.base import (
+    AnomalyQuery,
+    AnomalyReader,
+    ReadError,
+    RejectedPoint,
+    Sink,
+    SinkError,
+    SinkHealth,
+    SinkPlugin,
+    StoredAnomaly,
+    WriteReport,
+)
 from processors.plugins import PluginRegistry, discover
 
 if TYPE_CHECKING:
@@ -17,12 +28,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SINKS",
+    "AnomalyQuery",
+    "AnomalyReader",
+    "ReadError",
     "RejectedPoint",
     "Sink",
     "SinkError",
     "SinkHealth",
     "SinkPlugin",
+    "StoredAnomaly",
     "WriteReport",
+    "open_reader",
     "open_sink",
 ]
 
@@ -41,3 +57,17 @@ def open_sink(settings: Settings) -> Sink:
     if plugin is None:
         raise ValueError(f"CITYPULSE_SINK={settings.sink!r} is not a sink; choose one of: {', '.join(SINKS)}")
     return plugin.factory(settings.section(plugin.settings))
+
+
+def open_reader(settings: Settings) -> AnomalyReader:
+    """The store ``CITYPULSE_SINK`` names, opened for reading back; ``ReadError`` if it cannot be read."""
+    plugin = SINKS.get(settings.sink)
+    if plugin is None:
+        raise ReadError(f"CITYPULSE_SINK={settings.sink!r} is not a sink; choose one of: {', '.join(SINKS)}")
+    if plugin.reader is None:
+        readable = ", ".join(name for name, p in SINKS.items() if p.reader is not None)
+        raise ReadError(
+            f"the {plugin.name} sink stores anomalies but cannot read them back; "
+            f"query the store directly, or use a sink that can ({readable})"
+        )
+    return plugin.reader(settings.section(plugin.settings))

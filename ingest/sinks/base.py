@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from ingest.settings_section import SettingsSection
 from processors.batch import WriteBatch
@@ -94,16 +94,67 @@ class Sink(ABC):
         self.close()
 
 
+# --- reading back ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AnomalyQuery:
+    """Which stored anomaly onsets to read back, newest first; a filter left None matches all."""
+
+    kind: str | None = None
+    district: str | None = None
+    device: str | None = None
+    detector: str | None = None
+    since_ms: int | None = None
+    """Only onsets stamped at or after this time (epoch ms)."""
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnomaly:
+    """One anomaly onset as the pipeline stored it (``processors.anomaly.Detection.events``)."""
+
+    ts_ms: int
+    kind: str
+    detector: str
+    category: str
+    field: str
+    district: str
+    device: str
+    score: float
+    value: float | None
+
+
+class ReadError(Exception):
+    """The store could not be read back; the message says why and what to do."""
+
+
+@runtime_checkable
+class AnomalyReader(Protocol):
+    """What ``citypulse anomalies`` needs from a store: the onsets a query matches."""
+
+    def anomalies(self, query: AnomalyQuery) -> list[StoredAnomaly]:
+        """Matching onsets, newest first, at most ``query.limit``; ``ReadError`` if the store cannot say."""
+        ...
+
+    def describe(self) -> str:
+        """Where it reads, without secrets."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SinkPlugin(Generic[S]):
     """How a sink module registers itself: a name for ``CITYPULSE_SINK``, its settings and a factory.
 
     ``settings`` is the sink's own :class:`SettingsSection`, nested in ``Settings``
     (``ingest/settings.py`` tells how); ``factory`` opens the sink from that section
-    alone, so a sink never reads another part's options.
+    alone, so a sink never reads another part's options. ``reader`` opens the same
+    store for reading back (``citypulse anomalies``); a sink that cannot be read
+    leaves it None and the command says so.
     """
 
     name: str
     settings: type[S]
     factory: Callable[[S], Sink]
     description: str
+    reader: Callable[[S], AnomalyReader] | None = None

@@ -30,6 +30,7 @@ from pydantic import Field, SecretStr
 
 from ingest.settings_section import SettingsSection
 from ingest.sinks._influx_http import InfluxHttpError, Precision, Transport
+from ingest.sinks._influx_read import open_influx_reader
 from ingest.sinks._influx_v1 import V1Transport
 from ingest.sinks._influx_v2 import V2Transport
 from ingest.sinks.base import RejectedPoint, Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
@@ -269,4 +270,5 @@ PLUGIN = SinkPlugin(
     settings=InfluxSettings,
     factory=open_influx,
     description="InfluxDB: v2 write API (2.x, 3.x, 1.8+) or v1 /write (1.x), per CITYPULSE_INFLUX_API.",
+    reader=open_influx_reader,
 )

@@ -20,7 +20,16 @@ from pydantic import Field
 
 from ingest.private_files import open_private, tighten
 from ingest.settings_section import SettingsSection
-from ingest.sinks.base import Sink, SinkError, SinkHealth, SinkPlugin, WriteReport
+from ingest.sinks.base import (
+    AnomalyQuery,
+    ReadError,
+    Sink,
+    SinkError,
+    SinkHealth,
+    SinkPlugin,
+    StoredAnomaly,
+    WriteReport,
+)
 from processors.batch import Event, ReadingBatch, WriteBatch
 from processors.kinds import KINDS, SensorKind
 
@@ -153,10 +162,99 @@ def _store_files(path: Path) -> list[Path]:
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
 
+ANOMALIES = "anomalies"
+"""The measurement of anomaly onsets (``processors.anomaly.MEASUREMENT``)."""
+
+
+class SqliteAnomalyReader:
+    """Reads anomaly onsets back from a store a ``SqliteSink`` wrote.
+
+    Opened in ``rw`` mode, which never creates a missing store, and only ever reads.
+    Not ``ro``: a read-only connection cannot remove the ``-wal`` and ``-shm`` files
+    on close, so every read would leave them behind; a read-write one removes them
+    when it is the last connection, and leaves them to a running writer otherwise.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.is_file():
+            raise ReadError(
+                f"no SQLite store at {path}: run citypulse ingest (or citypulse demo) first, "
+                "or point CITYPULSE_SQLITE_PATH (--sqlite-path) at the store"
+            )
+        try:
+            self._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=rw", uri=True, check_same_thread=False
+            )
+            self._db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as bad:
+            raise ReadError(f"cannot open SQLite store {path}: {bad}") from bad
+
+    def anomalies(self, query: AnomalyQuery) -> list[StoredAnomaly]:
+        where = ["measurement = ?"]
+        params: list[object] = [ANOMALIES]
+        if query.since_ms is not None:
+            where.append("ts >= ?")
+            params.append(query.since_ms)
+        for column, path, wanted in (
+            ("tags", "$.kind", query.kind),
+            ("tags", "$.detector", query.detector),
+            ("tags", "$.district", query.district),
+            ("fields", "$.device", query.device),
+        ):
+            if wanted is not None:
+                where.append(f"json_extract({column}, '{path}') = ?")
+                params.append(wanted)
+        params.append(query.limit)
+        statement = (
+            f"SELECT ts, tags, fields FROM {EVENTS_TABLE} WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC LIMIT ?"
+        )
+        try:
+            rows = self._db.execute(statement, params).fetchall()
+        except sqlite3.OperationalError as bad:
+            if "no such table" in str(bad):
+                return []  # a store that has never held an event
+            raise ReadError(f"cannot read anomalies from SQLite store {self.path}: {bad}") from bad
+        except sqlite3.Error as bad:
+            raise ReadError(f"cannot read anomalies from SQLite store {self.path}: {bad}") from bad
+        return [_stored_anomaly(int(ts), json.loads(tags), json.loads(fields)) for ts, tags, fields in rows]
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _stored_anomaly(ts_ms: int, tags: dict[str, str], fields: dict[str, object]) -> StoredAnomaly:
+    value = fields.get("value")
+    score = fields.get("score")
+    return StoredAnomaly(
+        ts_ms=ts_ms,
+        kind=tags.get("kind", ""),
+        detector=tags.get("detector", ""),
+        category=tags.get("category", ""),
+        field=tags.get("field", ""),
+        district=tags.get("district", ""),
+        device=str(fields.get("device", "")),
+        score=float(score) if isinstance(score, int | float) else math.nan,
+        value=float(value) if isinstance(value, int | float) else None,
+    )
+
+
 def _open(settings: SqliteSettings) -> Sink:
     return SqliteSink(settings.path)
 
 
+def _read(settings: SqliteSettings) -> SqliteAnomalyReader:
+    return SqliteAnomalyReader(settings.path)
+
+
 PLUGIN = SinkPlugin(
-    name="sqlite", settings=SqliteSettings, factory=_open, description="Embedded SQLite file (no server)."
+    name="sqlite",
+    settings=SqliteSettings,
+    factory=_open,
+    description="Embedded SQLite file (no server).",
+    reader=_read,
 )

@@ -78,6 +78,7 @@ def fleet_through_pipeline(workdir: Path, broker_url: str, protocol: str, batch:
         assert "citypulse ingest: reading" in log
         assert "writing to sqlite:" in log
         assert "SIGTERM received" in log
+        assert "Client is not connected" not in log, "a clean stop logs no paho error"
         assert watcher.payloads(STATUS)[-1] == b"offline"
 
 

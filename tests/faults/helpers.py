@@ -94,12 +94,21 @@ class Publisher:
     """
 
     def __init__(
-        self, url: str, messages: list[Message], rate_per_s: float, client_id: str = "fault-fleet"
+        self,
+        url: str,
+        messages: list[Message],
+        rate_per_s: float,
+        client_id: str = "fault-fleet",
+        hold_at: int | None = None,
     ) -> None:
+        """``hold_at``: publish that many messages, then wait for :meth:`resume`, so that a fault
+        injected meanwhile lands mid-stream however slow the machine is."""
         endpoint = MqttEndpoint.parse(url)
         self.messages = messages
         self.rate = rate_per_s
         self.published = 0
+        self.hold_at = hold_at
+        self._resumed = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         self._client.max_queued_messages_set(0)
         self._client.max_inflight_messages_set(100)
@@ -123,6 +132,9 @@ class Publisher:
     def _run(self) -> None:
         started = time.monotonic()
         for i, message in enumerate(self.messages):
+            if i == self.hold_at:
+                self._resumed.wait()
+                started = time.monotonic() - i / self.rate
             due = started + i / self.rate
             pause = due - time.monotonic()
             if pause > 0:
@@ -130,8 +142,15 @@ class Publisher:
             self._infos.append(self._client.publish(message.topic, message.payload, qos=1))
             self.published = i + 1
 
+    def resume(self, rate_per_s: float | None = None) -> None:
+        """Go on publishing (at ``rate_per_s`` from now, if given)."""
+        if rate_per_s is not None and not self._resumed.is_set():
+            self.rate = rate_per_s
+        self._resumed.set()
+
     def wait(self, timeout_s: float = 120) -> None:
-        """Until every message is published and acknowledged by the broker."""
+        """Until every message is published and acknowledged by the broker (resuming a held publisher)."""
+        self.resume()
         self._thread.join(timeout_s)
         assert not self._thread.is_alive(), "the publisher did not finish"
         # PUBACKs are counted by mid: a message published while the broker was away reports
@@ -145,6 +164,7 @@ class Publisher:
             return len(wanted - self._acked)
 
     def close(self) -> None:
+        self.resume()
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -51,11 +51,13 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(
     tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, fleet: Fleet
 ) -> None:
     ingest = Ingest(tmp_path, mosquitto.url, influxd.url, fleet.save(tmp_path / "devices.csv")).start()
-    publisher = Publisher(mosquitto.url, fleet.messages, rate_per_s=250).start()
+    half = len(fleet.messages) // 2
+    publisher = Publisher(mosquitto.url, fleet.messages, rate_per_s=250, hold_at=half).start()
     with held_to_the_published_set(ingest, publisher, influxd, fleet.expected()):
         wait_until(lambda: points_so_far(influxd) >= 150, 60, "the first readings in InfluxDB")
         ingest.kill()  # SIGKILL: no drain, no flush, no goodbye
-        assert publisher.published < len(fleet.messages), "the kill must land mid-stream"
+        assert publisher.published <= half < len(fleet.messages), "the kill must land mid-stream"
+        publisher.resume()
         ingest.start()
         publisher.wait()
         wait_for_exactly(influxd, fleet.expected(), 90, ingest)
@@ -97,11 +99,15 @@ def test_mosquitto_restart_mid_stream_with_persistence_loses_nothing(
 ) -> None:
     broker = persistent_mosquitto
     ingest = Ingest(tmp_path, broker.url, influxd.url, fleet.save(tmp_path / "devices.csv")).start()
-    publisher = Publisher(broker.url, fleet.messages, rate_per_s=200).start()
+    half = len(fleet.messages) // 2
+    publisher = Publisher(broker.url, fleet.messages, rate_per_s=200, hold_at=half).start()
     with held_to_the_published_set(ingest, publisher, influxd, fleet.expected()):
         wait_until(lambda: points_so_far(influxd) >= 150, 60, "the first readings in InfluxDB")
-        broker.restart()
-        assert publisher.published < len(fleet.messages), "the restart must land mid-stream"
+        broker.stop()
+        assert publisher.published <= half < len(fleet.messages), "the restart must land mid-stream"
+        publisher.resume()  # some messages are published while the broker is away, and sent after
+        time.sleep(0.5)
+        broker.start()
         publisher.wait()
         wait_for_exactly(influxd, fleet.expected(), 90, ingest)
         assert (ingest.metric("citypulse_mqtt_reconnects_total") or 0) >= 1
@@ -170,10 +176,12 @@ def test_sigterm_mid_stream_drains_exits_0_and_the_restart_finishes_the_job(
     tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd, fleet: Fleet
 ) -> None:
     ingest = Ingest(tmp_path, mosquitto.url, influxd.url, fleet.save(tmp_path / "devices.csv")).start()
-    publisher = Publisher(mosquitto.url, fleet.messages, rate_per_s=250).start()
+    half = len(fleet.messages) // 2
+    publisher = Publisher(mosquitto.url, fleet.messages, rate_per_s=250, hold_at=half).start()
     with held_to_the_published_set(ingest, publisher, influxd, fleet.expected()):
         wait_until(lambda: points_so_far(influxd) >= 150, 60, "the first readings in InfluxDB")
-        assert publisher.published < len(fleet.messages) - 250, "SIGTERM must land mid-stream"
+        assert publisher.published <= half < len(fleet.messages) - 250, "SIGTERM must land mid-stream"
+        publisher.resume(rate_per_s=50)  # the stream goes on, for ten seconds, while the service drains
         code = ingest.terminate(timeout_s=60)
         assert code == 0, ingest.log()
         assert publisher.published < len(fleet.messages), "the drain finished while the stream went on"

@@ -46,6 +46,10 @@ def test_detect_scores_every_row_and_finds_the_spike(tmp_path: Path) -> None:
     assert rows[-1]["note"] == "empty"
     assert float(rows[-1]["anomaly_score"]) == 0.0
     assert "lines 602, 603" in done.stderr
+    by_detector = summary["alarms_by_detector"]
+    assert set(by_detector) == set(summary["detectors"])
+    assert max(by_detector.values()) <= summary["alarms"] <= sum(by_detector.values())
+    assert summary["alarms"] > 0
 
 
 def test_detect_explains_a_wrong_header(tmp_path: Path) -> None:
@@ -104,3 +108,4 @@ def test_evaluate_scores_rejects_against_message_labels(tmp_path: Path) -> None:
     malformed = report["faults"]["malformed_json"]
     assert (malformed["episodes"], malformed["detected"], malformed["f1"]) == (2, 2, 1.0)
     assert report["messages"] == 360
+    assert set(report["anomalies_by_detector"]) <= {"air"}, "onsets by kind and detector, as live"

@@ -85,8 +85,9 @@ def test_silence_and_open_alerts_take_precedence() -> None:
     city.cycle(0, {"a1": 25.0, "a2": 25.0})
     quiet = city.cycle(5, {"a2": 25.0})  # a1 silent for 5 intervals (silent after 2.5)
     assert [(p["device"], p["state"]) for p in quiet] == [("a1", "silent")]
-    city.alerting = {"a2", "not-registered"}
-    assert [(p["device"], p["state"]) for p in city.cycle(6, {"a2": 25.0})] == [("a2", "alerting")]
+    city.alerting = {"a1", "a2", "not-registered"}
+    alerted = city.cycle(6, {"a2": 25.0})
+    assert [(p["device"], p["state"]) for p in alerted] == [("a2", "alerting")], "a1 stays silent"
     city.alerting = set()
     back = city.cycle(7, {"a1": 25.0, "a2": 25.0})
     assert sorted((p["device"], p["state"]) for p in back) == [("a1", "ok"), ("a2", "ok")]

@@ -310,7 +310,7 @@ def test_v2_bucket_check_respects_what_the_token_may_see(visible: list[str], mis
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        settings = load_settings(sink="influxdb", influx_url=url, influx_bucket="citypulse")
+        settings = load_settings(sink="influxdb", influx={"url": url, "bucket": "citypulse"})
         if missing:
             with pytest.raises(SinkError, match='bucket "citypulse" not found'):
                 open_sink(settings)

@@ -47,6 +47,8 @@ def observed(small_registry: Registry) -> Observation:
     stats = PipelineStats(clock_ms=lambda: NOW)
     stats.record_cycle(5, result)
     stats.record_store_rejects([RejectedPoint("air", NOW, "type conflict", "air,...", "air-2", "air")])
+    stats.record_anomalies({("air", "spike"): 2, ("air", "stuck"): 1, ("water", "drinking_water"): 4})
+    stats.record_anomalies({("air", "spike"): 1})
     durable = DurabilitySnapshot(
         written=41,
         retries=3,
@@ -94,6 +96,10 @@ def test_the_endpoint_serves_every_counter_in_prometheus_text(small_registry: Re
     assert value(found, "citypulse_rejected_total", reason="wrong_type") == 2
     assert value(found, "citypulse_rejected_total", reason=STORE_REJECTED) == 1
     assert value(found, "citypulse_deadlettered_total") == 3
+    assert value(found, "citypulse_anomalies_total", kind="air", detector="spike") == 3
+    assert value(found, "citypulse_anomalies_total", kind="air", detector="stuck") == 1
+    assert value(found, "citypulse_anomalies_total", kind="water", detector="drinking_water") == 4
+    assert len(found["citypulse_anomalies_total"]) == 3, "only (kind, detector) pairs that fired"
     assert value(found, "citypulse_points_written_total") == 41
     assert value(found, "citypulse_write_retries_total") == 3
     assert value(found, "citypulse_spooled_points_total") == 20

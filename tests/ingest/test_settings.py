@@ -17,7 +17,7 @@ def test_defaults_work_on_one_machine() -> None:
     assert s.sink == "sqlite"
     assert s.mqtt.host == "127.0.0.1"
     assert s.mqtt.port == 1883
-    assert s.topics.subscriptions() == ("citypulse/v1/readings/+/+", "citypulse/v1/batches/+/+")
+    assert s.topics.subscriptions() == ("citypulse/v1/#",)
 
 
 def test_environment_beats_file_and_arguments_beat_environment(

@@ -12,7 +12,19 @@ from simulators.calibration import RH_BIN_CENTRES, autocorrelation, beijing_air_
 from simulators.fleet import make_registry
 from simulators.models import air, model_for
 
-DATA = Path("/work/shared/data/beijing-air")
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def shared_data(name: str) -> Path:
+    """``shared/data/<name>`` beside the project, as CI lays it out (the project root's parent holds
+    ``shared/``); from a git worktree nested deeper, the nearest ancestor that holds it."""
+    for parent in PROJECT.parents:
+        if (parent / "shared" / "data" / name).is_dir():
+            return parent / "shared" / "data" / name
+    return PROJECT.parent / "shared" / "data" / name
+
+
+DATA = shared_data("beijing-air")
 DONGSI = DATA / "PRSA_Data_Dongsi_20130301-20170228.csv"
 
 # What simulators.calibration measured on Dongsi (urban) and Huairou (suburban): the targets.

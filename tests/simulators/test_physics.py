@@ -240,3 +240,32 @@ def test_weather_is_the_same_whichever_moments_are_asked_together() -> None:
         alone = np.array([float(getattr(s, field)[0]) for s in one_by_one])
         assert np.array_equal(getattr(together, field), alone), field
     assert datetime.fromtimestamp(int(times[0]) / 1000, UTC).hour == 8
+
+
+@pytest.mark.parametrize("day", ["2026-01-12 00:00", "2026-07-20 00:00"])
+def test_normal_water_keeps_to_the_drinking_water_standard(day: str) -> None:
+    """A fault-free water fleet for a simulated day, through validation and the detector that
+    enforces QCVN 01-1:2018/BYT: nothing to report (winter: cold water, chlorine highest; July: storms)."""
+    from processors.anomaly import DetectionEngine
+    from processors.detectors.drinking_water import QCVN_01_1_2018
+    from processors.validate import RawMessage, Validator
+    from tests.simulators.helpers import DAY_MS, run_fleet
+
+    registry = make_registry(80, ["water"], seed=SEED)
+    start = hanoi_ms(day)
+    messages, tally = run_fleet(registry, DAY_MS, start_ms=start, seed=SEED, kinds=["water"])
+    assert tally.valid_readings["water"] == len(messages) > 80 * 280, "every node, every 5 minutes, all day"
+    validator = Validator(registry)
+    result = validator.validate([RawMessage(t, p) for t, p in messages], start + 2 * DAY_MS)
+    batch = result.batches["water"]
+    assert len(batch) == len(messages)
+    engine = DetectionEngine(registry, enabled={"drinking_water"})
+    alarms = engine.update(result.batches).alarms()
+    worst = {
+        m: (
+            float(np.nanmin(batch.values[:, batch.kind.index_of(m)])),
+            float(np.nanmax(batch.values[:, batch.kind.index_of(m)])),
+        )
+        for m in QCVN_01_1_2018
+    }
+    assert not alarms, f"{len(alarms)} readings outside QCVN 01-1:2018/BYT; ranges seen: {worst}"
