@@ -62,9 +62,15 @@ class ServiceAccounts:
 
 
 def service_identities(topics: TopicScheme, services: ServiceAccounts) -> list[Identity]:
-    """The services' identities; ingest may also use ``$share/GROUP/...`` forms of its reads."""
+    """The services' identities.
+
+    Ingest subscribes to its whole prefix, to dead-letter a mistyped topic as
+    ``bad_topic``; on a broker with this ACL no device can publish to one (the
+    broker refuses it), so ingest is given only what it must read: readings and
+    batches (also through ``$share/GROUP/...``).
+    """
     p = topics.prefix
-    ingest_read = topics.subscriptions()
+    ingest_read = (f"{p}/readings/+/+", f"{p}/batches/+/+")
     ingest_write = (f"{p}/deadletter/#", f"{p}/alerts/#", f"{p}/status/ingest/#")
     out = [Identity(name, Role.INGEST, ingest_write, ingest_read) for name in services.ingest]
     out += [Identity(name, Role.ALERTS, (), (f"{p}/alerts/#",)) for name in services.alert_readers]

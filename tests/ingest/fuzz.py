@@ -84,11 +84,12 @@ def fleet() -> Registry:
 class Builder:
     """Draws one cycle's message contents from a seeded generator."""
 
-    def __init__(self, registry: Registry, seed: int) -> None:
+    def __init__(self, registry: Registry, seed: int, now_ms: int = NOW_MS) -> None:
         self.registry = registry
         self.devices = list(registry)
         self.rng = random.Random(seed)
-        self.stamps = Stamps()
+        self.now_ms = now_ms
+        self.stamps = Stamps(now_ms - 3_600_000)
 
     def build(self, shape: str) -> Message:
         device = self.rng.choice(self.devices)
@@ -148,9 +149,9 @@ class Builder:
         elif how == "no_ts":
             spoiled.pop("ts")
         elif how == "future":
-            spoiled["ts"] = NOW_MS + 86_400_000
+            spoiled["ts"] = self.now_ms + 86_400_000
         elif how == "old":
-            spoiled["ts"] = NOW_MS - 30 * 86_400_000
+            spoiled["ts"] = self.now_ms - 30 * 86_400_000
         elif how == "bad_ts":
             spoiled["ts"] = rng.choice(
                 ["yesterday", "2026-13-45T99:00:00Z", [], {"t": 1}, None, True, -1.5e300]
