@@ -8,7 +8,7 @@ Least privilege, one identity per device, gateway and service:
 - the **ingest** service reads readings and batches and publishes dead letters,
   alerts and its own status;
 - an **alert subscriber** may only read alerts; an **operator** reads alerts, dead
-  letters and status;
+  letters, status and the broker's own ``$SYS`` statistics (its health check);
 - nobody else reads raw readings, and a name the ACL does not list may do nothing.
 
 This module turns a :class:`~processors.registry.Registry` into those identities
@@ -75,7 +75,7 @@ def service_identities(topics: TopicScheme, services: ServiceAccounts) -> list[I
     out = [Identity(name, Role.INGEST, ingest_write, ingest_read) for name in services.ingest]
     out += [Identity(name, Role.ALERTS, (), (f"{p}/alerts/#",)) for name in services.alert_readers]
     out += [
-        Identity(name, Role.OPERATOR, (), (f"{p}/alerts/#", f"{p}/deadletter/#", f"{p}/status/#"))
+        Identity(name, Role.OPERATOR, (), (f"{p}/alerts/#", f"{p}/deadletter/#", f"{p}/status/#", "$SYS/#"))
         for name in services.operators
     ]
     return out

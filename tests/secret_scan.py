@@ -26,6 +26,9 @@ PLACEHOLDER = re.compile(
     )$"""
 )
 
+_SAYS_FAKE = re.compile(r"(?i)secret|passw|example|dummy|fake|placeholder|change[-_]?me")
+"""A value that names itself a stand-in (``hook-secret-1`` in a test) is not a leaked secret."""
+
 RULES: dict[str, re.Pattern[str]] = {
     "private key": re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
     "mosquitto password hash": re.compile(r"\$[67]\$(?:\d+\$)?[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{80,}={0,2}"),
@@ -57,11 +60,11 @@ class Finding:
 def looks_secret(value: str) -> bool:
     """A value that could be a real password or token: no placeholder, 8+ characters, letters and more.
 
-    A user name or a word in an example (``citypulse-ingest``, ``s@cret``) is not
-    flagged; a generated secret (``pONzEK_IcyBVw0IE...``) or a person's password
+    A user name, a word in an example or a value that calls itself a stand-in
+    (``citypulse-ingest``, ``s@cret``, ``hook-secret-1``) is not flagged; a generated secret (``pONzEK_IcyBVw0IE...``) or a person's password
     with digits (``Winter2024!``) is.
     """
-    if PLACEHOLDER.match(value) or len(value) < 8:
+    if PLACEHOLDER.match(value) or len(value) < 8 or _SAYS_FAKE.search(value):
         return False
     has_letters = any(c.isalpha() for c in value)
     has_other = any(c.isdigit() for c in value)

@@ -37,6 +37,8 @@ class BrokerConfig:
     tls: TlsListener | None = None
     data_dir: PurePosixPath | None = None
     """If set, the broker persists sessions and queued messages there."""
+    user: str | None = None
+    """The account Mosquitto switches to when started as root (its default: ``mosquitto``)."""
 
     def render(self) -> str:
         """The configuration file's text.
@@ -67,6 +69,8 @@ class BrokerConfig:
         ]
         if self.data_dir is not None:
             lines += ["persistence true", f"persistence_location {self.data_dir}/", "autosave_interval 60"]
+        if self.user is not None:
+            lines.append(f"user {self.user}")
         bind = f" {self.bind}" if self.bind else ""
         if self.port is not None:
             lines += ["", f"listener {self.port}{bind}"]

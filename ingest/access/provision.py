@@ -26,13 +26,15 @@ from ingest.access.passwords import (
     render_password_file,
 )
 from ingest.private_files import private_directory, write_private
-from processors.access import Identity, render_acl
+from processors.access import Identity, Role, render_acl
 
 PASSWORD_FILE = "passwd"
 ACL_FILE = "acl"
 BROKER_CONFIG = "mosquitto.conf"
 CREDENTIALS_FILE = "credentials.csv"
 CREDENTIALS_COLUMNS = ("user", "role", "password")
+SECRETS_DIR = "secrets"
+"""Each service's own secret, one owner-only file per service (for its ``*_PASSWORD_FILE``)."""
 
 
 class ProvisionError(ValueError):
@@ -69,7 +71,7 @@ def provision(
     credentials: Path | None = None,
     broker_owner: tuple[int, int] | None = None,
 ) -> ProvisionReport:
-    """Write ``passwd``, ``acl`` and ``mosquitto.conf`` into ``out_dir`` for the identities ``found``.
+    """Write ``passwd``, ``acl``, ``mosquitto.conf`` and ``secrets/<service>`` into ``out_dir``.
 
     ``credentials`` is where new secrets are kept in clear (default
     ``out_dir/credentials.csv``); pass ``Path("-")`` to leave them only in the
@@ -124,7 +126,25 @@ def provision(
     if to_file:
         write_private(credentials_path, render_credentials(clear.values()).encode())
         report.files["credentials"] = credentials_path
+    _service_secrets(out_dir / SECRETS_DIR, found, clear)
     return report
+
+
+def _service_secrets(folder: Path, found: Sequence[Identity], clear: dict[str, Credential]) -> None:
+    """One file per service (not per device) holding its secret, so a service reads only its own.
+
+    Written when the secret is known in clear (just made, or kept in the credentials
+    file); an existing file is kept; a retired service's file is removed.
+    """
+    services = {i.name for i in found if i.role in (Role.INGEST, Role.ALERTS, Role.OPERATOR)}
+    private_directory(folder)
+    for name in services:
+        path = folder / name
+        if name in clear and (not path.exists() or path.read_text().strip() != clear[name].password):
+            write_private(path, (clear[name].password + "\n").encode())
+    for path in folder.iterdir():
+        if path.name not in services:
+            path.unlink()
 
 
 def read_credentials(path: Path) -> dict[str, Credential]:

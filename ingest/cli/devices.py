@@ -84,9 +84,15 @@ def provision_command(
     broker_owner: Annotated[
         str | None, typer.Option(help="USER[:GROUP] that runs the broker: passwd and acl are given to it.")
     ] = None,
+    broker_user: Annotated[
+        str | None, typer.Option(help="Account Mosquitto switches to when started as root (its 'user').")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary as the last line.")] = False,
 ) -> None:
     """Write the broker's password file, ACL and configuration from the device registry.
+
+    Also writes OUT/secrets/NAME with each service's own secret (ingest, alert
+    readers, operators), for CITYPULSE_MQTT_PASSWORD_FILE.
 
     Each device may publish only to its own readings topic, each gateway only to its
     own batches topic; ingest reads both; alert readers read only alerts; anonymous
@@ -117,6 +123,7 @@ def provision_command(
             port=port or None,
             tls=tls,
             data_dir=PurePosixPath(broker_data) if broker_data else None,
+            user=broker_user,
         )
         broker.render()
         report = provision(

@@ -35,22 +35,33 @@ class GatewayCheck:
         self.topics = topics
         self._codes: dict[str, int] = {}
         self._of_device: dict[str, NDArray[np.int32]] = {}
+        self._topics: dict[str, int] = {}
+        """Batch topics already resolved to their gateway's code (a gateway sends on one topic per kind)."""
 
     def of_messages(self, messages: Sequence[RawMessage], candidates: Iterable[int]) -> NDArray[np.int32]:
         """Each message's gateway code, :data:`NOT_A_BATCH` for readings topics (and bad ones);
         only the ``candidates`` are looked at (the others are known not to be batches)."""
         codes = np.full(len(messages), NOT_A_BATCH, dtype=np.int32)
         marker = f"{self.topics.prefix}/batches/"
+        known = self._topics
         for i in candidates:
-            message = messages[i]
-            if message.topic.startswith(marker):
-                try:
-                    topic = self.topics.parse(message.topic)
-                except TopicError:
-                    continue
-                if topic.form is TopicForm.BATCH:
-                    codes[i] = self._code(topic.source_id, add=False)
+            name = messages[i].topic
+            if name.startswith(marker):
+                code = known.get(name)
+                if code is None:
+                    code = self._topic_code(name)
+                    if len(known) >= 4 * len(self.registry) + 1024:  # topics nobody registered: bounded
+                        known.clear()
+                    known[name] = code
+                codes[i] = code
         return codes
+
+    def _topic_code(self, name: str) -> int:
+        try:
+            topic = self.topics.parse(name)
+        except TopicError:
+            return NOT_A_BATCH
+        return self._code(topic.source_id, add=False) if topic.form is TopicForm.BATCH else NOT_A_BATCH
 
     def foreign(self, kind: str, device: NDArray[np.intp], source: NDArray[np.int32]) -> NDArray[np.bool_]:
         """Rows that came in a gateway's batch but belong to a device not behind that gateway."""

@@ -146,6 +146,12 @@ def test_secrets_and_rules_are_readable_by_their_owner_only(broker: SecuredBroke
     passwd = (out / "passwd").read_text()
     for user, password in broker.credentials.items():
         assert password not in passwd, f"{user}'s password is in the password file in clear"
+    secrets = out / "secrets"
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    assert sorted(p.name for p in secrets.iterdir()) == ["citypulse-alerts", "citypulse-ingest"]
+    for path in secrets.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text() == broker.credentials[path.name] + "\n", "each service's own secret, alone"
 
 
 def test_provisioning_again_keeps_secrets_adds_new_devices_and_retires_old_ones(tmp_path: Path) -> None:
