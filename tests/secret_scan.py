@@ -61,8 +61,8 @@ def looks_secret(value: str) -> bool:
     """A value that could be a real password or token: no placeholder, 8+ characters, letters and more.
 
     A user name, a word in an example or a value that calls itself a stand-in
-    (``citypulse-ingest``, ``s@cret``, ``hook-secret-1``) is not flagged; a generated secret (``pONzEK_IcyBVw0IE...``) or a person's password
-    with digits (``Winter2024!``) is.
+    (``citypulse-ingest``, ``s@cret``, ``hook-secret-1``) is not flagged; a generated
+    secret (``pONzEK_IcyBVw0IE...``) or a person's password with digits (``Winter2024!``) is.
     """
     if PLACEHOLDER.match(value) or len(value) < 8 or _SAYS_FAKE.search(value):
         return False
