@@ -3,7 +3,8 @@
 ``docs/configuration.md`` comes from ``ingest/settings.py`` (its groups, sections
 and field descriptions) and the sink plugins; ``docs/detectors.md`` from the
 detectors in ``processors/detectors/`` (their names, categories, kinds and
-docstrings, examples included). A test fails when a committed file differs from
+docstrings, examples included); ``docs/metrics.md`` from what ``/metrics``
+serves (``ingest/metrics.py``). A test fails when a committed file differs from
 what this module generates now.
 
 Run from a checkout::
@@ -33,6 +34,7 @@ import annotated_types
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
+from ingest.metrics import every_family
 from ingest.settings import DEFAULT_CONFIG_FILE, GROUPS, sections
 from ingest.settings_section import SettingsSection
 from ingest.sinks import SINKS
@@ -47,7 +49,11 @@ PREFIX = "CITYPULSE_"
 
 def generated_files() -> dict[Path, str]:
     """Every generated reference, by path, with the text the code gives it now."""
-    return {DOCS / "configuration.md": configuration(), DOCS / "detectors.md": detectors()}
+    return {
+        DOCS / "configuration.md": configuration(),
+        DOCS / "detectors.md": detectors(),
+        DOCS / "metrics.md": metrics(),
+    }
 
 
 def stale(files: dict[Path, str] | None = None) -> list[Path]:
@@ -185,6 +191,27 @@ def _value(value: object) -> str:
 # --- docs/detectors.md ------------------------------------------------------------------------
 
 
+def metrics() -> str:
+    """``docs/metrics.md``: every Prometheus metric family ``/metrics`` serves, with its labels."""
+    lines = [
+        "# Metrics",
+        "",
+        _banner("ingest/metrics.py"),
+        "",
+        "`citypulse ingest` serves these at `http://CITYPULSE_METRICS_HOST:CITYPULSE_METRICS_PORT/metrics`",
+        "(`127.0.0.1:9108` by default; port `0` turns it off), and `/health` beside them. Labels come",
+        "only from bounded sets. A family whose part is off (alerts, say) is not served.",
+        "",
+        "| metric | type | labels | what |",
+        "|---|---|---|---|",
+    ]
+    for family in every_family():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = ", ".join(f"`{label}`" for label in getattr(family, "_labelnames", ())) or "—"
+        lines.append(f"| `{name}` | {family.type} | {labels} | {family.documentation} |")
+    return "\n".join(lines) + "\n"
+
+
 def detectors() -> str:
     order = list(Category)
     chosen = sorted(DETECTORS.values(), key=lambda cls: (order.index(cls.category), cls.name))
@@ -241,7 +268,11 @@ def _detector(cls: type[Detector]) -> list[str]:
 
 def _kinds(cls: type[Detector]) -> str:
     kinds = [name for name, kind in KINDS.items() if cls.applies_to(kind)]
-    return "all" if len(kinds) == len(KINDS) else ", ".join(kinds)
+    text = "all" if len(kinds) == len(KINDS) else ", ".join(kinds)
+    named = [name for name in kinds if not cls.runs_by_default(KINDS[name])]
+    if named:
+        text += f" ({'each' if named == kinds else ', '.join(named)} when named in `CITYPULSE_DETECTORS`)"
+    return text
 
 
 def _split_example(doc: str) -> tuple[str, str]:

@@ -140,6 +140,24 @@ class PipelineCollector(Collector):
             )
 
 
+def every_family() -> list[Metric]:
+    """Each metric family ``/metrics`` can serve, once, from an observation that has every part.
+
+    Parts of the observation are optional (no spool before a durable sink, no alerts when
+    they are off), so a scrape may show fewer; the reference in ``docs/metrics.md`` is
+    generated from this list, so it cannot miss one.
+    """
+    from ingest.alerts.service import AlertsSnapshot
+    from ingest.spool import SpoolState
+    from ingest.stats import PipelineStats
+
+    spool = SpoolState(records=0, bytes=0, max_bytes=1, full=False)
+    durable = DurabilitySnapshot(0, 0, 0, 0, 0, 0, 0, 0, 0, spool, store_ok=True)
+    alerts = AlertsSnapshot(events={}, fired=0, open={}, channels={})
+    observation = Observation(PipelineStats().snapshot(), durable, SourceState(0, False, 0), alerts)
+    return list(PipelineCollector(lambda: observation).collect())
+
+
 def _durable(d: DurabilitySnapshot) -> Iterator[Metric]:
     yield _counter(
         "citypulse_points_written", "Points the store accepted (written through or replayed).", d.written

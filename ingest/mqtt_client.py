@@ -88,3 +88,17 @@ def describe_failure(reason_code: Any) -> str:
     if "not authori" in lowered or "bad user" in lowered:
         return f"{text}: check the user and password in CITYPULSE_MQTT_URL"
     return text
+
+
+def disconnect(client: mqtt.Client) -> None:
+    """Disconnect cleanly and stop the network thread, without a false error in the log.
+
+    paho's own log is switched off first: once its network thread has sent the
+    DISCONNECT it polls the socket it just closed once more and logs "Client is
+    not connected" at ERROR, on a clean stop. (Stopping the thread before
+    disconnecting avoids that too, but costs a second: the thread only notices
+    at the end of its one-second poll.)
+    """
+    client.disable_logger()
+    client.disconnect()
+    client.loop_stop()

@@ -25,7 +25,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from ingest.mqtt_client import describe_failure, make_client, start
+from ingest.mqtt_client import describe_failure, disconnect, make_client, start
 from processors.endpoint import ConnectOptions
 from processors.validate import RawMessage
 
@@ -87,21 +87,12 @@ class MqttSource:
         start(self._client, self.options, self._connected, timeout_s)
 
     def stop(self) -> None:
-        """Publish our offline status and disconnect cleanly; unacked messages stay at the broker.
-
-        paho's own log is switched off first: once its network thread has sent the
-        DISCONNECT it polls the socket it just closed once more and logs "Client is
-        not connected" at ERROR, on a clean stop. (Stopping the thread before
-        disconnecting avoids that too, but costs a second: the thread only notices
-        at the end of its one-second poll.)
-        """
+        """Publish our offline status and disconnect cleanly; unacked messages stay at the broker."""
         self._stopping.set()
         if self.status_topic and self._connected.is_set():
             info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)
             info.wait_for_publish(timeout=2)
-        self._client.disable_logger()
-        self._client.disconnect()
-        self._client.loop_stop()
+        disconnect(self._client)
 
     def pause(self) -> None:
         """Take no new deliveries: what arrives from now on stays unacknowledged for the next run.

@@ -209,7 +209,8 @@ class DetectionGroup(BaseModel):
     detectors: str = Field(
         default="all",
         description=(
-            "Detectors to run: `all`, `none`, or a comma-separated list of names (`citypulse detect --list`)."
+            "Detectors to run: `all` (each where it runs by default), `none`, or a comma-separated list of "
+            "names (`citypulse detect --list`), each run on every kind it applies to."
         ),
     )
     anomaly_threshold: float = Field(

@@ -8,8 +8,8 @@ The rules (README "Anomaly detection" repeats them):
 - **Time axis.** Reading alarms are placed at the reading's device timestamp;
   silence alarms and rejects at the cycle clock (arrival). Clock-skew labels span
   true time, so they are matched on arrival time.
-- **Match.** A signal or incident label is detected by any alarm (score >=
-  threshold) on its device in its window, on its field if it names one. A
+- **Match.** A signal or incident label is detected by any alarm (a reading
+  after which an alarm is on) on its device in its window, on its field if it names one. A
   message label with an ``expected_reason`` is detected only by a reject with that
   reason for that device (or, when the reject could not name a device, of that
   kind). Delivery labels without a reason (``out_of_order``, small ``clock_skew``)

@@ -12,7 +12,18 @@ from typing import Annotated
 
 import typer
 
-from ingest.cli import alerts, anomalies, dashboards, demo, detect, devices, evaluate, simulate, storage
+from ingest.cli import (
+    alerts,
+    anomalies,
+    dashboards,
+    demo,
+    detect,
+    devices,
+    evaluate,
+    evaluate_real,
+    simulate,
+    storage,
+)
 from ingest.cli import ingest as ingest_command
 from ingest.cli.common import Command, Group, UserError, err
 
@@ -28,6 +39,7 @@ app.command("anomalies", cls=Command)(anomalies.anomalies)
 app.command("demo", cls=Command)(demo.demo)
 app.command("detect", cls=Command)(detect.detect)
 app.command("evaluate", cls=Command)(evaluate.evaluate_command)
+app.command("evaluate-real", cls=Command)(evaluate_real.evaluate_real)
 app.command("ingest", cls=Command)(ingest_command.ingest)
 app.command("simulate", cls=Command)(simulate.simulate)
 app.add_typer(dashboards.app, name="dashboards")

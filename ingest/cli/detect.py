@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,25 +19,34 @@ from ingest.cli.common import UserError, aligned, err, print_json
 from processors.detectors import DETECTORS, DetectorConfig
 from processors.kinds import KINDS
 from processors.series import SERIES_DETECTORS, SeriesScorer
-from processors.timestamps import parse_timestamp
+from processors.timestamps import parse_timestamp, parse_utc_strings
 
 CHUNK_ROWS = 20_000
 SAMPLE_ROWS = 2_000
 SHOWN_PROBLEMS = 5
+OUTPUT_COLUMNS = ("anomaly_score", "alarm", "detector")
 
 
 def detect(
     input_csv: Annotated[
         Path | None,
         typer.Argument(
-            help="CSV with a header and columns timestamp,value ('-' for standard input).", show_default=False
+            help="CSV with a header, a timestamp column and value columns ('-' for standard input).",
+            show_default=False,
         ),
     ] = None,
     output: Annotated[
         str, typer.Option("--output", "-o", help="Where to write the scored CSV ('-' for standard output).")
     ] = "-",
     timestamp_column: Annotated[str, typer.Option(help="Name of the timestamp column.")] = "timestamp",
-    value_column: Annotated[str, typer.Option(help="Name of the value column.")] = "value",
+    value_columns: Annotated[
+        str,
+        typer.Option(
+            "--value-columns",
+            "--value-column",
+            help="Comma-separated value columns, judged together as the measures of one device.",
+        ),
+    ] = "value",
     detectors: Annotated[
         str, typer.Option(help="Comma-separated detectors to combine (see --list).")
     ] = ",".join(SERIES_DETECTORS),
@@ -53,13 +61,18 @@ def detect(
         bool, typer.Option("--json", help="Print a JSON summary as the last line of stdout.")
     ] = False,
 ) -> None:
-    """Score a recorded series: the input columns plus anomaly_score in [0, 1] for every row.
+    """Score a recorded series: the input columns, then anomaly_score, alarm and detector for every row.
 
-    Timestamps are RFC 3339, epoch seconds or epoch milliseconds; ISO timestamps
-    without an offset are read as UTC. The detectors learn as they go, exactly as
-    they do live (no labels, nothing to tune); scores are low during their warm-up
-    (the shift detector needs a day of history). Rows whose timestamp or value
-    cannot be read are kept and scored 0, and reported.
+    anomaly_score (0 to 1) is the evidence that the row is anomalous now: high where a
+    change starts or new evidence arrives, falling back as the detector adapts; 0.5 is
+    as surprising as a reading four standard deviations out. alarm (0 or 1) is a state:
+    1 from where an anomaly is confirmed until the series is back to its normal (or,
+    after a long while, has a new normal). detector names the detector that gave the
+    score. Timestamps are RFC 3339, epoch seconds or epoch milliseconds; ISO
+    timestamps without an offset are read as UTC. The detectors learn as they go,
+    exactly as they do live (no labels, nothing to tune), and say nothing during
+    their warm-up (60 readings). Rows whose timestamp or values cannot be read are
+    kept, scored 0, and reported.
     """
     if list_detectors:
         sys.stdout.write(_detector_list())
@@ -72,6 +85,9 @@ def detect(
     unknown = [d for d in chosen if d not in DETECTORS]
     if unknown:
         raise UserError(f"unknown detector(s) {', '.join(unknown)}; citypulse detect --list shows them all")
+    columns = tuple(c.strip() for c in value_columns.split(",") if c.strip())
+    if not columns:
+        raise UserError("--value-columns names no column; give one or more, separated by commas")
     started = time.monotonic()
     source = _open_input(input_csv)
     try:
@@ -79,22 +95,22 @@ def detect(
         header = next(reader, None)
         if header is None:
             raise UserError(
-                f"{input_csv}: empty file; expected a header with {timestamp_column},{value_column}"
+                f"{input_csv}: empty file; expected a header with {timestamp_column},{','.join(columns)}"
             )
-        try:
-            ts_at, value_at = header.index(timestamp_column), header.index(value_column)
-        except ValueError:
+        missing = [c for c in (timestamp_column, *columns) if c not in header]
+        if missing:
             raise UserError(
-                f"{input_csv}: the header {header} lacks {timestamp_column!r} or {value_column!r}; "
-                "name them with --timestamp-column / --value-column"
-            ) from None
-        summary = _score(reader, header, ts_at, value_at, output, chosen, interval, input_csv)
+                f"{input_csv}: the header {header} lacks {', '.join(map(repr, missing))}; "
+                "name the columns with --timestamp-column / --value-columns"
+            )
+        at = (header.index(timestamp_column), tuple(header.index(c) for c in columns))
+        summary = score_csv(reader, header, at, output, chosen, interval, input_csv)
     finally:
         if source is not sys.stdin:
             source.close()
     summary["elapsed_s"] = round(time.monotonic() - started, 2)
     err.print(
-        f"scored {summary['rows']:,} rows: {summary['alarms']:,} at or above 0.5, "
+        f"scored {summary['rows']:,} rows: {summary['alarms']:,} alarms over {summary['alarm_rows']:,} rows, "
         f"{summary['unreadable']:,} unreadable (scored 0) -> {output}",
         highlight=False,
     )
@@ -133,6 +149,62 @@ def _chunks(reader: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]
         yield chunk
 
 
+def _column(rows: list[list[str]], at: int) -> list[str]:
+    """One column of the rows (an empty string where a row is too short)."""
+    try:
+        return [row[at] for row in rows]
+    except IndexError:
+        return [row[at] if len(row) > at else "" for row in rows]
+
+
+def read_floats(texts: list[str]) -> NDArray[np.float64]:
+    """The numbers of a column, NaN where a cell is not a finite number; the whole column at once."""
+    try:
+        values = np.array(texts, dtype=np.float64)
+    except ValueError:
+        values = np.array([_float(t) for t in texts], dtype=np.float64)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def read_times(texts: list[str]) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Epoch milliseconds of a column of timestamps and which could be read, the usual spellings at once.
+
+    Epoch numbers (seconds or milliseconds) and ``YYYY-MM-DDTHH:MM:SS[.fff]Z`` are read
+    as one array; ``YYYY-MM-DD HH:MM:SS`` without an offset is UTC; anything else goes
+    through :func:`~processors.timestamps.parse_timestamp` one at a time.
+    """
+    n = len(texts)
+    try:
+        numbers = np.array(texts, dtype=np.float64)
+    except ValueError:
+        pass
+    else:
+        ok = np.isfinite(numbers) & (numbers >= 0)
+        ms = np.where(numbers >= 100_000_000_000, numbers, numbers * 1000.0)
+        return np.where(ok, np.round(ms), 0).astype(np.int64), ok
+    ms, ok = parse_utc_strings(texts)
+    rest = np.flatnonzero(~ok)
+    if rest.size:
+        naive = [texts[i] for i in rest.tolist()]
+        zoned = [t[:10] + "T" + t[11:] + "Z" if len(t) == 19 and t[10] in " T" else "" for t in naive]
+        again, good = parse_utc_strings(zoned)
+        ms[rest[good]], ok[rest[good]] = again[good], True
+        for i in rest[~good].tolist():
+            try:
+                ms[i], ok[i] = _timestamp(texts[i]), True
+            except (ValueError, OverflowError):
+                continue
+    return ms, ok[:n]
+
+
 def _timestamp(text: str) -> int:
     text = text.strip()
     try:
@@ -148,45 +220,31 @@ def _timestamp(text: str) -> int:
     return parse_timestamp(number)
 
 
-def _parse(
-    rows: list[list[str]], ts_at: int, value_at: int
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_]]:
-    ts = np.zeros(len(rows), dtype=np.int64)
-    values = np.full(len(rows), np.nan)
-    good = np.zeros(len(rows), dtype=np.bool_)
-    for i, row in enumerate(rows):
-        try:
-            ts[i] = _timestamp(row[ts_at])
-            value = float(row[value_at])
-        except (ValueError, IndexError, OverflowError):
-            continue
-        if math.isfinite(value):
-            values[i] = value
-            good[i] = True
-    return ts, values, good
-
-
-def _score(
+def score_csv(
     reader: Iterator[list[str]],
     header: list[str],
-    ts_at: int,
-    value_at: int,
+    at: tuple[int, tuple[int, ...]],
     output: str,
     detectors: tuple[str, ...],
     interval: float | None,
     source: Path,
 ) -> dict[str, object]:
+    """Score the rows ``reader`` gives and write them with the output columns; returns the summary."""
+    ts_at, value_at = at
     out: IO[str] = sys.stdout if output == "-" else _open_output(output)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*header, "anomaly_score"])
+    writer.writerow([*header, *OUTPUT_COLUMNS])
     scorer: SeriesScorer | None = None
-    rows_done = alarms = unreadable = 0
+    rows_done = alarm_rows = alarms = unreadable = 0
+    was_on = False
     problems: list[int] = []
     shown = _Progress()
     line = 2  # the header is line 1
     try:
         for chunk in _chunks(reader, CHUNK_ROWS):
-            ts, values, good = _parse(chunk, ts_at, value_at)
+            ts, ok = read_times(_column(chunk, ts_at))
+            values = np.column_stack([read_floats(_column(chunk, j)) for j in value_at])
+            good = ok & np.isfinite(values).any(axis=1)
             if scorer is None:
                 sample = np.flatnonzero(good)[:SAMPLE_ROWS]
                 if sample.size < 2:
@@ -194,17 +252,28 @@ def _score(
                         f"{source}: fewer than two readable rows at the start; nothing to learn from"
                     )
                 scorer = SeriesScorer(values[sample], ts[sample], detectors, DetectorConfig(), interval)
-            scores = np.zeros(len(chunk), dtype=np.float32)
+            score = np.zeros(len(chunk), dtype=np.float32)
+            alarm = np.zeros(len(chunk), dtype=np.bool_)
+            by = np.full(len(chunk), "", dtype=object)
             readable = np.flatnonzero(good)
             if readable.size:
-                scores[readable] = scorer.score(ts[readable], values[readable], shown.within(rows_done))
+                found = scorer.score(ts[readable], values[readable], shown.within(rows_done))
+                score[readable], alarm[readable] = found.score, found.alarm
+                names = np.array(scorer.names, dtype=object)
+                by[readable] = np.where(found.score > 0, names[found.detector], "")
             for i in np.flatnonzero(~good).tolist():
                 if len(problems) < SHOWN_PROBLEMS:
                     problems.append(line + i)
             unreadable += int(np.count_nonzero(~good))
-            alarms += int(np.count_nonzero(scores >= 0.5))
-            for row, score in zip(chunk, scores.tolist(), strict=True):
-                writer.writerow([*row, f"{score:.4f}"])
+            alarm_rows += int(np.count_nonzero(alarm))
+            alarms += int(np.count_nonzero(alarm & ~np.concatenate([[was_on], alarm[:-1]])))
+            was_on = bool(alarm[-1])
+            texts = np.char.mod("%.4f", score).tolist()
+            flags = np.where(alarm, "1", "0").tolist()
+            writer.writerows(
+                [*row, text, flag, name]
+                for row, text, flag, name in zip(chunk, texts, flags, by.tolist(), strict=True)
+            )
             rows_done += len(chunk)
             line += len(chunk)
             shown(rows_done)
@@ -215,11 +284,16 @@ def _score(
             out.flush()
     if problems:
         err.print(
-            f"[yellow]warning:[/yellow] {unreadable:,} rows without a readable timestamp or finite value "
+            f"[yellow]warning:[/yellow] {unreadable:,} rows without a readable timestamp or any finite value "
             f"(first at lines {', '.join(map(str, problems))}) were scored 0",
             highlight=False,
         )
-    summary: dict[str, object] = {"rows": rows_done, "alarms": alarms, "unreadable": unreadable}
+    summary: dict[str, object] = {
+        "rows": rows_done,
+        "unreadable": unreadable,
+        "alarms": alarms,
+        "alarm_rows": alarm_rows,
+    }
     if scorer is not None:
         summary.update(scorer.describe())
     return summary

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from processors.detectors._rounds import Visit
 from processors.detectors._transaction import StaleScores
-from processors.detectors.base import DEVICE_COLUMN, Category, Detector, DetectorConfig, Round, Scored
+from processors.detectors.base import DEVICE_COLUMN, Category, Detector, DetectorConfig, Judged, Round, Scored
 from processors.plugins import PluginRegistry, discover_classes
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Category",
     "Detector",
     "DetectorConfig",
+    "Judged",
     "Round",
     "Scored",
     "StaleScores",
@@ -43,10 +44,13 @@ DETECTORS = _discover()
 
 
 def detectors_for(kind_name: str, names: set[str] | None = None) -> list[type[Detector]]:
-    """The detector classes that apply to a kind, optionally limited to ``names``."""
+    """The detector classes that run on a kind: those of ``names`` that apply to it, or (without
+    ``names``) every one that applies and runs there by default."""
     from processors.kinds import get_kind
 
     kind = get_kind(kind_name)
     return [
-        cls for name, cls in DETECTORS.items() if (names is None or name in names) and cls.applies_to(kind)
+        cls
+        for name, cls in DETECTORS.items()
+        if cls.applies_to(kind) and (cls.runs_by_default(kind) if names is None else name in names)
     ]

@@ -7,6 +7,9 @@ that wavers around the threshold would otherwise start a new alarm at every cros
 
 The alarm state of each (device, score column) is kept with the detector's
 per-device state, under :data:`ALARM`, so it is staged, committed and saved with it.
+A detector that decides its alarm itself (from a statistic other than its score, as
+``generic`` does) returns :class:`Judged` from its ``step``: its scores are cleaned
+the same way, and its alarm states are taken as they are.
 """
 
 from __future__ import annotations
@@ -27,6 +30,18 @@ ALARM = "_active"
 def alarm_spec(columns: int) -> dict[str, Spec]:
     """The state entry of the alarm states of a detector with ``columns`` score columns."""
     return {ALARM: spec(np.bool_, (columns,), False)}
+
+
+@dataclass(frozen=True, eq=False)
+class Judged:
+    """What a detector that decides its own alarm returns from ``step``: scores and alarm states.
+
+    Both have one row per reading and one column per score column. A NaN score means
+    nothing was judged; the alarm state there is taken as given all the same.
+    """
+
+    scores: NDArray[np.float64]
+    alarm: NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +87,17 @@ class Hysteresis:
         still &= ~unjudged
         still |= active & unjudged
         return clean.astype(np.float32), onset, still
+
+    def settle(
+        self, raw: NDArray[np.float64] | Judged, active: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.bool_]]:
+        """:meth:`apply` to a step's raw scores, or a :class:`Judged` step's alarm states taken as given.
+
+        Returns the clean scores, where an alarm starts, and the alarm state after each reading.
+        """
+        if not isinstance(raw, Judged):
+            return self.apply(raw, active)
+        clean = np.fmax(raw.scores, 0.0)
+        np.minimum(clean, 1.0, out=clean)
+        alarm = raw.alarm.astype(np.bool_, copy=True)
+        return clean.astype(np.float32), alarm & ~active, alarm

@@ -6,6 +6,7 @@ fields (columns).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any
@@ -107,13 +108,34 @@ class Transform:
 
     @classmethod
     def for_fields(cls, kind: SensorKind, fields: tuple[int, ...]) -> Transform:
+        return cls.for_measures([kind.measures[i] for i in fields])
+
+    @classmethod
+    def for_measures(cls, measures: Sequence[Measure]) -> Transform:
         modes, offsets, floors = [], [], []
-        for i in fields:
-            mode, offset, floor = _choose(kind.measures[i])
+        for m in measures:
+            mode, offset, floor = _choose(m)
             modes.append(mode)
             offsets.append(offset)
             floors.append(floor)
         return cls(np.array(modes, dtype=np.int8), np.array(offsets), np.array(floors))
+
+    @classmethod
+    def linear(cls, fields: int) -> Transform:
+        """No transform, and no noise floor but a share of each measure's level."""
+        return cls(np.zeros(fields, dtype=np.int8), np.zeros(fields), np.zeros(fields))
+
+    def exact(self, x: FloatArray) -> FloatArray:
+        """The transformed readings in float64 (for statistics that need every digit), shape kept."""
+        y = np.array(x, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log = self.mode == self.LOG
+            if log.any():
+                y[..., log] = np.log(np.maximum(y[..., log] + self.offset[log], 1e-12))
+            count = self.mode == self.COUNT
+            if count.any():
+                y[..., count] = 2.0 * np.sqrt(np.maximum(y[..., count], 0.0) + 0.375)
+        return y
 
     def __call__(self, x: FloatArray) -> NDArray[np.float32]:
         """The transformed readings, in float32 (ample for noise measured in per cent)."""
@@ -180,14 +202,16 @@ def _choose(m: Measure) -> tuple[int, float, float]:
 
 
 def time_of_day_bins(
-    ts_ms: NDArray[np.int64], bins: int
+    ts_ms: NDArray[np.int64], bins: int, period_ms: int = DAY_MS
 ) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray]:
     """Neighbouring bins and the weight of the second, for linear interpolation around the clock.
 
-    Bin ``k`` is centred on ``(k + 0.5) / bins`` of the (UTC) day: the profile is
-    learned, so which clock it uses does not matter, only that it is the same one.
+    Bin ``k`` is centred on ``(k + 0.5) / bins`` of the (UTC) day, or of another
+    ``period_ms`` (a week: the epoch began on a Thursday, and that is bin 0's day):
+    the profile is learned, so which clock it uses does not matter, only that it is
+    the same one.
     """
-    position = (ts_ms % DAY_MS).astype(np.float64) / DAY_MS * bins - 0.5
+    position = (ts_ms % period_ms).astype(np.float64) / period_ms * bins - 0.5
     left = np.floor(position)
     weight = position - left
     i0 = left.astype(np.intp) % bins

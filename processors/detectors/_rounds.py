@@ -67,8 +67,9 @@ class Visit:
 
 Staged = tuple[NDArray[np.intp], State, State]
 """(devices, their state rows, shared state) to keep on commit; devices distinct and ascending."""
-Scoring = tuple[NDArray[np.float32], NDArray[np.bool_], Staged | None, Undo | None]
-"""Scores and alarm onsets of every row of a batch, the state to commit, the in-place changes' log."""
+Scoring = tuple[NDArray[np.float32], NDArray[np.bool_], NDArray[np.bool_], Staged | None, Undo | None]
+"""Scores, alarm onsets and alarm states of every row of a batch, the state to commit, the in-place
+changes' log."""
 
 
 def score_in_rounds(
@@ -82,7 +83,8 @@ def score_in_rounds(
     n = len(batch)
     c = len(detector.columns)
     if n == 0:
-        return np.zeros((n, c), dtype=np.float32), np.zeros((n, c), dtype=np.bool_), None, None
+        none = np.zeros((n, c), dtype=np.bool_)
+        return np.zeros((n, c), dtype=np.float32), none, none.copy(), None, None
     if visit is None:
         visit = Visit.of(batch.device)
     if visit.one_round:
@@ -97,6 +99,7 @@ def _rounds(detector: Detector, batch: ReadingBatch, make_round: type[Round]) ->
     c = len(detector.columns)
     scores = np.zeros((n, c), dtype=np.float32)
     onsets = np.zeros((n, c), dtype=np.bool_)
+    alarm = np.zeros((n, c), dtype=np.bool_)
     if detector.in_arrival_order:
         order = np.argsort(batch.device, kind="stable")
     else:
@@ -135,11 +138,12 @@ def _rounds(detector: Detector, batch: ReadingBatch, make_round: type[Round]) ->
             binned=Binned(store.binned, devices, undo) if store.binned else None,
         )
         raw = detector.step(sub, shared, rnd)
-        scores[rows], onsets[rows], sub[ALARM] = detector._hysteresis.apply(raw, sub[ALARM])
+        scores[rows], onsets[rows], sub[ALARM] = detector._hysteresis.settle(raw, sub[ALARM])
+        alarm[rows] = sub[ALARM]
         if not whole:
             for name, value in sub.items():
                 local[name][g] = value
-    return scores, onsets, (unique, local, shared), undo
+    return scores, onsets, alarm, (unique, local, shared), undo
 
 
 def _one_round(detector: Detector, batch: ReadingBatch, visit: Visit, make_round: type[Round]) -> Scoring:
@@ -178,9 +182,10 @@ def _one_round(detector: Detector, batch: ReadingBatch, visit: Visit, make_round
         binned=Binned(store.binned, devices, undo) if store.binned else None,
     )
     raw = detector.step(local, shared, rnd)
-    clean, onset, local[ALARM] = detector._hysteresis.apply(raw, local[ALARM])
+    clean, onset, local[ALARM] = detector._hysteresis.settle(raw, local[ALARM])
+    state = local[ALARM]
     if back is None:
-        scores, onsets = clean, onset
+        scores, onsets, alarm = clean, onset, state.copy()
     else:
-        scores, onsets = clean.take(back, axis=0), onset.take(back, axis=0)
-    return scores, onsets, (devices, local, shared), undo
+        scores, onsets, alarm = clean.take(back, axis=0), onset.take(back, axis=0), state.take(back, axis=0)
+    return scores, onsets, alarm, (devices, local, shared), undo

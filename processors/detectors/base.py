@@ -5,11 +5,14 @@ columns x whatever each statistic needs) and scores every reading of a
 :class:`~processors.batch.ReadingBatch` in one vectorised pass. Three rules hold for
 all of them:
 
-- **Scores are evidence, not decisions.** Each detector maps its statistic to a
-  score in [0, 1], 1 being certain; the caller's threshold (0.5 by default) turns
-  scores into alarms. Scores are designed so 0.5 is where the detector is confident.
-  An alarm then lasts until the score falls below half the threshold: that
-  hysteresis is applied to every detector alike, apart from its statistic.
+- **Scores are evidence; alarms are states.** Each detector maps its statistic to a
+  score in [0, 1], 1 being certain, designed so that 0.5 is where the detector is
+  confident: the evidence that this reading is anomalous. The *alarm* is a state
+  with memory, which the alert layer uses. By default it is derived from the score
+  alike for every detector: on where the score reaches the threshold (0.5), off once
+  it falls below half of it (``_hysteresis``). A detector whose evidence and state
+  differ (``generic``: the score fades as the detector adapts while the device stays
+  off its normal) returns its alarm states itself, as :class:`Judged`.
 - **No learning from what looks wrong.** A reading that scores at or above the
   threshold does not update the baseline it was judged against; a reading older
   than the device's newest (a late delivery) is scored but never learned.
@@ -52,7 +55,7 @@ from numpy.typing import NDArray
 
 from processors.batch import ReadingBatch
 from processors.detectors import _persist
-from processors.detectors._hysteresis import Hysteresis, alarm_spec
+from processors.detectors._hysteresis import Hysteresis, Judged, alarm_spec
 from processors.detectors._rounds import Staged, Visit, score_in_rounds
 from processors.detectors._storage import Binned, FloatArray, Spec, State, Store, Undo, spec
 from processors.detectors._transaction import Staging
@@ -66,6 +69,7 @@ __all__ = [
     "Detector",
     "DetectorConfig",
     "FloatArray",
+    "Judged",
     "Round",
     "Scored",
     "Spec",
@@ -135,7 +139,9 @@ class Scored:
     scores: NDArray[np.float32]
     """Shape (rows, len(columns)), in [0, 1]."""
     onsets: NDArray[np.bool_]
-    """Where an alarm starts: the score reached the threshold and the previous one had not."""
+    """Where an alarm starts: its state turned on at this reading (shape of ``scores``)."""
+    alarm: NDArray[np.bool_]
+    """The alarm state after each reading (shape of ``scores``): on from an onset until it ends."""
     rows: NDArray[np.intp] | None = None
     """Batch rows the scores belong to, or None for a clock check (one row per device)."""
     staged: Staged | None = field(default=None, repr=False)
@@ -150,8 +156,8 @@ class Scored:
         return self.detector.columns
 
     def alarms(self) -> NDArray[np.bool_]:
-        alarms: NDArray[np.bool_] = self.scores >= self.detector.threshold
-        return alarms
+        """Where an alarm is on after the reading (:attr:`alarm`): what the alert layer acts on."""
+        return self.alarm
 
 
 class Detector(ABC):
@@ -185,6 +191,11 @@ class Detector(ABC):
         """Whether this detector has anything to say about ``kind``."""
         return True
 
+    @classmethod
+    def runs_by_default(cls, kind: SensorKind) -> bool:
+        """Whether it runs on ``kind`` unless the detectors are chosen by name (it applies, too)."""
+        return True
+
     def select_fields(self, kind: SensorKind) -> tuple[int, ...]:
         """The measures (indices into the kind's values) this detector reads."""
         return tuple(range(len(kind.measures)))
@@ -206,11 +217,13 @@ class Detector(ABC):
         return {}
 
     @abstractmethod
-    def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64]:
+    def step(self, state: State, shared: State, r: Round) -> NDArray[np.float64] | Judged:
         """Score one round and update ``state`` (the round's rows) and ``shared`` in place.
 
         Returns scores of shape (m, len(columns)), NaN where nothing was judged
-        (a measure not reported), so an ongoing alarm there neither starts nor ends.
+        (a measure not reported), so an ongoing alarm there neither starts nor ends;
+        or, for a detector that decides its alarm itself, :class:`Judged` scores and
+        alarm states.
         """
 
     def check(self, now_ms: int, table: DeviceTable) -> Scored | None:
@@ -229,7 +242,7 @@ class Detector(ABC):
         worked out here. A scoring left uncommitted before is rolled back first.
         """
         self._staging.rollback(self._store)
-        scores, onsets, staged, undo = score_in_rounds(self, batch, visit, Round)
+        scores, onsets, alarm, staged, undo = score_in_rounds(self, batch, visit, Round)
         return Scored(
             self,
             batch.table,
@@ -237,6 +250,7 @@ class Detector(ABC):
             batch.ts_ms,
             scores,
             onsets,
+            alarm,
             np.arange(len(batch)),
             staged,
             self._staging.generation,

@@ -86,7 +86,16 @@ class SilenceDetector(Detector):
         ts = np.full(devices.size, now_ms, dtype=np.int64)
         local: State = {ALARM: alarm}
         return Scored(
-            self, table, devices, ts, scores, onsets, None, (devices, local, {}), self._staging.generation
+            self,
+            table,
+            devices,
+            ts,
+            scores,
+            onsets,
+            alarm.copy(),
+            None,
+            (devices, local, {}),
+            self._staging.generation,
         )
 
     def commit(self, scored: Scored) -> None:

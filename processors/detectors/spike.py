@@ -14,7 +14,12 @@ So the alarm comes one reading after the spike, on the reading that proves it.
 
 The scale is the larger of a slow one (hours) and a quick one (the last few
 readings), so a sensor whose noise grows with its level (daylight in the morning)
-is not judged by the quiet night before. Readings pinned at a physical limit
+is not judged by the quiet night before. The quick one follows the median of the
+last three residuals' sizes, not each one: noise that has grown shows in two
+readings out of three, while one ordinary reading two or three sigmas out (as one
+in a few dozen is) would otherwise inflate it for several readings and take a
+12-sigma spike right after it below the alarm. A residual past three scales is not
+ordinary: noise bursting, which the quick scale follows at once. Readings pinned at a physical limit
 (humidity at 100 %) carry no noise and do not teach the scale; a reading leaving
 the limit is not a candidate.
 """
@@ -30,6 +35,7 @@ from processors.detectors._robust import (
     MAD_TO_SIGMA,
     and_rows,
     clean_in_place,
+    median3,
     nan_to_zero,
     rate,
     uniform_column,
@@ -84,6 +90,7 @@ class SpikeDetector(ScaledDetector):
             "trend": spec(np.float32, f, 0.0),
             "scale": spec(np.float32, f, np.nan),
             "quick": spec(np.float32, f, np.nan),
+            "sizes": spec(np.float32, (len(self.fields), 2), np.nan),
             "candidate": spec(np.float32, f, np.nan),
             "pinned": spec(np.bool_, f, False),
             "n": spec(np.uint16, f, 0),
@@ -160,15 +167,27 @@ class SpikeDetector(ScaledDetector):
         new_scale = np.where(
             teach, np.where(seed_scale, observed, old_scale + alpha * (observed - old_scale)), old_scale
         )
+        # The quick scale follows the median of the last three sizes (the two before, kept in
+        # ``sizes``, and this one): one ordinary reading two or three sigmas out does not move
+        # it. A residual past the clip is no ordinary reading: noise bursting, which the scale
+        # follows at once (or the burst's next reading would look like a spike).
+        sizes = state["sizes"].astype(np.float64)
+        typical = median3(sizes[:, :, 0], sizes[:, :, 1], observed)
+        burst = np.abs(nan_to_zero(resid)) >= CLIP * scale
+        typical = np.where(np.isnan(typical) | burst, observed, typical)
         new_quick = np.where(
-            teach, np.where(np.isnan(quick), observed, quick + QUICK * (observed - quick)), quick
+            teach, np.where(np.isnan(quick), observed, quick + QUICK * (typical - quick)), quick
         )
+        state["sizes"] = np.where(
+            teach[:, :, None], np.stack([sizes[:, :, 1], observed], axis=2), sizes
+        ).astype(np.float32)
 
         state["level"] = new_level.astype(np.float32)
         state["trend"] = new_trend.astype(np.float32)
         if any_moved:
             new_scale = np.where(moved, np.nan, new_scale)
             new_quick = np.where(moved, np.nan, new_quick)
+            state["sizes"] = np.where(moved[:, :, None], np.float32(np.nan), state["sizes"])
         state["scale"] = new_scale.astype(np.float32)
         state["quick"] = new_quick.astype(np.float32)
         state["pinned"] = (pinned & have_fresh) | (state["pinned"] & ~have_fresh)

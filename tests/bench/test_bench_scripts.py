@@ -3,10 +3,13 @@ report figures. Their figures are not judged here (the machine is shared); what 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.shared_data import shared_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,3 +46,47 @@ def test_detect_bench_reports_speed_and_state_per_device_field() -> None:
     assert "reading-fields/s" in out
     assert re.search(r"\d+ vs \d+ bytes/device-field", out), out[-1500:]
     assert "one series of 200 hourly readings" in out
+
+
+def test_receive_paths_acknowledge_every_message_after_writing_it() -> None:
+    out = run("receive_paths.py", "--devices", "200", "--span", "10m", "--json")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert {"paho-manual-ack", "paho-manual-ack-3.1.1", "lean-socket"} <= set(summary["runs"])
+    for name, runs in summary["runs"].items():
+        for figures in runs:
+            assert figures["received"] == summary["messages"], name
+            assert figures["left_unacknowledged"] == 0, name
+
+
+def skab_folder() -> Path:
+    return shared_data("skab")
+
+
+def test_detect_series_bench_times_both_paths_on_every_series() -> None:
+    out = run(
+        "detect_series_bench.py",
+        "--skab",
+        str(skab_folder()),
+        "--rows",
+        "3000",
+        "--today-rows",
+        "600",
+        "--repeat",
+        "1",
+    )
+    rates = re.findall(r"before\s+([\d,]+) rows/s\s+now\s+([\d,]+) rows/s", out)
+    assert len(rates) == 3
+    assert all(int(a.replace(",", "")) > 0 and int(b.replace(",", "")) > 0 for a, b in rates)
+
+
+def test_skab_compare_scores_candidates_and_ablations() -> None:
+    out = run(
+        "skab_compare.py",
+        "--skab",
+        str(skab_folder()),
+        "--only",
+        "generic,generic-v1,generic: fast evidence only",
+    )
+    rows = re.findall(r"^\| (generic[^|]*) \| (0\.\d{3}) \|", out, re.M)
+    assert [name.strip() for name, _ in rows] == ["generic", "generic-v1", "generic: fast evidence only"]
+    assert all(0.5 < float(f1) < 1 for _, f1 in rows)

@@ -38,18 +38,72 @@ def test_detect_scores_every_row_and_finds_the_spike(tmp_path: Path) -> None:
     with target.open(newline="") as scored:
         rows = list(csv.DictReader(scored))
     assert len(rows) == 602
-    assert list(rows[0]) == ["timestamp", "value", "note", "anomaly_score"], "input columns kept, in order"
+    assert list(rows[0]) == ["timestamp", "value", "note", "anomaly_score", "alarm", "detector"], (
+        "input columns kept, in order"
+    )
     scores = np.array([float(r["anomaly_score"]) for r in rows])
     assert ((scores >= 0) & (scores <= 1)).all()
-    assert int(np.argmax(scores)) == 451, "the reading after the spike confirms it"
-    assert scores[[i for i in range(600) if i not in (450, 451, 452)]].max() < 0.5
+    assert int(np.argmax(scores)) == 450, "the spike scores where it is"
+    assert scores[[i for i in range(600) if i not in (450, 451)]].max() < 0.5
+    assert rows[450]["detector"] == "generic"
+    assert {r["alarm"] for r in rows} == {"0"}, "one wild reading is evidence, not a state to page anyone for"
+    assert (summary["alarms"], summary["alarm_rows"]) == (0, 0)
     assert rows[-1]["note"] == "empty"
-    assert float(rows[-1]["anomaly_score"]) == 0.0
+    assert (rows[-1]["anomaly_score"], rows[-1]["alarm"], rows[-1]["detector"]) == ("0.0000", "0", "")
     assert "lines 602, 603" in done.stderr
     by_detector = summary["alarms_by_detector"]
     assert set(by_detector) == set(summary["detectors"])
     assert max(by_detector.values()) <= summary["alarms"] <= sum(by_detector.values())
-    assert summary["alarms"] > 0
+
+
+def test_detect_holds_an_alarm_while_a_shift_lasts_and_counts_it_once(tmp_path: Path) -> None:
+    source, target = tmp_path / "series.csv", tmp_path / "scored.csv"
+    rng = np.random.default_rng(5)
+    values = 20 + rng.standard_normal(900)
+    values[600:] += 8.0
+    lines = ["time,reading"] + [f"{START // 1000 + 300 * i},{v:.3f}" for i, v in enumerate(values)]
+    source.write_text("\n".join(lines) + "\n")
+    done = run_citypulse(
+        "detect", str(source), "-o", str(target), "--timestamp-column", "time", "--value-columns", "reading",
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = last_json_line(done.stdout)
+    with target.open(newline="") as scored:
+        rows = list(csv.DictReader(scored))
+    alarm = np.array([r["alarm"] == "1" for r in rows])
+    scores = np.array([float(r["anomaly_score"]) for r in rows])
+    assert not alarm[:600].any()
+    assert alarm[605:].all(), "the alarm holds while the series stays off its normal"
+    assert scores[600] >= 0.5, "the score is high where the shift starts ..."
+    assert scores[700:].max() < 0.5, "... and falls back once the detector has nothing new to say"
+    assert (summary["alarms"], summary["alarm_rows"]) == (1, int(alarm.sum()))
+    assert summary["interval_s"] == 300.0
+
+
+def test_detect_judges_several_value_columns_as_one_device(tmp_path: Path) -> None:
+    """Two measures that wander together; at row 1000 they part, each by about two of its own spreads:
+    seen when they are judged together, not in either alone."""
+    source, target = tmp_path / "series.csv", tmp_path / "scored.csv"
+    rng = np.random.default_rng(6)
+    common = np.zeros(1500)
+    for i in range(1, 1500):
+        common[i] = 0.9 * common[i - 1] + 0.44 * rng.standard_normal()
+    a = 10 + common + 0.5 * rng.standard_normal(1500)
+    b = 5 + common + 0.5 * rng.standard_normal(1500)
+    a[1000:] += 2.5
+    b[1000:] -= 2.5
+    lines = ["timestamp,a,b"] + [
+        f"{START + 60_000 * i},{x:.4f},{y:.4f}" for i, (x, y) in enumerate(zip(a, b, strict=True))
+    ]
+    source.write_text("\n".join(lines) + "\n")
+    for columns, share in (("a,b", 0.9), ("a", 0.0)):
+        done = run_citypulse("detect", str(source), "-o", str(target), "--value-columns", columns)
+        assert done.returncode == 0, done.stderr
+        with target.open(newline="") as scored:
+            alarm = np.array([r["alarm"] == "1" for r in csv.DictReader(scored)])
+        assert not alarm[:1000].any()
+        assert alarm[1000:].mean() > share if share else not alarm.any(), columns
 
 
 def test_detect_explains_a_wrong_header(tmp_path: Path) -> None:
@@ -61,10 +115,23 @@ def test_detect_explains_a_wrong_header(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_detect_combines_detectors_and_names_the_one_that_scored(tmp_path: Path) -> None:
+    source, target = tmp_path / "series.csv", tmp_path / "scored.csv"
+    write_series(source, rows=600, spike_at=450)
+    done = run_citypulse("detect", str(source), "-o", str(target), "--detectors", "spike,generic", "--json")
+    assert done.returncode == 0, done.stderr
+    assert last_json_line(done.stdout)["detectors"] == ["generic", "spike"]
+    with target.open(newline="") as scored:
+        rows = list(csv.DictReader(scored))
+    assert rows[451]["detector"] == "spike", "the spike detector confirms it on the next reading"
+    assert rows[451]["alarm"] == "1"
+    assert {r["detector"] for r in rows} <= {"generic", "spike", ""}
+
+
 def test_detect_lists_its_detectors() -> None:
     done = run_citypulse("detect", "--list")
     assert done.returncode == 0
-    for name in ("spike", "shift", "aqi_vn", "drinking_water", "silence"):
+    for name in ("generic", "spike", "shift", "aqi_vn", "drinking_water", "silence"):
         assert name in done.stdout
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import ingest.docs
-from ingest.docs import COMMAND, configuration, detectors, main, stale
+from ingest.docs import COMMAND, DOCS, configuration, detectors, main, stale
+from ingest.metrics import every_family
 from ingest.settings import Settings, load_settings, sections
 from processors.detectors import DETECTORS
 from processors.kinds import KINDS
@@ -29,7 +30,7 @@ def test_check_names_a_stale_file_and_a_build_rewrites_it(
     assert main(["--check"], said.append) == 1
     assert said == [
         f"docs/{name} is stale: run `{COMMAND}` and commit the result\n"
-        for name in ("configuration.md", "detectors.md")
+        for name in ("configuration.md", "detectors.md", "metrics.md")
     ]
     assert main([], said.append) == 0
     assert (tmp_path / "docs" / "detectors.md").read_text() == detectors()
@@ -96,11 +97,11 @@ def test_the_detector_reference_lists_every_detector_as_the_code_declares_it() -
     declared = {}
     for name, cls in DETECTORS.items():
         kinds = [k for k, kind in KINDS.items() if cls.applies_to(kind)]
-        declared[name] = (
-            cls.category.value,
-            "all" if len(kinds) == len(KINDS) else ", ".join(kinds),
-            cls.description,
-        )
+        where = "all" if len(kinds) == len(KINDS) else ", ".join(kinds)
+        if not all(cls.runs_by_default(KINDS[k]) for k in kinds):
+            assert not any(cls.runs_by_default(KINDS[k]) for k in kinds), "the reference says 'each'"
+            where += " (each when named in `CITYPULSE_DETECTORS`)"
+        declared[name] = (cls.category.value, where, cls.description)
         assert f"\n## `{name}`\n" in text
         assert (cls.__doc__ or "").split("\n")[0] in text
     assert listed == declared
@@ -114,3 +115,10 @@ def test_every_example_in_the_detector_reference_runs() -> None:
     for i, example in enumerate(examples):
         runner.run(parser.get_doctest(example, {}, f"detectors.md example {i}", None, 0))
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_metrics_reference_lists_every_family_a_scrape_can_serve() -> None:
+    documented = set(re.findall(r"^\| `(citypulse_\w+)` \|", (DOCS / "metrics.md").read_text(), flags=re.M))
+    served = {f.name + ("_total" if f.type == "counter" else "") for f in every_family()}
+    assert served == documented
+    assert {"citypulse_cycles_total", "citypulse_anomalies_total", "citypulse_alerts_total"} <= documented

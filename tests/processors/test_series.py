@@ -9,7 +9,7 @@ from processors.batch import ReadingBatch
 from processors.detectors import DETECTORS
 from processors.kinds import KINDS
 from processors.registry import Device, DeviceTable
-from processors.series import PIECE_ROWS, SeriesScorer
+from processors.series import PER_MEASURE_DETECTORS, PIECE_ROWS, SeriesScorer
 
 START = 1_795_132_800_000
 
@@ -57,11 +57,11 @@ def test_a_series_scores_the_same_in_pieces_as_in_one_batch() -> None:
     ts[500:510] = ts[490:500]  # repeated timestamps
     ts = np.concatenate([ts[:700], ts[720:740], ts[700:720], ts[740:]])  # late rows
     seen: list[int] = []
-    scorer = SeriesScorer(values[:200], ts[:200])
-    scores = scorer.score(ts, values, seen.append)
+    scorer = SeriesScorer(values[:200], ts[:200], PER_MEASURE_DETECTORS)
+    scores = scorer.score(ts, values, seen.append).score
     assert seen == [min(k, n) for k in range(PIECE_ROWS, n + PIECE_ROWS, PIECE_ROWS)]
 
-    whole = SeriesScorer(values[:200], ts[:200])
+    whole = SeriesScorer(values[:200], ts[:200], PER_MEASURE_DETECTORS)
     batch = ReadingBatch(whole.kind, whole.table, np.zeros(n, dtype=np.intp), ts, values[:, None], ts)
     expected = np.zeros(n, dtype=np.float32)
     for detector in whole.detectors:

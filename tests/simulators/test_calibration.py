@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,18 +9,7 @@ from processors.kinds import KINDS
 from simulators.calibration import RH_BIN_CENTRES, autocorrelation, beijing_air_statistics, deseasonalise
 from simulators.fleet import make_registry
 from simulators.models import air, model_for
-
-PROJECT = Path(__file__).resolve().parents[2]
-
-
-def shared_data(name: str) -> Path:
-    """``shared/data/<name>`` beside the project, as CI lays it out (the project root's parent holds
-    ``shared/``); from a git worktree nested deeper, the nearest ancestor that holds it."""
-    for parent in PROJECT.parents:
-        if (parent / "shared" / "data" / name).is_dir():
-            return parent / "shared" / "data" / name
-    return PROJECT.parent / "shared" / "data" / name
-
+from tests.shared_data import shared_data
 
 DATA = shared_data("beijing-air")
 DONGSI = DATA / "PRSA_Data_Dongsi_20130301-20170228.csv"
