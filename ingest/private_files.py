@@ -69,6 +69,19 @@ def write_private(path: Path, data: bytes) -> None:
         raise
 
 
+def private_file(path: Path) -> None:
+    """Make sure ``path`` exists and only its owner can read it, without opening an existing file.
+
+    For databases: SQLite holds POSIX locks on its file, and closing *any* descriptor of
+    that file in the process releases them all, so an existing database (perhaps open in
+    this very process) is only chmod-ed, never opened and closed here.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        tighten(path)
+
+
 def tighten(path: Path) -> None:
     """Make an existing file of citypulse's (a store, its journal) readable by its owner only."""
     with contextlib.suppress(FileNotFoundError):

@@ -21,12 +21,12 @@ def device_id(kind: str, number: int) -> str:
     return f"{kind}-{number:06d}"
 
 
-DEVICES_PER_GATEWAY = 50
+DEVICES_PER_GATEWAY = 200
 """How many devices of one kind share a gateway in a generated fleet (the registry's gateway column)."""
 
 
 def gateway_id(kind: str, number: int) -> str:
-    """The gateway device ``number`` of ``kind`` sits behind: ``gw-air-001`` for air-000001..000050."""
+    """The gateway device ``number`` of ``kind`` sits behind: ``gw-air-001`` for air-000001..000200."""
     return f"gw-{kind}-{(number - 1) // DEVICES_PER_GATEWAY + 1:03d}"
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import threading
 from pathlib import Path
 
 from pydantic import Field
 
-from ingest.private_files import open_private, tighten
+from ingest.private_files import private_file, tighten
 from ingest.settings_section import SettingsSection
 from ingest.sinks.base import (
     AnomalyQuery,
@@ -54,7 +53,7 @@ class SqliteSink(Sink):
         try:
             # The store holds the city's raw readings: owner-only, and SQLite gives its
             # journal files (-wal, -shm) the database file's mode when it creates them.
-            os.close(open_private(path, os.O_RDWR | os.O_CREAT))
+            private_file(path)
             for journal in ("-wal", "-shm"):
                 tighten(path.with_name(path.name + journal))
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
