@@ -17,8 +17,7 @@ RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY deploy/ingest/entrypoint.sh /usr/local/bin/citypulse-entrypoint
 USER citypulse
 WORKDIR /data
-ENV CITYPULSE_METRICS_HOST=0.0.0.0 \
-    CITYPULSE_SPOOL_DIR=/data/spool \
+ENV CITYPULSE_SPOOL_DIR=/data/spool \
     CITYPULSE_DETECTOR_STATE=/data/citypulse-detectors.npz \
     PYTHONUNBUFFERED=1
 EXPOSE 9108

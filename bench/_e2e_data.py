@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,15 +193,19 @@ def live_templates(path: Path, limit: int) -> list[tuple[str, str, bytes, bytes]
 
 
 def gateway_templates(
-    singles: Iterable[tuple[str, str, bytes, bytes]], size: int, prefix: str = "citypulse/v1"
+    singles: Iterable[tuple[str, str, bytes, bytes]],
+    size: int,
+    gateway_of: Mapping[str, str | None],
+    prefix: str = "citypulse/v1",
 ) -> list[tuple[str, str, list[tuple[bytes, bytes]]]]:
-    """Gateway batches of ``size`` readings of one kind: (kind, topic, [(head, tail), ...])."""
-    by_kind: dict[str, list[tuple[bytes, bytes]]] = {}
-    for kind, _, head, tail in singles:
-        by_kind.setdefault(kind, []).append((head, tail))
+    """Gateway batches of up to ``size`` readings of one kind, each through the gateway the registry
+    puts its devices behind (``gateway_of``: device id to gateway): (kind, topic, [(head, tail), ...])."""
+    by_gateway: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
+    for kind, topic, head, tail in singles:
+        device = topic.rsplit("/", 1)[-1]
+        by_gateway.setdefault((kind, gateway_of.get(device) or f"gw-bench-{kind}"), []).append((head, tail))
     batches = []
-    for kind, parts in by_kind.items():
+    for (kind, gateway), parts in by_gateway.items():
         for start in range(0, len(parts), size):
-            gateway = f"gw-bench-{kind}-{start // size:05d}"
             batches.append((kind, f"{prefix}/batches/{kind}/{gateway}", parts[start : start + size]))
     return batches

@@ -39,6 +39,7 @@ from bench._e2e_load import offered_load
 from bench._e2e_memory import simulator_marginal
 from bench._e2e_profile import start_sampling, stop_sampling, summarise
 from bench._servers import stop_process
+from ingest.registry_file import load_registry
 from processors.topics import TopicScheme
 
 READINGS_TOPIC = "citypulse/v1/readings/+/+"
@@ -218,7 +219,8 @@ def latency(run: Run, max_singles: float, node_red: bool) -> dict[str, Any]:
     assert run.singles is not None
     size, s = run.size, run.servers
     singles = live_templates(run.singles.path, size.devices)
-    gateways = gateway_templates(singles, size.batch)
+    fleet = load_registry(run.work / "devices.csv")
+    gateways = gateway_templates(singles, size.batch, {d.device_id: d.gateway for d in fleet})
     plan = [
         (f"{share:.0%} of citypulse's maximum", share * max_singles, False, False) for share in size.shares
     ]

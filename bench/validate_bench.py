@@ -51,7 +51,9 @@ NOW_MS = 1_795_408_200_000
 def fleet(devices: int) -> Registry:
     per_kind = devices // len(KINDS)
     return Registry(
-        Device(f"{kind}-{i:06d}", kind, "Ba Đình", 21.03, 105.85) for kind in KINDS for i in range(per_kind)
+        Device(f"{kind}-{i:06d}", kind, "Ba Đình", 21.03, 105.85, gateway=f"gw-{kind}-{i // 50:04d}")
+        for kind in KINDS
+        for i in range(per_kind)
     )
 
 
@@ -79,17 +81,21 @@ def make_messages(registry: Registry, count: int, seed: int = 1) -> list[RawMess
     return out
 
 
-def gateway(messages: Sequence[RawMessage], size: int) -> tuple[list[RawMessage], int]:
-    groups: dict[str, list[bytes]] = {}
+def gateway(registry: Registry, messages: Sequence[RawMessage], size: int) -> tuple[list[RawMessage], int]:
+    """The readings packed by the gateway each device sits behind, ``size`` to a message."""
+    groups: dict[tuple[str, str], list[bytes]] = {}
     for m in messages:
         if m.payload.startswith(b"{") and m.payload.endswith(b"}"):
-            groups.setdefault(m.topic.split("/")[3], []).append(m.payload)
+            _, _, _, kind, device_id = m.topic.split("/")
+            device = registry.get(device_id)
+            behind = device.gateway if device is not None and device.gateway else "gw-none"
+            groups.setdefault((kind, behind), []).append(m.payload)
     out, readings = [], 0
-    for kind, payloads in groups.items():
+    for (kind, behind), payloads in groups.items():
         for start in range(0, len(payloads), size):
             chunk = payloads[start : start + size]
             readings += len(chunk)
-            out.append(RawMessage(f"citypulse/v1/batches/{kind}/gw-{start}", b"[" + b",".join(chunk) + b"]"))
+            out.append(RawMessage(f"citypulse/v1/batches/{kind}/{behind}", b"[" + b",".join(chunk) + b"]"))
     return out, readings
 
 
@@ -175,7 +181,7 @@ def main() -> None:
     cycles(columns, messages, args.cycle)  # resolve every topic once, as a running service has
     for label, batch, readings in (
         ("one reading per message", messages, len(messages)),
-        ("gateway batches of 50", *gateway(messages, 50)),
+        ("gateway batches of 50", *gateway(registry, messages, 50)),
     ):
         contenders: dict[str, Validator | PurePython] = {
             "pure-Python per reading": baseline,

@@ -8,7 +8,6 @@ application sees the message.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from typing import Any
 
@@ -17,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest.tls import client_context
 from processors.endpoint import BrokerUnreachableError, ConnectOptions
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ def make_client(options: ConnectOptions) -> mqtt.Client:
     client.reconnect_delay_set(min_delay=1, max_delay=15)
     if options.endpoint.username is not None:
         client.username_pw_set(options.endpoint.username, options.endpoint.password)
-    if options.endpoint.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    context = client_context(options.endpoint)
+    if context is not None:
+        client.tls_set_context(context)
     if options.will_topic:
         client.will_set(options.will_topic, options.will_payload, qos=1, retain=True)
     return client

@@ -32,11 +32,15 @@ from numpy.typing import NDArray
 from ingest.alerts.service import AlertService, AlertStoreError, StagedAlerts
 from ingest.deadletters import deadletter_event, deadletter_message
 from ingest.device_states import DeviceStates
+from ingest.private_files import open_private_binary
 from ingest.sinks.base import Sink, SinkError
 from ingest.stats import PipelineStats
 from processors.air_index import AirIndex
+from processors.alerts.conditions import Judgement
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
+from processors.ratelimit import RateDecision, RateLimiter, hold_back
+from processors.registry import Device, Registry
 from processors.topics import TopicScheme
 from processors.validate import RawMessage, ValidationResult, Validator
 
@@ -60,6 +64,8 @@ class Pipeline:
     clock_ms: Callable[[], int] = wall_clock_ms
     engine: DetectionEngine | None = None
     """Anomaly detection; ``None`` runs every detector with default settings, as the demo does."""
+    limiter: RateLimiter | None = None
+    """Per-device rate limit; ``None``: every valid reading is stored, however many a device sends."""
     air_index: AirIndex | None = None
     """Hourly VN_AQI and US AQI points (``aqi``); ``None`` writes none."""
     device_states: DeviceStates | None = None
@@ -83,6 +89,9 @@ class Pipeline:
         """
         now_ms = self.clock_ms()
         result = self.validator.validate(messages, now_ms)
+        rated = None if self.limiter is None else self.limiter.judge(result.batches, now_ms)
+        if rated is not None and rated.limited:
+            hold_back(result, rated, self.topics)
         assert self.engine is not None
         detection = self.engine.score(result.batches, now_ms, ((r.kind, r.device) for r in result.rejects))
         events = tuple(deadletter_event(r, now_ms) for r in result.rejects) + detection.events()
@@ -93,7 +102,13 @@ class Pipeline:
             else None
         )
         events += (indices.events if indices else ()) + (states.events if states else ())
-        staged = None if self.alerts is None else self.alerts.evaluate(result.batches, detection, now_ms)
+        staged = (
+            None
+            if self.alerts is None
+            else self.alerts.evaluate(
+                result.batches, detection, now_ms, flood_judgements(self.validator.registry, rated, now_ms)
+            )
+        )
         if staged is not None:
             events += staged.store_events()
         batch = WriteBatch(readings=tuple(b for b in result.batches.values() if len(b)), events=events)
@@ -104,6 +119,10 @@ class Pipeline:
         if staged is not None:
             self.commit_alerts(staged)
         self.validator.remember(result)
+        if rated is not None:
+            assert self.limiter is not None
+            self.limiter.commit(rated)
+            self._report_floods(rated, result)
         self.engine.commit(detection)
         if indices is not None and self.air_index is not None:
             self.air_index.commit(indices)
@@ -119,6 +138,21 @@ class Pipeline:
                 )
             self.stats.record_deadletters_published(len(result.rejects))
         return result
+
+    def _report_floods(self, rated: RateDecision, result: ValidationResult) -> None:
+        """One warning when a device starts flooding, however long the flood lasts."""
+        for kind, verdict in rated.kinds.items():
+            table = result.batches[kind].table
+            for position in verdict.onsets.tolist():
+                device = table.devices[position]
+                log.warning(
+                    "device %s (%s, %s) sends far more than one reading per %g s: readings beyond %g times "
+                    "that rate are dead-lettered as rate_limited",
+                    device.device_id, kind, device.district, table.interval_s(position),
+                    self.limiter.policy.factor if self.limiter else 0,
+                )  # fmt: skip
+            if len(verdict.onsets):
+                self.stats.record_floods(kind, len(verdict.onsets))
 
     def commit_alerts(self, staged: StagedAlerts) -> None:
         """Save a stored cycle's alerts; a store that cannot take them fails the cycle (retried, unacked)."""
@@ -142,6 +176,38 @@ class Pipeline:
         return True
 
 
+def flood_judgements(
+    registry: Registry, rated: RateDecision | None, now_ms: int
+) -> dict[str, list[Judgement]]:
+    """The ``rate_limited`` event for the alert rules: present while a device floods, clear once it stops.
+
+    The value is how many of the device's readings were refused this cycle.
+    """
+    found: list[Judgement] = []
+    for kind, verdict in rated.kinds.items() if rated is not None else ():
+        devices = registry.tables[kind].devices
+        rows = zip(verdict.devices.tolist(), verdict.flooding.tolist(), verdict.limited.tolist(), strict=True)
+        for position, flooding, limited in rows:
+            if flooding:
+                found.append(_flood(devices[position], True, now_ms, float(limited)))
+        found += [_flood(devices[position], False, now_ms) for position in verdict.ended.tolist()]
+    return {"rate_limited": found} if found else {}
+
+
+def _flood(device: Device, present: bool, now_ms: int, limited: float | None = None) -> Judgement:
+    return Judgement(
+        device=device.device_id,
+        kind=device.kind,
+        district=device.district,
+        present=present,
+        ts_ms=now_ms,
+        value=limited,
+        unit="readings refused",
+        lat=device.lat,
+        lon=device.lon,
+    )
+
+
 STATE_FORMAT = 1
 """Bumped when the layout of the state file changes; an older file is then ignored."""
 
@@ -159,7 +225,7 @@ def save_state(pipeline: Pipeline, path: Path) -> int:
     arrays["format"] = np.array(STATE_FORMAT)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as out:
+    with open_private_binary(partial) as out:
         np.savez(out, **arrays)  # type: ignore[arg-type]
         out.flush()
         os.fsync(out.fileno())

@@ -34,6 +34,7 @@ from processors.air_index import AirIndex
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
 from processors.endpoint import ConnectOptions
+from processors.ratelimit import RateLimiter
 from processors.registry import Registry
 from processors.units import human_rate
 from processors.validate import Validator
@@ -127,6 +128,7 @@ class IngestService:
             self.stats,
             publish_deadletter=lambda topic, payload: self.source.publish(topic, payload, qos=1),
             engine=DetectionEngine(self.registry, settings.detection, settings.detector_names),
+            limiter=RateLimiter(settings.rate_policy, self.registry),
             air_index=AirIndex(self.registry),
             device_states=DeviceStates(
                 self.registry,

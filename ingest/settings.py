@@ -11,6 +11,9 @@ committed file differs from what the code generates. A group is a pydantic model
 whose fields ``Settings`` inherits: a new group joins ``Settings``' bases, where
 the order of the bases is the order of the reference, last group first.
 
+Every secret (a ``SecretStr`` setting) may also come from a file named by
+``CITYPULSE_<NAME>_FILE``, as Docker secrets are mounted (``ingest/secret_files.py``).
+
 Two shapes of setting:
 
 - A flat setting is a field of the group it belongs to, read from
@@ -40,7 +43,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -51,6 +54,7 @@ from pydantic_settings import (
 from ingest.alerts.settings import AlertSettings
 from ingest.device_states import DeviceStateSettings
 from ingest.grafana_settings import GrafanaSettings
+from ingest.secret_files import SecretFilesSource
 from ingest.settings_section import SettingsSection
 from ingest.sinks import SINKS
 from ingest.sinks.influxdb import InfluxSettings
@@ -58,6 +62,7 @@ from ingest.sinks.sqlite import SqliteSettings
 from ingest.storage_setup import RetentionSettings
 from processors.detectors import DETECTORS, DetectorConfig
 from processors.endpoint import MqttEndpoint
+from processors.ratelimit import RatePolicy
 from processors.topics import DEFAULT_PREFIX, TopicScheme
 from processors.validate import UnknownFieldPolicy, ValidationPolicy
 
@@ -75,6 +80,24 @@ class MqttGroup(BaseModel):
     mqtt_url: SecretStr = Field(
         default=SecretStr("mqtt://127.0.0.1:1883"),
         description="Broker to read from, as `mqtt://[user:password@]host[:port]` (`mqtts://` for TLS).",
+    )
+    mqtt_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Broker password, instead of the one in `mqtt_url` (empty: the URL's); "
+        "`CITYPULSE_MQTT_PASSWORD_FILE` reads it from a file, as every secret can be.",
+    )
+    mqtt_ca_file: str = Field(
+        default="",
+        description="PEM file of the CA that signed the broker's certificate, for `mqtts://` "
+        "(empty: the system's trusted CAs).",
+    )
+    mqtt_cert_file: str = Field(
+        default="",
+        description="PEM client certificate, for a broker that requires one; its common name is the "
+        "broker user name there.",
+    )
+    mqtt_key_file: str = Field(
+        default="", description="PEM private key of `mqtt_cert_file`, unless that file holds it."
     )
     mqtt_protocol: Literal["5", "3.1.1"] = Field(
         default="5",
@@ -140,6 +163,39 @@ class ValidationGroup(BaseModel):
         ge=0,
         le=1024,
         description="Recent timestamps remembered per device to recognise a repeated reading (8 bytes each).",
+    )
+    max_topic_bytes: int = Field(
+        default=256, ge=32, description="Longer topics are dead-lettered as `over_limit`."
+    )
+    max_json_depth: int = Field(
+        default=4,
+        ge=2,
+        description="Deepest JSON nesting accepted: a reading is an object (1), a batch an array of them "
+        "(2); deeper payloads are dead-lettered as `over_limit`.",
+    )
+    max_batch_items: int = Field(
+        default=10_000, ge=1, description="Most readings in one array (a backlog or a gateway batch)."
+    )
+    max_fields: int = Field(
+        default=64, ge=16, description="Most fields in one reading (a kind has at most a dozen)."
+    )
+    max_string_bytes: int = Field(default=1024, ge=64, description="Longest string in a payload.")
+    gateway_check: bool = Field(
+        default=True,
+        description="A gateway's batch may carry only the devices the registry's `gateway` column puts "
+        "behind it; others are dead-lettered as `gateway_mismatch` (`false`: any gateway, any device).",
+    )
+    rate_limit_factor: float = Field(
+        default=2.0,
+        ge=0,
+        description="Each device may send this many times the readings its reporting interval implies; "
+        "the excess is dead-lettered as `rate_limited` (`0`: no limit).",
+    )
+    rate_limit_burst_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How much unused allowance a device may save up, in seconds of its allowed rate, "
+        "so a backlog sent after an outage is not limited.",
     )
 
 
@@ -342,6 +398,12 @@ class Settings(
         MqttEndpoint.parse(value.get_secret_value())
         return value
 
+    @model_validator(mode="after")
+    def _mqtt_endpoint_is_whole(self) -> Settings:
+        """TLS files with a plain URL, or a password without a user, fail at load, not at connect."""
+        self.mqtt  # noqa: B018 - building the endpoint is the check
+        return self
+
     @field_validator("detectors")
     @classmethod
     def _detectors_exist(cls, value: str) -> str:
@@ -370,7 +432,10 @@ class Settings(
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            SecretFilesSource(settings_cls, env_settings),
+        ]
         toml_file = _config_file_from_env()
         if toml_file is not None:
             sources.append(_TomlFile(settings_cls, toml_file))
@@ -389,7 +454,14 @@ class Settings(
     # --- Derived views --------------------------------------------------------------
     @property
     def mqtt(self) -> MqttEndpoint:
-        return MqttEndpoint.parse(self.mqtt_url.get_secret_value())
+        """The broker endpoint: the URL, with the separate password and the TLS files applied."""
+        endpoint = MqttEndpoint.parse(self.mqtt_url.get_secret_value())
+        password = self.mqtt_password.get_secret_value()
+        if password:
+            if endpoint.username is None:
+                raise ValueError("CITYPULSE_MQTT_PASSWORD is set but the MQTT URL names no user: add user@")
+            endpoint = endpoint.model_copy(update={"password": password})
+        return endpoint.with_tls_files(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
 
     @property
     def topics(self) -> TopicScheme:
@@ -404,7 +476,17 @@ class Settings(
             unknown_fields=self.unknown_fields,
             deadletter_payload_bytes=self.deadletter_payload_bytes,
             dedup_window=self.dedup_window,
+            max_topic_bytes=self.max_topic_bytes,
+            max_json_depth=self.max_json_depth,
+            max_batch_items=self.max_batch_items,
+            max_fields=self.max_fields,
+            max_string_bytes=self.max_string_bytes,
+            gateway_check=self.gateway_check,
         )
+
+    @property
+    def rate_policy(self) -> RatePolicy:
+        return RatePolicy(factor=self.rate_limit_factor, burst_s=self.rate_limit_burst_s)
 
     @property
     def detection(self) -> DetectorConfig:

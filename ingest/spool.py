@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.private_files import open_private, private_directory, write_private
+
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<4sII")
@@ -151,7 +153,7 @@ class Spool:
             os.close(self._active_fd)
         number = max([*self._sizes, self._active or 0]) + 1
         path = self._segment_path(number)
-        self._active_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._active_fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self._active = number
         self._sizes[number] = 0
         self._remaining[number] = 0
@@ -186,9 +188,9 @@ class Spool:
         """Move an unreadable record out of the queue into ``unreadable/``, so it cannot block the rest."""
         data = self.read(record)
         aside = self.directory / "unreadable"
-        aside.mkdir(exist_ok=True)
+        private_directory(aside)
         path = aside / f"{record.segment:012d}-{record.offset:012d}.rec"
-        path.write_bytes(data)
+        write_private(path, data)
         log.error("spool record set aside as %s (%s); inspect it and re-publish its readings", path, why)
         self.pop(record)
         return path
@@ -219,8 +221,8 @@ class Spool:
     def _open_directory(self) -> None:
         if self._lock_fd is not None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        private_directory(self.directory)
+        fd = open_private(self.directory / "LOCK", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

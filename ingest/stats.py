@@ -58,6 +58,8 @@ class StatsSnapshot:
     lag_sum_s: float = 0.0
     events_refused: int = 0
     """Events (not readings) the store refused; logged, never dead-lettered again."""
+    floods: dict[str, int] = field(default_factory=dict)
+    """Devices, per kind, that started sending beyond their rate limit (each flood once)."""
     writes: int = 0
     """Cycle writes that returned (stored, or spooled while the store is down)."""
     write_s_sum: float = 0.0
@@ -109,6 +111,7 @@ class StatsSnapshot:
             "rejected_by_reason": dict(sorted(self.reasons.items())),
             "ignored_fields": dict(sorted(self.ignored_fields.items())),
             "anomalies": dict(sorted(self.anomalies.items())),
+            "floods": dict(sorted(self.floods.items())),
             "anomalies_by_detector": self.anomalies_by_detector(),
             "alerts": self.alerts,
             "alerts_by_severity": dict(sorted(self.alerts_by_severity.items())),
@@ -139,6 +142,7 @@ class PipelineStats:
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))
     lag_sum_s: float = 0.0
     events_refused: int = 0
+    floods: Counter[str] = field(default_factory=Counter)
     writes: int = 0
     write_s_sum: float = 0.0
     alerts_by_severity: Counter[str] = field(default_factory=Counter)
@@ -167,6 +171,11 @@ class PipelineStats:
                 self.rejected[reject.kind or "unknown"] += 1
                 self.reasons[str(reject.reason)] += 1
             self.ignored_fields.update(result.ignored_fields)
+
+    def record_floods(self, kind: str, count: int) -> None:
+        """Devices that started sending beyond their rate limit (each flood counted once)."""
+        with self._lock:
+            self.floods[kind] += count
 
     def record_write(self, seconds: float) -> None:
         """A cycle's write returned after ``seconds`` (the write latency the dashboards show)."""
@@ -230,6 +239,7 @@ class PipelineStats:
                 lag_buckets=tuple(self.lag_buckets),
                 lag_sum_s=self.lag_sum_s,
                 events_refused=self.events_refused,
+                floods=dict(self.floods),
                 writes=self.writes,
                 write_s_sum=self.write_s_sum,
                 anomaly_detectors=dict(self.anomaly_detectors),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Protocol = Literal["5", "3.1.1"]
 
@@ -31,8 +31,15 @@ class MqttEndpoint(BaseModel):
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    """Never shown by ``repr`` (nor by :meth:`display`), so a logged endpoint leaks no secret."""
     tls: bool = False
+    ca_file: str | None = None
+    """PEM file of the CA(s) that signed the broker's certificate (None: the system's trusted CAs)."""
+    cert_file: str | None = None
+    """PEM client certificate presented to the broker (for ``require_certificate`` listeners)."""
+    key_file: str | None = None
+    """PEM private key of ``cert_file`` (None: the key is in ``cert_file``)."""
 
     @classmethod
     def parse(cls, url: str) -> MqttEndpoint:
@@ -52,6 +59,26 @@ class MqttEndpoint(BaseModel):
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
+        )
+
+    def with_tls_files(
+        self, ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+    ) -> MqttEndpoint:
+        """This endpoint with TLS files; refused for a plain ``mqtt://`` URL, where they would be ignored.
+
+        >>> MqttEndpoint.parse("mqtt://broker").with_tls_files(ca_file="ca.crt")
+        Traceback (most recent call last):
+        ...
+        ValueError: TLS files are set but the MQTT URL mqtt://broker:1883 is plain: use mqtts://
+        """
+        if not (ca_file or cert_file or key_file):
+            return self
+        if not self.tls:
+            raise ValueError(f"TLS files are set but the MQTT URL {self.display()} is plain: use mqtts://")
+        if key_file and not cert_file:
+            raise ValueError("a client key is set without its certificate: set the certificate file too")
+        return self.model_copy(
+            update={"ca_file": ca_file or None, "cert_file": cert_file or None, "key_file": key_file or None}
         )
 
     def display(self) -> str:

@@ -23,8 +23,8 @@ from processors.kinds.base import DEVICE_ID_PATTERN
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 _DISTRICT_RE = re.compile(r"^[^\x00-\x1f\x7f,\"\\]{1,64}$")
 
-REGISTRY_COLUMNS = ("device_id", "kind", "district", "lat", "lon", "install_date", "interval_s")
-"""Columns of the registry file, in order; the last two may be empty."""
+REGISTRY_COLUMNS = ("device_id", "kind", "district", "lat", "lon", "install_date", "interval_s", "gateway")
+"""Columns of the registry file, in order; the last three may be empty (or absent)."""
 
 
 class RegistryError(ValueError):
@@ -42,6 +42,12 @@ class Device:
     lon: float
     install_date: date | None = None
     interval_s: float | None = None
+    gateway: str | None = None
+    """The gateway allowed to forward this device's readings (None: the device publishes only itself).
+
+    A gateway's batch may carry readings only for the devices that name it here, so
+    one stolen gateway cannot speak for the whole city.
+    """
 
     def check(self) -> None:
         """Raise ``RegistryError`` unless every attribute is usable downstream."""
@@ -63,6 +69,15 @@ class Device:
             raise RegistryError(f"device {self.device_id}: longitude {self.lon} is not in [-180, 180]")
         if self.interval_s is not None and not (math.isfinite(self.interval_s) and self.interval_s > 0):
             raise RegistryError(f"device {self.device_id}: interval_s {self.interval_s} must be > 0")
+        if self.gateway is not None and not _DEVICE_ID_RE.match(self.gateway):
+            raise RegistryError(
+                f"device {self.device_id}: gateway id {self.gateway!r} must be 1-64 letters, digits, "
+                "'_', '.', ':' or '-'"
+            )
+        if self.gateway == self.device_id:
+            raise RegistryError(
+                f"device {self.device_id}: a device is not its own gateway; leave the gateway column empty"
+            )
 
     def to_row(self) -> dict[str, str]:
         return {
@@ -73,6 +88,7 @@ class Device:
             "lon": f"{self.lon:.6f}",
             "install_date": self.install_date.isoformat() if self.install_date else "",
             "interval_s": f"{self.interval_s:g}" if self.interval_s is not None else "",
+            "gateway": self.gateway or "",
         }
 
     @classmethod
@@ -92,12 +108,13 @@ class Device:
             raise RegistryError(f"{where}: {bad}") from None
         install_raw = str(row.get("install_date") or "").strip()
         interval_raw = str(row.get("interval_s") or "").strip()
+        gateway = str(row.get("gateway") or "").strip() or None
         try:
             install = date.fromisoformat(install_raw) if install_raw else None
             interval = float(interval_raw) if interval_raw else None
         except ValueError as bad:
             raise RegistryError(f"{where}: {bad}") from None
-        device = cls(device_id, kind, district, lat, lon, install, interval)
+        device = cls(device_id, kind, district, lat, lon, install, interval, gateway)
         try:
             device.check()
         except RegistryError as bad:
@@ -177,6 +194,14 @@ class Registry:
 
     def __iter__(self) -> Iterator[Device]:
         return iter(self._by_id.values())
+
+    def gateways(self) -> dict[str, list[Device]]:
+        """Every gateway named in the registry, with the devices behind it (in registration order)."""
+        behind: dict[str, list[Device]] = {}
+        for device in self._by_id.values():
+            if device.gateway is not None:
+                behind.setdefault(device.gateway, []).append(device)
+        return behind
 
     def counts(self) -> dict[str, int]:
         """Number of devices per kind."""

@@ -374,31 +374,51 @@ class Encoder:
 
     # --- gateway batches ------------------------------------------------------------------------------
     def _batches(self, name: str, group: list[_Item], out: list[TimedMessage]) -> None:
+        """Readings packed per gateway: each device's readings go through the gateway the registry
+        puts it behind; devices behind none are packed together, named after the first of them."""
+        devices = self.registry.tables[name].devices
+        ids = self._formatters[name].ids
+        by_gateway: dict[str | None, list[_Item]] = {}
+        for item in group:
+            by_gateway.setdefault(devices[item.device].gateway, []).append(item)
+        for gateway, items in by_gateway.items():
+            for start in range(0, len(items), self.batch_size):
+                batch = items[start : start + self.batch_size]
+                name_of = gateway or f"gw-{name}-{ids[batch[0].device].decode().rsplit('-', 1)[-1]}"
+                self._batch(name, name_of, batch, gateway is not None, out)
+
+    def _batch(self, name: str, gateway: str, batch: list[_Item], own: bool, out: list[TimedMessage]) -> None:
+        """One gateway message; ``own``: its devices are behind it (else ingest refuses them)."""
         tally = self.tally
         ids = self._formatters[name].ids
-        for start in range(0, len(group), self.batch_size):
-            batch = group[start : start + self.batch_size]
-            gateway = f"gw-{name}-{ids[batch[0].device].decode().rsplit('-', 1)[-1]}"
-            topic = self.topics.batch(name, gateway)
-            publish_ms = max(item.publish_ms for item in batch)
-            body = b"[" + b",".join(item.payload for item in batch) + b"]"
-            tally.messages += 1
-            tally.readings[name] += len(batch)
-            whole = self._spoiler.draw_whole()
-            if whole is not None and not any(item.marked for item in batch):
-                readings = [(ids[item.device].decode(), item.ts_ms) for item in batch]
-                out.append((publish_ms, topic, self._spoiler.batch(whole, body, name, gateway, readings)))
-                tally.expected_rejects[str(whole.reason)] += 1
-                self.ledger.message(name, publish_ms, len(batch), 0, [whole.reason] if whole.reason else [])
-                continue
-            out.append((publish_ms, topic, body))
-            for item in batch:
-                if item.reason is None:
-                    tally.valid_readings[name] += 1
-                else:
-                    tally.expected_rejects[str(item.reason)] += 1
-            refused = [item.reason for item in batch if item.reason is not None]
-            self.ledger.message(name, publish_ms, len(batch), len(batch) - len(refused), refused)
+        topic = self.topics.batch(name, gateway)
+        publish_ms = max(item.publish_ms for item in batch)
+        body = b"[" + b",".join(item.payload for item in batch) + b"]"
+        tally.messages += 1
+        tally.readings[name] += len(batch)
+        whole = self._spoiler.draw_whole()
+        if whole is not None and not any(item.marked for item in batch):
+            readings = [(ids[item.device].decode(), item.ts_ms) for item in batch]
+            out.append((publish_ms, topic, self._spoiler.batch(whole, body, name, gateway, readings)))
+            tally.expected_rejects[str(whole.reason)] += 1
+            self.ledger.message(name, publish_ms, len(batch), 0, [whole.reason] if whole.reason else [])
+            return
+        out.append((publish_ms, topic, body))
+        foreign = not own and self.policy.gateway_check
+        refused: list[Reason] = []
+        for item in batch:
+            # Ingest checks the gateway once an item is valid, before it looks for duplicates.
+            reason = (
+                Reason.GATEWAY_MISMATCH
+                if foreign and item.reason in (None, Reason.DUPLICATE)
+                else item.reason
+            )
+            if reason is None:
+                tally.valid_readings[name] += 1
+            else:
+                tally.expected_rejects[str(reason)] += 1
+                refused.append(reason)
+        self.ledger.message(name, publish_ms, len(batch), len(batch) - len(refused), refused)
 
     def _close_incidents(self, slice_start_ms: int) -> None:
         for incident in self.incidents:

@@ -21,6 +21,15 @@ def device_id(kind: str, number: int) -> str:
     return f"{kind}-{number:06d}"
 
 
+DEVICES_PER_GATEWAY = 200
+"""How many devices of one kind share a gateway in a generated fleet (the registry's gateway column)."""
+
+
+def gateway_id(kind: str, number: int) -> str:
+    """The gateway device ``number`` of ``kind`` sits behind: ``gw-air-001`` for air-000001..000200."""
+    return f"gw-{kind}-{(number - 1) // DEVICES_PER_GATEWAY + 1:03d}"
+
+
 def split_counts(total: int, kinds: Sequence[str]) -> dict[str, int]:
     """Share ``total`` devices between ``kinds`` as evenly as possible (earlier kinds get the rest)."""
     if total < len(kinds):
@@ -58,6 +67,7 @@ def make_registry(
                     lon=round(district.lon + r * float(np.cos(angle[number])), 6),
                     install_date=newest - timedelta(days=int(age_days[number])),
                     interval_s=KINDS[kind].interval_s,
+                    gateway=gateway_id(kind, number + 1),
                 )
             )
     return registry

@@ -8,8 +8,9 @@ TABs, so split each line on the first two TABs only. Lines are in send order.
 
 from __future__ import annotations
 
+import ssl
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
@@ -103,6 +104,7 @@ class MqttOutput:
         qos: int = 1,
         max_outstanding: int = 20_000,
         give_up_after_s: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.options = options
         self.publisher = Publisher(
@@ -113,6 +115,7 @@ class MqttOutput:
             keepalive_s=options.keepalive_s,
             max_outstanding=max_outstanding,
             give_up_after_s=give_up_after_s,
+            ssl_context=ssl_context,
         )
 
     @property
@@ -135,3 +138,85 @@ class MqttOutput:
     def close(self, timeout_s: float) -> OutputCounts:
         self.publisher.close(timeout_s)
         return self.counts
+
+
+class PerDeviceOutput:
+    """Publishes each device's (or gateway's) messages on its own connection, with its own secret.
+
+    For a broker that gives every device a password and an ACL of its own
+    (``citypulse devices provision``): a message goes out on the connection of the
+    device or gateway its topic names, as the real device would send it. One
+    connection and one thread per identity, so this suits fleets of hundreds, not
+    of the tens of thousands a single connection serves.
+    """
+
+    def __init__(
+        self,
+        options: ConnectOptions,
+        credentials: Mapping[str, str],
+        identities: Sequence[str],
+        qos: int = 1,
+        max_outstanding: int = 20_000,
+        give_up_after_s: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        missing = [name for name in identities if name not in credentials]
+        if missing:
+            raise ValueError(
+                f"no credentials for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: "
+                "provision them (citypulse devices provision) or publish with one account"
+            )
+        self.publishers = {
+            name: Publisher(
+                options.endpoint.model_copy(update={"username": name, "password": credentials[name]}),
+                f"{options.client_id}-{name}",
+                protocol=options.protocol,
+                qos=qos,
+                keepalive_s=options.keepalive_s,
+                max_outstanding=max(1, max_outstanding // max(1, len(identities))),
+                give_up_after_s=give_up_after_s,
+                ssl_context=ssl_context,
+            )
+            for name in identities
+        }
+
+    @property
+    def counts(self) -> OutputCounts:
+        total = OutputCounts()
+        for publisher in self.publishers.values():
+            c = publisher.counts
+            total.published += c.published
+            total.acknowledged += c.acknowledged
+            total.failed += c.failed
+            total.failures.update(c.failures)
+            total.reconnects += c.reconnects
+        return total
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        for publisher in self.publishers.values():
+            publisher.start(timeout_s)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._publisher(topic).publish(topic, payload)
+
+    def publish_slice(self, messages: Sequence[TimedMessage]) -> None:
+        by_source: dict[str, list[TimedMessage]] = {}
+        for message in messages:
+            by_source.setdefault(message[1].rsplit("/", 1)[-1], []).append(message)
+        for mine in by_source.values():
+            self._publisher(mine[0][1]).publish_many(mine)
+
+    def outstanding(self) -> int:
+        return sum(p.outstanding() for p in self.publishers.values())
+
+    def close(self, timeout_s: float) -> OutputCounts:
+        for publisher in self.publishers.values():
+            publisher.close(timeout_s)
+        return self.counts
+
+    def _publisher(self, topic: str) -> Publisher:
+        source = topic.rsplit("/", 1)[-1]
+        publisher = self.publishers.get(source)
+        if publisher is None:
+            raise ValueError(f"no connection for {source!r} (topic {topic}): it has no credentials here")
+        return publisher

@@ -94,7 +94,10 @@ class Publisher:
         max_outstanding: int = 20_000,
         give_up_after_s: float = 60.0,
         on_acknowledged: Callable[[bytes], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` is used for ``mqtts://`` (the command line builds it from the settings'
+        CA, certificate and key files); without one, the system's CAs verify the broker."""
         if qos not in (0, 1):
             raise ValueError("the simulator publishes with QoS 0 or 1")
         self.endpoint = endpoint
@@ -104,6 +107,7 @@ class Publisher:
         self.keepalive_s = keepalive_s
         self.max_outstanding = max_outstanding
         self.give_up_after_s = give_up_after_s
+        self.ssl_context = ssl_context
         self.counts = PublishCounts()
         self.limits = BrokerLimits()
         self._on_acknowledged = on_acknowledged
@@ -291,7 +295,7 @@ class Publisher:
         raw = socket.create_connection((self.endpoint.host, self.endpoint.port), timeout=5.0)
         sock: socket.socket = raw
         if self.endpoint.tls:
-            context = ssl.create_default_context()
+            context = self.ssl_context or ssl.create_default_context()
             sock = context.wrap_socket(raw, server_hostname=self.endpoint.host)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         endpoint = self.endpoint

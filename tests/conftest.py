@@ -24,6 +24,12 @@ from tests.servers import (
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", default=False, help="fuzz and soak tests at many times their CI size"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No CITYPULSE_* variable or citypulse.toml of the developer's leaks into a test."""

@@ -152,6 +152,40 @@ def running_mosquitto(workdir: Path, persistence: bool = False) -> Iterator[Mosq
 
 
 @dataclass
+class ConfiguredMosquitto(ServerProcess):
+    """Mosquitto started with a configuration file written elsewhere (e.g. by ``devices provision``).
+
+    Run as root, Mosquitto would switch to the 'mosquitto' user, which cannot enter a
+    test's private tmp dir: the only line added to the given file keeps it root.
+    """
+
+    workdir: Path
+    config_file: Path
+    ports: tuple[int, ...]
+    process: subprocess.Popen[bytes] | None = None
+    stop_grace_s: ClassVar[float] = 10.0
+
+    def start(self) -> None:
+        binary = require_binary("mosquitto", "mosquitto")
+        config = self.config_file
+        if os.geteuid() == 0:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            config = self.workdir / "mosquitto-as-root.conf"
+            config.write_text(self.config_file.read_text() + "user root\n")
+        self._spawn([binary, "-c", str(config)], "mosquitto.log")
+        for port in self.ports:
+            wait_for_port(port)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password file and ACL."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+    def log(self) -> str:
+        return (self.workdir / "mosquitto.log").read_text(errors="replace")
+
+
+@dataclass
 class Influxd(ServerProcess):
     """A private InfluxDB 1.x (``influxd``) whose meta, data and WAL live in ``workdir``.
 

@@ -2,7 +2,7 @@
 
 compose.yaml follows the Compose specification (tests/test_project.py); here: every file
 and variable it names exists, no secret is committed, Grafana's provisioning parses and
-points at what exists, the broker refuses strangers with the repository's own config, and
+points at what exists, the broker the setup service provisions refuses strangers, and
 the Dockerfile's build steps, run outside Docker, make a wheel that works.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from dashboards.influxql import DATASOURCE_UID
 from ingest.broker import free_port
 from ingest.storage_setup import GRAFANA_TOKEN_FILE, INGEST_TOKEN_FILE
 from processors.topics import TopicScheme
-from tests.servers import require_binary, wait_for_port
+from tests.servers import wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -81,14 +82,21 @@ def test_every_bind_mount_and_the_build_exist() -> None:
             assert (ROOT / service["build"] / "Dockerfile").is_file()
 
 
-def test_anonymous_access_is_off_and_the_admin_password_is_required() -> None:
+def test_anonymous_access_is_off_and_every_secret_comes_from_the_environment_or_setup() -> None:
     grafana = SERVICES["grafana"]["environment"]
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
     assert ":?" in grafana["GF_SECURITY_ADMIN_PASSWORD"]
-    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-    assert "allow_anonymous false" in conf
-    for line in ("max_queued_messages 0", "max_inflight_messages 0", "persistence true"):
-        assert line in conf
+    assert ":?" in grafana["GF_SECURITY_SECRET_KEY"]
+    ingest = SERVICES["ingest"]
+    assert "@" in ingest["environment"]["CITYPULSE_MQTT_URL"]
+    assert ":" not in ingest["environment"]["CITYPULSE_MQTT_URL"].split("//")[1].split("@")[0], "no password"
+    secret = Path(ingest["environment"]["CITYPULSE_MQTT_PASSWORD_FILE"])
+    assert mounts("ingest")[str(secret.parent.parent)] == "broker-files"
+    assert ingest["read_only"] is True, "the ingest container's root filesystem is read-only"
+    assert "expose" not in ingest, "/metrics and /health stay in the container"
+    assert "ports" not in ingest
+    assert "CITYPULSE_METRICS_HOST" not in (ROOT / "Dockerfile").read_text()
 
 
 def test_grafana_provisioning_parses_and_names_what_exists() -> None:
@@ -146,10 +154,14 @@ def test_scripts_are_valid_shell_and_the_ingest_entrypoint_reads_token_files(tmp
     assert token_path.name == INGEST_TOKEN_FILE
 
 
-def _connect(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, int]:
+def _connect(
+    port: int, user: str | None, password: str | None, context: ssl.SSLContext | None = None
+) -> tuple[mqtt.Client, int]:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{time.monotonic_ns()}")
     if user:
         client.username_pw_set(user, password)
+    if context is not None:
+        client.tls_set_context(context)
     result: dict[str, int] = {}
 
     def connected(c: mqtt.Client, u: object, f: object, reason: Any, p: object) -> None:
@@ -164,63 +176,70 @@ def _connect(port: int, user: str | None, password: str | None) -> tuple[mqtt.Cl
     return client, result.get("rc", -1)
 
 
-def test_the_repository_broker_config_refuses_strangers_and_scopes_each_account(tmp_path: Path) -> None:
-    """Mosquitto 2 itself runs deploy/mosquitto's config and ACL, with the password file start.sh writes."""
-    binary = require_binary("mosquitto", "mosquitto")
-    passwd_tool = shutil.which("mosquitto_passwd")
-    assert passwd_tool
-    data = tmp_path / "data"
+def setup_commands() -> str:
+    return " ".join(SERVICES["setup"]["command"])
+
+
+def test_the_broker_setup_and_start_sh_make_a_broker_that_refuses_strangers_and_scopes_each_device(
+    tmp_path: Path,
+) -> None:
+    """What the setup service runs (devices certs, devices provision) and deploy/mosquitto/start.sh,
+    with Mosquitto itself: TLS and per-device secrets and ACLs, no anonymous access."""
+    setup = setup_commands()
+    for flag in ("--ingest-user ingest", "--operator health", "--broker-dir /mosquitto/data", "--tls-dir"):
+        assert flag in setup, f"setup no longer provisions with {flag}"
+    assert "citypulse devices certs --out /broker/tls" in setup
+    assert mounts("setup")["/broker"] == mounts("mosquitto")["/citypulse-broker"] == "broker-files"
+    registry = tmp_path / "devices.csv"
+    run([sys.executable, "-m", "ingest.cli", "simulate", "--devices", "10", "--registry", str(registry),
+         "--dry-run"])  # fmt: skip
+    files, data = tmp_path / "broker", tmp_path / "data"
     data.mkdir()
-    passwd = data / "passwd"
-    passwd.touch()
-    for user, password in (("ingest", "in-pass"), ("sensors", "se-pass")):
-        subprocess.run([passwd_tool, "-b", str(passwd), user, password], check=True)
-    port = free_port()
-    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-    conf = conf.replace("listener 1883", f"listener {port} 127.0.0.1")
-    conf = conf.replace("/mosquitto/data/passwd", str(passwd)).replace("/mosquitto/data/", f"{data}/")
-    conf = conf.replace("/mosquitto/config/acl", str(ROOT / "deploy/mosquitto/acl"))
-    if os.geteuid() == 0:  # as root Mosquitto becomes 'mosquitto', who cannot read a root tmp dir
-        conf += "user root\n"
-    (tmp_path / "mosquitto.conf").write_text(conf)
-    start = (ROOT / "deploy/mosquitto/start.sh").read_text()
-    assert "passwd=/mosquitto/data/passwd" in start, "start.sh writes the file the config reads"
-    broker = subprocess.Popen([binary, "-c", str(tmp_path / "mosquitto.conf")], stderr=subprocess.DEVNULL)
-    clients: list[mqtt.Client] = []
+    port, tls_port = free_port(), free_port()
+    run([sys.executable, "-m", "ingest.cli", "devices", "certs", "--out", str(files / "tls"),
+         "--server-name", "127.0.0.1"])  # fmt: skip
+    root = ["--broker-user", "root"] if os.geteuid() == 0 else []  # a root tmp dir is closed to 'mosquitto'
+    run([sys.executable, "-m", "ingest.cli", "devices", "provision", "--registry", str(registry),
+         "--out", str(files), "--ingest-user", "ingest", "--operator", "health", "--broker-dir", str(data),
+         "--broker-data", str(data), "--tls-dir", str(data / "tls"), "--bind", "127.0.0.1",
+         "--port", str(port), "--tls-port", str(tls_port), *root])  # fmt: skip
+    env = {**os.environ, "CITYPULSE_BROKER_FILES": str(files), "MOSQUITTO_DATA": str(data)}
+    broker = subprocess.Popen(
+        ["sh", str(ROOT / "deploy/mosquitto/start.sh")], env=env, stderr=subprocess.DEVNULL
+    )
     try:
-        wait_for_port(port)
-        stranger, rc = _connect(port, None, None)
-        clients.append(stranger)
+        wait_for_port(tls_port)
+        assert all(stat_mode(data / name) == 0o600 for name in ("passwd", "acl", "tls/server.key"))
+        credentials = dict(
+            line.split(",")[::2] for line in (files / "credentials.csv").read_text().splitlines()[1:]
+        )
+        context = ssl.create_default_context(cafile=str(files / "tls" / "ca.crt"))
+        stranger, rc = _connect(tls_port, None, None, context)
+        stranger.loop_stop()
         assert rc != 0, "anonymous clients are refused"
-        wrong, rc = _connect(port, "ingest", "guess")
-        clients.append(wrong)
-        assert rc != 0, "a wrong password is refused"
-        ingest, rc = _connect(port, "ingest", "in-pass")
-        clients.append(ingest)
+        health, rc = _connect(tls_port, "health", (files / "secrets" / "health").read_text().strip(), context)
+        health.loop_stop()
+        health.disconnect()
+        assert rc == 0, "the health check's account connects"
+        device = next(name for name in credentials if name.startswith("air-"))
+        ok, rc = _connect(tls_port, device, credentials[device], context)
         assert rc == 0
-        received: list[str] = []
-        ingest.on_message = lambda c, u, m: received.append(m.topic)
-        for topic in TopicScheme().subscriptions():
-            ingest.subscribe(topic, qos=1)
-        sensors, rc = _connect(port, "sensors", "se-pass")
-        clients.append(sensors)
-        assert rc == 0
-        sensors.on_message = lambda c, u, m: received.append("sensors saw " + m.topic)
-        sensors.subscribe("citypulse/#", qos=1)
-        time.sleep(0.5)
-        sensors.publish(TopicScheme().reading("air", "air-1"), b"{}", qos=1).wait_for_publish(5)
-        sensors.publish(TopicScheme().deadletter("forged"), b"{}", qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 5
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
-        assert received == ["citypulse/v1/readings/air/air-1"], "sensors publish readings only, read nothing"
+        assert ok.publish(TopicScheme().reading("air", device), b"{}", qos=1).rc == 0
+        ok.loop_stop()
+        ok.disconnect()
     finally:
-        for client in clients:
-            client.loop_stop()
-            client.disconnect()
         broker.terminate()
         broker.wait(10)
+
+
+def run(args: list[str]) -> None:
+    done = subprocess.run(args, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
 
 
 def _dockerfile_runs() -> list[str]:

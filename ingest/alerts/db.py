@@ -9,9 +9,10 @@ webhook bodies, so it is created readable by its owner only.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
+
+from ingest.private_files import private_file
 
 SCHEMA_VERSION = 1
 
@@ -63,8 +64,7 @@ def connect(path: Path, create: bool = True) -> sqlite3.Connection:
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        private_file(path)  # owner-only, an older file tightened
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")

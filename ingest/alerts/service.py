@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from processors.alerts import (
     judge,
     parse_rules,
 )
+from processors.alerts.conditions import Judgement
 from processors.alerts.rules import DEFAULT_RULES_FILE
 from processors.anomaly import Detection
 from processors.batch import Event, ReadingBatch
@@ -171,9 +172,17 @@ class AlertService:
 
     # --- the pipeline's cycle --------------------------------------------------------------
     def evaluate(
-        self, batches: Mapping[str, ReadingBatch], detection: Detection | None, wall_now_ms: int
+        self,
+        batches: Mapping[str, ReadingBatch],
+        detection: Detection | None,
+        wall_now_ms: int,
+        events: Mapping[str, Sequence[Judgement]] | None = None,
     ) -> StagedAlerts:
-        """A cycle's alert events and state, staged (the engine changes only on :meth:`commit`)."""
+        """A cycle's alert events and state, staged (the engine changes only on :meth:`commit`).
+
+        ``events`` are what the ingest service observed itself (a device flooding), for
+        the rules with ``event = ...``.
+        """
         self._refresh()
         clock = self.clock_ms
         for batch in batches.values():
@@ -188,6 +197,7 @@ class AlertService:
             self.engine.tracked,
             self.engine.holding,
             self.engine.silent.keys(),
+            events,
         )
         silences = tuple(s for s in self._silences if s.in_force(wall_now_ms))
         self._in_force = frozenset(s.id for s in silences)

@@ -18,6 +18,7 @@ from ingest.cli import (
     dashboards,
     demo,
     detect,
+    devices,
     evaluate,
     evaluate_real,
     replay,
@@ -46,6 +47,7 @@ app.command("simulate", cls=Command)(simulate.simulate)
 app.add_typer(dashboards.app, name="dashboards")
 app.add_typer(storage.app, name="storage")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(devices.app, name="devices")
 
 
 def installed_version() -> str:

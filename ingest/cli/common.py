@@ -77,7 +77,8 @@ def settings_from(config: Path | None, **overrides: Any) -> Settings:
         return load_settings(config, **overrides)
     except ValidationError as bad:
         problems = "; ".join(
-            f"CITYPULSE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in bad.errors()
+            f"CITYPULSE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in bad.errors()
         )
         raise UserError(f"invalid configuration: {problems}") from None
     except (FileNotFoundError, ValueError) as bad:

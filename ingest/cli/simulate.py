@@ -21,6 +21,7 @@ from ingest.cli.common import (
     setup_logging,
 )
 from ingest.registry_file import load_registry, save_registry
+from ingest.tls import client_context
 from processors.endpoint import BrokerUnreachableError, ConnectOptions
 from processors.registry import Registry, RegistryError
 from processors.timestamps import format_rfc3339, parse_timestamp
@@ -42,6 +43,31 @@ def fleet_registry(path: Path | None, devices: int, kinds: list[str], seed: int)
         save_registry(registry, path)
         log.info("wrote device registry %s (%d devices)", path, len(registry))
     return registry
+
+
+def _secrets(path: Path) -> dict[str, str]:
+    """User name to password, from a credentials file of ``citypulse devices provision``."""
+    from ingest.access.provision import ProvisionError, read_credentials
+
+    if not path.is_file():
+        raise UserError(f"--credentials {path}: no such file; 'citypulse devices provision' writes it")
+    try:
+        return {name: credential.password for name, credential in read_credentials(path).items()}
+    except ProvisionError as bad:
+        raise UserError(str(bad)) from None
+
+
+def _identities(fleet: Registry, batching: bool) -> list[str]:
+    """Who publishes: every device, or with gateway batches every gateway (each device must have one)."""
+    if not batching:
+        return [device.device_id for device in fleet]
+    alone = [device.device_id for device in fleet if device.gateway is None]
+    if alone:
+        raise UserError(
+            f"--credentials with --batch: {', '.join(alone[:3])} have no gateway in the registry; "
+            "fill its gateway column (a generated registry has one)"
+        )
+    return list(fleet.gateways())
 
 
 def simulate(
@@ -121,6 +147,13 @@ def simulate(
         typer.Option(help="Write 'publish_ms<TAB>topic<TAB>payload' lines here instead of publishing."),
     ] = None,
     client_id: Annotated[str, typer.Option(help="MQTT client id of the simulator.")] = "citypulse-simulator",
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            help="Publish as each device (gateway, with --batch) on its own connection, with its secret "
+            "from this file ('citypulse devices provision' writes it): for brokers with per-device ACLs."
+        ),
+    ] = None,
     max_outstanding: Annotated[
         int, typer.Option(min=1, help="Most messages unacknowledged by the broker at once.")
     ] = 20_000,
@@ -146,7 +179,7 @@ def simulate(
     week can be replayed in minutes without ever stamping a reading in the future.
     Faults and incidents are injected on request and written to --labels.
     """
-    from simulators.outputs import FileOutput, MqttOutput, Output, SliceOutput
+    from simulators.outputs import FileOutput, MqttOutput, Output, PerDeviceOutput, SliceOutput
     from simulators.plan import FleetChoices, build, parse_kinds
     from simulators.runner import Progress, Simulation
     from simulators.scenario import Scenario, load_scenario
@@ -240,12 +273,30 @@ def simulate(
         sink = FileOutput(output)
         target = str(output)
     else:
-        mqtt_out = MqttOutput(
-            ConnectOptions(endpoint=settings.mqtt, client_id=client_id, protocol=settings.mqtt_protocol),
-            qos=qos_n,
-            max_outstanding=max_outstanding,
-            give_up_after_s=give_up_s,
-        )
+        options = ConnectOptions(endpoint=settings.mqtt, client_id=client_id, protocol=settings.mqtt_protocol)
+        try:
+            context = client_context(settings.mqtt)
+            mqtt_out: MqttOutput | PerDeviceOutput = (
+                MqttOutput(
+                    options,
+                    qos=qos_n,
+                    max_outstanding=max_outstanding,
+                    give_up_after_s=give_up_s,
+                    ssl_context=context,
+                )
+                if credentials is None
+                else PerDeviceOutput(
+                    options,
+                    _secrets(credentials),
+                    _identities(fleet, batching=bool(batch_n)),
+                    qos=qos_n,
+                    max_outstanding=max_outstanding,
+                    give_up_after_s=give_up_s,
+                    ssl_context=context,
+                )
+            )
+        except ValueError as bad:
+            raise UserError(str(bad)) from None
         try:
             mqtt_out.start(timeout_s=connect_timeout)
         except BrokerUnreachableError as bad:

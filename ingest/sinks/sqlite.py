@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from ingest.private_files import private_file, tighten
 from ingest.settings_section import SettingsSection
 from ingest.sinks.base import (
     AnomalyQuery,
@@ -50,11 +51,16 @@ class SqliteSink(Sink):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            # The store holds the city's raw readings: owner-only, and SQLite gives its
+            # journal files (-wal, -shm) the database file's mode when it creates them.
+            private_file(path)
+            for journal in ("-wal", "-shm"):
+                tighten(path.with_name(path.name + journal))
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as bad:
+        except (sqlite3.Error, OSError) as bad:
             raise SinkError(f"cannot open SQLite store {path}: {bad}", retryable=False) from bad
         self._lock = threading.Lock()
         self._upserts: dict[str, str] = {}

@@ -72,12 +72,15 @@ def judge(
     tracked: Tracked,
     present: Tracked = lambda rule, kind: _NONE,
     silent: AbstractSet[str] = _NONE,
+    events: Mapping[str, Sequence[Judgement]] | None = None,
 ) -> Judged:
     """Every rule's judgements for one cycle, each rule's in timestamp order.
 
     A clock check (silence) repeats its verdict on every silent device every
     cycle; only changes are passed on: ``present`` names the devices whose
     condition already holds under a rule, ``silent`` those already silent.
+    ``events`` are the judgements of ingest events (a device flooding, by event
+    name), for the rules that watch them.
     """
     judged = Judged()
     scored_by: dict[str, list[tuple[str, Scored, ReadingBatch | None]]] = {}
@@ -86,7 +89,9 @@ def judge(
             scored_by.setdefault(scored.detector.name, []).append((kind_name, scored, batch))
     for rule in rules:
         found: list[Judgement] = []
-        if rule.detector is not None:
+        if rule.event is not None:
+            found = [j for j in (events or {}).get(rule.event, ()) if j.kind in rule.kinds]
+        elif rule.detector is not None:
             for kind_name, scored, batch in scored_by.get(rule.detector, ()):
                 if kind_name in rule.kinds:
                     holds = present(rule.name, kind_name) if scored.rows is None else _NONE

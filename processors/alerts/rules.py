@@ -8,8 +8,9 @@ the same way, with errors that name the rule and the key.
 A rule says:
 
 - **what**: a detector (``detector = "aqi_vn"``, optionally ``fields`` and a
-  ``min_score``), or a threshold on a reading (``field = "pressure"``,
-  ``below = 1.5``), for some ``kinds``;
+  ``min_score``), a threshold on a reading (``field = "pressure"``,
+  ``below = 1.5``), or an ingest event (``event = "rate_limited"``: a device
+  flooding), for some ``kinds``;
 - **how bad**: ``severity`` and ``category`` (who should act);
 - **when**: ``for`` (how long the condition must hold before it fires),
   ``clear_for`` (how long it must be clear before it resolves),
@@ -43,6 +44,12 @@ PLACEHOLDERS = frozenset(
     {"rule", "kind", "device", "district", "field", "unit", "value", "limit", "count", "total", "severity"}
 )
 """Names a message template may use."""
+
+EVENTS = {
+    "rate_limited": "a device sends beyond its rate limit, from its first refused reading until its "
+    "allowance has refilled to half",
+}
+"""Conditions the ingest service itself observes, which an ``event`` rule can raise an alert on."""
 
 CLEAR_SHARE = 0.5
 """A detector condition clears below this share of its ``min_score`` unless the rule says
@@ -98,6 +105,8 @@ class Rule(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     enabled: bool = True
     detector: str | None = None
+    event: str | None = None
+    """An ingest event (one of :data:`EVENTS`) instead of a detector or a threshold."""
     fields: tuple[str, ...] = ()
     """The detector's columns to watch (default: all of them)."""
     min_score: float | None = Field(default=None, gt=0, le=1)
@@ -125,14 +134,26 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
-        if (self.detector is None) == (self.field is None):
-            raise ValueError("give either detector = ... or field = ... (a threshold), not both or neither")
+        if sum(x is not None for x in (self.detector, self.field, self.event)) != 1:
+            raise ValueError(
+                "give one of detector = ..., field = ... (a threshold) or event = ... (an ingest event), "
+                "not both or neither"
+            )
         kinds = self.kinds
         unknown_kinds = [k for k in kinds if k not in KINDS]
         if unknown_kinds:
             raise ValueError(f"unknown kind(s) {', '.join(unknown_kinds)}; choose from {', '.join(KINDS)}")
         category = self.category
-        if self.detector is not None:
+        if self.event is not None:
+            if self.event not in EVENTS:
+                raise ValueError(f"unknown event {self.event!r}; choose from {', '.join(EVENTS)}")
+            if self.fields or self.min_score is not None or self.clear_score is not None:
+                raise ValueError("fields, min_score and clear_score belong to detector rules")
+            if self.above is not None or self.below is not None:
+                raise ValueError("above/below belong to threshold rules (field = ...), not event rules")
+            kinds = kinds or tuple(KINDS)
+            category = category or AlertCategory.DATA_FAULT
+        elif self.detector is not None:
             cls = DETECTORS.get(self.detector)
             if cls is None:
                 raise ValueError(f"unknown detector {self.detector!r}; choose from {', '.join(DETECTORS)}")

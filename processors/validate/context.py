@@ -152,6 +152,8 @@ class Context:
     ) -> None:
         """Dead-letter a message or item (reading ``seq`` of the cycle), its payload cut to size."""
         shown = device if device is not None and DEVICE_ID_RE.match(device) else None
+        limit = self.policy.max_topic_bytes
+        topic = topic if len(topic) <= limit else topic[:limit] + "…"
         cycle.rejects.append((seq, Reject(reason, detail, topic, self.bounded(payload), kind, shown)))
 
     def bounded(self, payload: bytes) -> bytes:

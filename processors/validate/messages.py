@@ -28,6 +28,14 @@ class ValidationPolicy:
     deadletter_payload_bytes: int = 4096
     dedup_window: int = 16
     """Timestamps remembered per device to recognise a repeated reading across cycles."""
+    max_topic_bytes: int = 256
+    max_json_depth: int = 4
+    """A reading is an object (depth 1), a backlog or batch an array of them (2): the rest is slack."""
+    max_batch_items: int = 10_000
+    max_fields: int = 64
+    max_string_bytes: int = 1024
+    gateway_check: bool = True
+    """Refuse a batch item for a device the registry does not put behind that gateway."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -313,7 +313,7 @@ class PlainPath:
             # brackets and braces: the array's and its items' own, if every item is proven
             # (none is inside a string then: keys are field names, devices registered ids,
             # timestamps RFC 3339 or numbers). Larger arrays are left to it.
-            if structs and len(structs) < REFERENCE_DEPTH:
+            if structs and len(structs) < REFERENCE_DEPTH and len(structs) <= context.policy.max_batch_items:
                 numbers, parts = found.setdefault(code, ([], []))
                 numbers.append(i)
                 parts.append(structs)

@@ -30,11 +30,13 @@ from processors.kinds import KINDS, SensorKind
 from processors.reasons import Reason
 from processors.registry import Registry
 from processors.timestamps import format_rfc3339
-from processors.topics import TopicScheme
+from processors.topics import ParsedTopic, TopicError, TopicForm, TopicScheme
 from processors.validate.column_path import ColumnPath, Pending
 from processors.validate.context import Context, Singles
 from processors.validate.cycle import Cycle, Rows, item_bytes
-from processors.validate.messages import RawMessage, Reject, ValidationPolicy, ValidationResult
+from processors.validate.gateways import GatewayCheck
+from processors.validate.limits import Limits
+from processors.validate.messages import UNKNOWN, RawMessage, Reject, ValidationPolicy, ValidationResult
 from processors.validate.plain import PlainPath
 from processors.validate.reference import ReferencePath
 
@@ -71,6 +73,8 @@ class Validator:
         self._reference = ReferencePath(self._context)
         self._columns = ColumnPath(self._context, self._reference)
         self._plain = PlainPath(self._context, self._columns.plans)
+        self._limits = Limits(self.policy, self.topics)
+        self._gateways = GatewayCheck(registry, self.topics)
 
     # --- public ----------------------------------------------------------------------------
     def validate(self, messages: Sequence[RawMessage], now_ms: int) -> ValidationResult:
@@ -79,11 +83,19 @@ class Validator:
         # Message i numbers its readings from i << shift: every path can number its own
         # readings in arrival order without knowing how many readings came before.
         shift = self._context.shift
-        slow = self._fast_singles(messages, cycle) if self.column_path else range(len(messages))
+        over: dict[int, str] = {}
         gateways: dict[int, str] = {}
         plain: Counter[str] = Counter()
-        if self.plain_path and slow:
-            gateways, plain = self._plain_gateways(messages, slow, cycle)
+        if self.column_path:
+            slow: Sequence[int] = self._fast_singles(messages, cycle, over, gateways, plain)
+        else:
+            over = self._limits.screen(messages, range(len(messages)))
+            slow = range(len(messages))
+        for i, detail in over.items():
+            cycle.seq = i << shift
+            self._over_limit(messages[i], detail, cycle)
+        if over:
+            slow = [i for i in slow if i not in over]
         for i in slow:
             cycle.seq = i << shift
             routed = cycle.routed.get(i)
@@ -96,7 +108,7 @@ class Validator:
         for name, chunks in pending.items():
             if plain[name] or any(chunk.items for chunk in chunks):
                 self._columns.arrays(KINDS[name], chunks, cycle, plain[name])
-        return self._finish(cycle)
+        return self._finish(cycle, messages, slow)
 
     def remember(self, result: ValidationResult) -> None:
         """Record the cycle's readings as seen, once they are durable.
@@ -117,7 +129,14 @@ class Validator:
                 self.recent[name].restore(saved, self.registry.tables[name])
 
     # --- the paths -----------------------------------------------------------------------------
-    def _fast_singles(self, messages: Sequence[RawMessage], cycle: Cycle) -> list[int]:
+    def _fast_singles(
+        self,
+        messages: Sequence[RawMessage],
+        cycle: Cycle,
+        over: dict[int, str],
+        gateways: dict[int, str],
+        plain: Counter[str],
+    ) -> list[int]:
         """The plain and column paths for one-reading messages on known topics, a kind at a time.
 
         A topic already resolved to a registered device, with a payload within the
@@ -135,6 +154,20 @@ class Validator:
             # the usual cycle), so that what follows costs in proportion to them, not to the cycle.
             if taken.any():
                 singles = singles.without(taken)
+        left = singles.index.tolist()
+        if self.plain_path and (singles.codes < 0).any():  # gateway batches are never known routes
+            taken_whole, counted = self._plain_gateways(
+                messages, singles.index[singles.codes < 0].tolist(), cycle
+            )
+            gateways.update(taken_whole)
+            plain.update(counted)
+            if gateways:
+                left = [i for i in left if i not in gateways]
+        # What the plain path takes is within every limit (known fields only, numbers, a short
+        # timestamp, a registered device): only the rest is screened, before any other path reads it.
+        over.update(self._limits.screen(messages, left))
+        if over:  # dead-lettered whole: no path reads them
+            singles.parse[np.isin(singles.index, list(over))] = False
         return self._columns.singles(messages, singles, counts, cycle)
 
     def _plain_gateways(
@@ -159,14 +192,53 @@ class Validator:
             items = reference.read_array(message, payload, kind, cycle)
             if items is None:
                 return
+            if not items:
+                self._empty(message, topic, kind, cycle)
+                return
             if not self.column_path:
                 reference.items(message, topic, kind, items, cycle)
                 return
+        if not items:
+            self._empty(message, topic, kind, cycle)
+            return
         self._columns.array(message, topic, kind, items, cycle, pending)
 
+    def _empty(self, message: RawMessage, topic: ParsedTopic, kind: SensorKind, cycle: Cycle) -> None:
+        """An empty array carries no reading, but it is still dead-lettered: no message vanishes."""
+        device = topic.source_id if topic.form is TopicForm.READING else None
+        cycle.result.received[kind.name] += 1
+        self._context.reject(
+            cycle,
+            cycle.next_seq(),
+            Reason.NO_MEASUREMENTS,
+            "an empty array holds no readings",
+            message.topic,
+            message.payload,
+            kind.name,
+            device,
+        )
+
+    def _over_limit(self, message: RawMessage, detail: str, cycle: Cycle) -> None:
+        """Dead-letter a message past a shape limit, whole; its topic names the kind if it can."""
+        kind, device = UNKNOWN, None
+        try:
+            topic = self.topics.parse(message.topic)
+        except TopicError:
+            pass
+        else:
+            if topic.kind in KINDS:
+                kind = topic.kind
+                device = topic.source_id if topic.form is TopicForm.READING else None
+        cycle.result.received[kind] += 1
+        self._context.reject(
+            cycle, cycle.next_seq(), Reason.OVER_LIMIT, detail, message.topic, message.payload, kind, device
+        )
+
     # --- assembling the batches ----------------------------------------------------------------
-    def _finish(self, cycle: Cycle) -> ValidationResult:
+    def _finish(self, cycle: Cycle, messages: Sequence[RawMessage], slow: Sequence[int]) -> ValidationResult:
         result = cycle.result
+        # Only a message that went the general way can be a gateway's batch.
+        sources = self._gateways.of_messages(messages, slow) if self.policy.gateway_check else None
         for name, rows in cycle.rows.items():
             kind = KINDS[name]
             seq, device, ts, values, received = rows.concatenate(len(kind.measures))
@@ -181,6 +253,19 @@ class Validator:
                     values[order],
                     received[order],
                 )
+            if sources is not None:
+                foreign = self._gateways.foreign(name, device, sources[seq >> self._context.shift])
+                if foreign.any():
+                    for i in np.flatnonzero(foreign).tolist():
+                        self._foreign(cycle, kind, int(seq[i]), int(device[i]), rows)
+                    keep = ~foreign
+                    seq, device, ts, values, received = (
+                        seq[keep],
+                        device[keep],
+                        ts[keep],
+                        values[keep],
+                        received[keep],
+                    )
             duplicate = self._duplicates(name, device, ts)
             if duplicate.any():
                 for i in np.flatnonzero(duplicate).tolist():
@@ -227,6 +312,27 @@ class Validator:
                 same = (device[order][1:] == device[order][:-1]) & (ts[order][1:] == ts[order][:-1])
             duplicate[order[1:][same]] = True
         return duplicate
+
+    def _foreign(self, cycle: Cycle, kind: SensorKind, seq: int, position: int, rows: Rows) -> None:
+        device = self.registry.tables[kind.name].devices[position]
+        topic, origin = rows.origin(seq)
+        payload = origin if isinstance(origin, bytes) else item_bytes(origin)
+        gateway = self.topics.parse(topic).source_id
+        behind = f"behind {device.gateway!r}" if device.gateway else "behind no gateway"
+        cycle.rejects.append(
+            (
+                seq,
+                Reject(
+                    Reason.GATEWAY_MISMATCH,
+                    f"gateway {gateway!r} sent a reading of device {device.device_id!r}, which the "
+                    f"registry puts {behind}",
+                    topic,
+                    self._context.bounded(payload),
+                    kind.name,
+                    device.device_id,
+                ),
+            )
+        )
 
     def _duplicate(
         self, cycle: Cycle, kind: SensorKind, seq: int, position: int, ts: int, rows: Rows

@@ -34,7 +34,8 @@ AIR_RULES = ("air_quality_district", "air_quality_very_bad")
 
 def stations() -> Registry:
     def air(n: int, district: str, lat: float, lon: float) -> Device:
-        return Device(f"air-{n:06d}", "air", district, lat, lon, date(2025, 1, 1), 60.0)
+        # The episode is sent in gateway batches: every station sits behind the one gateway.
+        return Device(f"air-{n:06d}", "air", district, lat, lon, date(2025, 1, 1), 60.0, gateway="gw-air")
 
     return Registry(
         [

@@ -182,3 +182,14 @@ def test_health_endpoint_answers_what_a_container_check_needs(small_registry: Re
             assert "citypulse_messages_total" in reply.read().decode(), "/metrics still served"
     finally:
         server.stop()
+
+
+def test_metrics_and_health_listen_on_loopback_unless_configured_otherwise(small_registry: Registry) -> None:
+    from ingest.settings import Settings
+
+    host = Settings().metrics_host
+    server = MetricsServer(lambda: None, host, 0)  # type: ignore[arg-type,return-value]
+    try:
+        assert server._server.server_address[0] == "127.0.0.1"
+    finally:
+        server.stop()

@@ -232,7 +232,7 @@ def test_duplicates_of_gateway_readings_are_dead_lettered_with_their_own_items(r
     again = b'{"device": "air-0", "ts": %d, "pm25": 7.25}' % SEC  # GOOD_ITEMS[0]'s device and time
     cycle = [
         gateway(*GOOD_ITEMS, again),  # within the batch
-        gateway(again, topic="citypulse/v1/batches/air/gw-2"),  # across batches
+        gateway(again, topic="citypulse/v1/batches/air/gw-1"),  # across batches
         RawMessage(topic("air-1"), b'{"ts": "2026-11-23T04:29:00Z", "pm25": 1}'),  # a single's duplicate
     ]
     assert taken(plain, cycle) == {0: "air", 1: "air"}

@@ -67,3 +67,31 @@ def test_conflicting_duplicates_are_refused() -> None:
     assert len(registry) == 1
     with pytest.raises(RegistryError, match="registered twice"):
         registry.add(Device("air-1", "water", "Ba Đình", 21.0, 105.8))
+
+
+def test_the_gateway_column_is_optional_and_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "devices.csv"
+    path.write_text(
+        "device_id,kind,district,lat,lon,install_date,interval_s,gateway\n"
+        "air-1,air,Ba Đình,21.03,105.81,,,gw-1\n"
+        "air-2,air,Ba Đình,21.03,105.81,,,\n"
+        "water-1,water,Ba Đình,21.03,105.81,,,gw-1\n"
+    )
+    loaded = load_registry(path)
+    assert {d.device_id: d.gateway for d in loaded} == {"air-1": "gw-1", "air-2": None, "water-1": "gw-1"}
+    assert {g: [d.device_id for d in ds] for g, ds in loaded.gateways().items()} == {
+        "gw-1": ["air-1", "water-1"]
+    }
+    for name in ("again.csv", "again.json"):
+        save_registry(loaded, tmp_path / name)
+        assert list(load_registry(tmp_path / name)) == list(loaded)
+
+
+@pytest.mark.parametrize(
+    ("gateway", "message"), [("gw 1", "gateway id 'gw 1' must be"), ("air-1", "not its own gateway")]
+)
+def test_a_bad_gateway_is_explained(tmp_path: Path, gateway: str, message: str) -> None:
+    path = tmp_path / "devices.csv"
+    path.write_text(f"device_id,kind,district,lat,lon,gateway\nair-1,air,Ba Đình,21,105,{gateway}\n")
+    with pytest.raises(RegistryError, match=message):
+        load_registry(path)

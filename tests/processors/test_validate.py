@@ -20,8 +20,8 @@ AIR = "citypulse/v1/readings/air/air-1"
 def registry() -> Registry:
     return Registry(
         [
-            Device("air-1", "air", "Ba Đình", 21.03, 105.81),
-            Device("air-2", "air", "Đống Đa", 21.01, 105.83),
+            Device("air-1", "air", "Ba Đình", 21.03, 105.81, gateway="gw-1"),
+            Device("air-2", "air", "Đống Đa", 21.01, 105.83, gateway="gw-1"),
             Device("water-1", "water", "Hoàn Kiếm", 21.02, 105.85),
         ]
     )
