@@ -1,4 +1,10 @@
-"""Replaying recorded readings: fed through the whole pipeline in-process, or published to a broker.
+"""Replaying recorded readings: read from CSV files, fed through the whole pipeline in-process, or
+published to a broker.
+
+**Reading** turns CSV files into one :class:`~processors.recordings.Recording`
+(:func:`read_recording`; the mapping of columns onto a kind is
+:class:`~processors.recordings.Layout`'s), with times in a zone given as UTC, an
+offset or an IANA name (:func:`zone`, from the system's time zone database).
 
 **Feeding** (``citypulse replay --feed``) runs the recording through the same
 :class:`~ingest.pipeline.Pipeline` as ``citypulse ingest``: validation, detection,
@@ -7,6 +13,11 @@ as fast as the machine goes. The pipeline's clock follows the replay (each cycle
 is judged at its end, as ``citypulse evaluate`` does), so readings keep their
 recorded timestamps: the store holds the records' own dates, a local day stays
 the day it was, and years-old records are never "too old" for validation.
+
+A feed keeps every alarm and alert event, so :func:`feed_report` can say what
+the detectors and the alert rules made of the records, per part and device, on
+the records' own time axis. Its alerts go to a store of their own and reach no
+one: years-old records must not page anybody.
 
 **Publishing** sends the readings to a broker in time order, at ``speed`` times
 the recorded pace (0: as fast as the broker takes them), for a running
@@ -17,23 +28,99 @@ and no reading is ever stamped after the moment it is sent.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, timedelta, timezone, tzinfo
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ingest.alerts.service import AlertService, StagedAlerts
 from ingest.pipeline import Pipeline
+from ingest.settings import Settings
+from ingest.stats import PipelineStats
 from processors.anomaly import Detection, DetectionEngine
 from processors.detectors import DetectorConfig
+from processors.recordings import Layout, Recording, RecordingBuilder, RecordingError
 from processors.registry import Registry
 from processors.replay import AlarmLog, DeviceIds, TimedMessage, record_alarms
-from processors.replay_report import AlertRecord
+from processors.replay_report import EPISODE_DETECTORS, AlertRecord, Part, PartReport, alert_spans, report
+from processors.timestamps import parse_timestamp
 from processors.validate import RawMessage
 
 Progress = Callable[[int, int], None]
 """Called now and then with (messages done, replayed time in ms)."""
+
+
+def zone(text: str) -> tzinfo:
+    """The time zone ``text`` names: ``UTC``, an offset such as ``+08:00``, or an IANA name.
+
+    >>> [str(zone(text)) for text in ("+08:00", "-03:30", "utc", "Asia/Ho_Chi_Minh")]
+    ['UTC+08:00', 'UTC-03:30', 'UTC', 'Asia/Ho_Chi_Minh']
+    """
+    cleaned = text.strip()
+    if cleaned.upper() in ("UTC", "Z"):
+        return UTC
+    if cleaned[:1] in "+-" and ":" in cleaned:
+        hours, _, minutes = cleaned[1:].partition(":")
+        try:
+            offset = timedelta(hours=int(hours), minutes=int(minutes))
+        except ValueError:
+            raise ValueError("write an offset as +08:00") from None
+        return timezone(-offset if cleaned[0] == "-" else offset)
+    try:
+        return ZoneInfo(cleaned)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            "not a time zone; use UTC, an offset such as +08:00, or a name such as Asia/Ho_Chi_Minh"
+        ) from None
+
+
+def read_recording(files: Sequence[Path], layout: Layout, device: str | None) -> Recording:
+    """The readings of ``files`` (CSV, with a header row) as ``layout`` maps them.
+
+    Without a device column, each file is one device: ``device``, or the file's
+    name. ``RecordingError`` says which file could not be read, and why.
+    """
+    builder = RecordingBuilder(layout)
+    for path in files:
+        try:
+            handle = path.open(newline="", encoding="utf-8-sig")
+        except OSError as bad:
+            raise RecordingError(f"cannot read {path}: {bad.strerror}") from None
+        with handle:
+            rows = csv.reader(handle)
+            header = next(rows, None)
+            if header is None:
+                raise RecordingError(f"{path} is empty; a CSV with a header row is expected")
+            name = device if device is not None else path.stem
+            try:
+                builder.add_table(
+                    header, rows, where=str(path), device=None if layout.device_column else name
+                )
+            except csv.Error as bad:
+                raise RecordingError(f"{path}: not a readable CSV file ({bad})") from None
+    return builder.build()
+
+
+def chosen_shift(
+    choice: str | None, first_ms: int, last_ms: int, now_ms: int, *, publishing: bool, speed: float
+) -> int:
+    """The constant added to every timestamp: ``none`` (0), ``now`` (:func:`shift_to_now`), or what
+    moves the first reading to an RFC 3339 time (``ValueError`` if it is none of those).
+
+    The default is ``now`` when publishing (a running ingest judges readings by its
+    clock) and ``none`` when feeding (the feed's clock follows the records).
+    """
+    chosen = (choice or ("now" if publishing else "none")).strip()
+    if chosen == "none":
+        return 0
+    if chosen == "now":
+        return shift_to_now(first_ms, last_ms, now_ms, speed if publishing else 0.0)
+    return parse_timestamp(chosen) - first_ms
 
 
 class RecordingEngine(DetectionEngine):
@@ -50,6 +137,20 @@ class RecordingEngine(DetectionEngine):
         super().commit(detection)
         record_alarms(detection, self.alarms, self._ids)
 
+    def alarms_by_detector(self) -> dict[str, int]:
+        """How many alarming readings each detector logged (sorted by detector)."""
+        codes = self.alarms.arrays()["detector"]
+        rows = {name: int((codes == code).sum()) for code, name in enumerate(self.alarms.detectors)}
+        return dict(sorted(rows.items()))
+
+    def unshift(self, shift_ms: int) -> AlarmLog:
+        """The alarm log moved back onto the records' own time axis (the report counts their days)."""
+        log = self.alarms
+        if shift_ms:
+            log.ts_ms = [ts - shift_ms for ts in log.ts_ms]
+            log.received_ms = [ts - shift_ms for ts in log.received_ms]
+        return log
+
 
 class RecordingAlerts(AlertService):
     """The alert service, keeping every alert event of the cycles that were stored."""
@@ -57,6 +158,24 @@ class RecordingAlerts(AlertService):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.history: list[AlertRecord] = []
+
+    @classmethod
+    def apart(
+        cls, settings: Settings, registry: Registry, stats: PipelineStats, store: Path
+    ) -> RecordingAlerts | None:
+        """The settings' alert rules over a replay, kept in ``store`` and delivered to no one (None
+        when alerts are off); ``ValueError`` if the rules cannot be loaded.
+
+        Years-old records must not page anybody, nor mix with the service's own alert store.
+        """
+        if not settings.alerts.enabled:
+            return None
+        scoped = settings.model_copy(update={"alerts": settings.alerts.model_copy(update={"store": store})})
+        return cls(scoped, registry, stats, channels=[])
+
+    def fired(self) -> dict[str, int]:
+        """How many alerts each rule fired (sorted by rule)."""
+        return dict(sorted(Counter(r.rule for r in self.history if r.event == "fired").items()))
 
     def commit(self, staged: StagedAlerts) -> None:
         super().commit(staged)
@@ -73,6 +192,42 @@ class RecordingAlerts(AlertService):
                     alert.district,
                 )
             )
+
+
+def feed_report(
+    recording: Recording,
+    registry: Registry,
+    engine: RecordingEngine,
+    alerts: RecordingAlerts | None,
+    parts: Sequence[Part],
+    tz: tzinfo,
+    shift_ms: int,
+) -> list[PartReport]:
+    """What a feed's alarms and alerts say, per part and device, on the records' own time axis.
+
+    An alert still open at the end runs to the last reading plus the longest
+    reporting interval.
+    """
+    intervals = {
+        d.device_id: registry.tables[d.kind].interval_s(registry.tables[d.kind].index[d.device_id])
+        for d in registry
+    }
+    spans = None
+    standards_rules: frozenset[str] = frozenset()
+    if alerts is not None:
+        history = [replace(a, at_ms=a.at_ms - shift_ms) for a in alerts.history]
+        spans = alert_spans(history, int(recording.ts_ms[-1]) + round(max(intervals.values()) * 1000))
+        standards_rules = frozenset(r.name for r in alerts.rules.rules if r.detector in EPISODE_DETECTORS)
+    return report(
+        recording,
+        engine.unshift(shift_ms),
+        parts,
+        tz,
+        intervals,
+        spans,
+        {d.device_id: d.district for d in registry},
+        standards_rules,
+    )
 
 
 class ReplayClock:

@@ -167,6 +167,30 @@ class Layout:
     device_column: str | None = None
     na: frozenset[str] = NA_MARKERS
 
+    @classmethod
+    def of(
+        cls,
+        kind: SensorKind,
+        mapping: str,
+        time: str,
+        tz: tzinfo,
+        device_column: str | None = None,
+        na: str = "",
+    ) -> Layout:
+        """The layout ``citypulse replay``'s options give: ``--map``, ``--time`` (comma-separated
+        columns) in ``--tz``, ``--device-column``, and ``--na`` markers added to the known ones."""
+        layout = cls(
+            kind,
+            parse_mapping(mapping, kind),
+            TimeColumns(tuple(c.strip() for c in time.split(",") if c.strip()), tz),
+            device_column,
+        )
+        if na:
+            layout = cls(
+                layout.kind, layout.sources, layout.time, layout.device_column, layout.na | set(na.split(","))
+            )
+        return layout
+
 
 @dataclass
 class Recording:
@@ -220,6 +244,25 @@ class Recording:
                 continue
             values, counts = np.unique(steps, return_counts=True)
             found[name] = float(values[np.argmax(counts)])
+        return found
+
+    def missing_from(self, registry: Registry) -> list[str]:
+        """The recorded devices ``registry`` does not hold."""
+        return [d for d in self.devices if d not in registry]
+
+    def misstated_intervals(self, registry: Registry) -> list[tuple[str, float, float]]:
+        """(device, recorded, declared interval in s) where ``registry`` is off by more than twice.
+
+        Detectors scale their memories to the declared interval, so a registry that
+        misstates it makes them misjudge the records.
+        """
+        measured = self.interval_s()
+        found = []
+        for name in self.devices:
+            table = registry.tables[self.kind.name]
+            declared = table.interval_s(table.index[name]) if name in table.index else None
+            if declared is not None and not 0.5 <= measured[name] / declared <= 2.0:
+                found.append((name, measured[name], declared))
         return found
 
     def registry(self, district: str | None = None, interval_s: float | None = None) -> Registry:

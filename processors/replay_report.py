@@ -27,7 +27,9 @@ from numpy.typing import NDArray
 from processors.aqi_daily import DAY_MS, daily_vn_aqi, local_ms
 from processors.detectors import Category
 from processors.recordings import Recording
+from processors.registry import Registry
 from processors.replay import AlarmLog
+from processors.timestamps import format_rfc3339
 
 EPISODE_LEVEL = 150.0
 """Daily VN_AQI above this is an episode day: "Xấu" (bad) or worse, felt by everyone."""
@@ -303,3 +305,64 @@ def totals(reports: Sequence[PartReport]) -> dict[str, dict[str, Any]]:
 def fault_detectors(categories: Mapping[str, str]) -> list[str]:
     """Detectors that speak of the sensor rather than the city (statistical and health)."""
     return sorted(n for n, c in categories.items() if c in (Category.STATISTICAL, Category.HEALTH))
+
+
+def devices(recording: Recording, registry: Registry) -> dict[str, dict[str, object]]:
+    """Per recorded device: its readings, its declared interval, and its first and last reading's time."""
+    found: dict[str, dict[str, object]] = {}
+    for index, name in enumerate(recording.devices):
+        rows = recording.of_device(index)
+        known = registry.get(name)
+        found[name] = {
+            "readings": int(rows.size),
+            "interval_s": known.interval_s if known is not None else None,
+            "first": format_rfc3339(int(recording.ts_ms[rows[0]])),
+            "last": format_rfc3339(int(recording.ts_ms[rows[-1]])),
+        }
+    return found
+
+
+TABLE_TITLE = (
+    "alarm onsets per device-day (sensor-fault detectors); episode days (daily VN_AQI > 150), "
+    "those alarmed by each standards detector and those alerted\n"
+)
+
+
+def table(reports: Sequence[PartReport]) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of :data:`TABLE_TITLE`: per part and device, the sensor-fault detectors'
+    onsets per device-day, the episode days, those each standards detector alarmed and those alerted."""
+    categories: dict[str, str] = {}
+    for entry in reports:
+        categories |= entry.categories
+    faults = fault_detectors(categories)
+    header = [
+        "part",
+        "device",
+        "device-days",
+        *faults,
+        "episode days",
+        "aqi_vn",
+        "who_air",
+        "aqi_us",
+        "alerted",
+    ]
+    rows = []
+    for entry in reports:
+        rate = entry.per_device_day()
+        rows.append(
+            [
+                entry.part,
+                entry.device,
+                f"{entry.device_days:.1f}",
+                *(f"{rate.get(name, 0.0):.3f}" for name in faults),
+                f"{entry.episode_days}" if entry.index_days else "-",
+                *(
+                    f"{entry.episodes_alarmed.get(d, 0)}" if entry.index_days else "-"
+                    for d in ("aqi_vn", "who_air", "aqi_us")
+                ),
+                f"{entry.episodes_alerted}"
+                if entry.index_days and entry.episodes_alerted is not None
+                else "-",
+            ]
+        )
+    return header, rows

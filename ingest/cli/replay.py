@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import signal
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
@@ -31,13 +26,17 @@ from ingest.device_states import DeviceStates, no_open_alerts
 from ingest.pipeline import Pipeline
 from ingest.registry_file import load_registry, save_registry
 from ingest.replay import (
+    Progress,
     PublishResult,
     RecordingAlerts,
     RecordingEngine,
     ReplayClock,
+    chosen_shift,
     feed,
+    feed_report,
     publish,
-    shift_to_now,
+    read_recording,
+    zone,
 )
 from ingest.settings import Settings
 from ingest.sinks import Sink, open_sink
@@ -46,25 +45,10 @@ from ingest.stats import PipelineStats
 from processors.air_index import AirIndex
 from processors.endpoint import BrokerUnreachableError
 from processors.kinds import KINDS
-from processors.recordings import (
-    Layout,
-    Recording,
-    RecordingBuilder,
-    RecordingError,
-    TimeColumns,
-    parse_mapping,
-)
+from processors.recordings import Layout, Recording, RecordingError
 from processors.registry import Registry, RegistryError
-from processors.replay_report import (
-    EPISODE_DETECTORS,
-    PartReport,
-    alert_spans,
-    fault_detectors,
-    parse_part,
-    report,
-    totals,
-)
-from processors.timestamps import format_rfc3339, parse_timestamp
+from processors.replay_report import TABLE_TITLE, Part, devices, parse_part, table, totals
+from processors.timestamps import format_rfc3339
 from processors.units import human_rate
 from processors.validate import Validator
 
@@ -188,29 +172,36 @@ def replay(
         raise UserError(
             "--device names the device of a single file; with several, use --device-column or one file each"
         )
-    zone = _zone(tz)
     try:
-        layout = Layout(
-            KINDS[kind],
-            parse_mapping(mapping, KINDS[kind]),
-            TimeColumns(tuple(c.strip() for c in time_columns.split(",") if c.strip()), zone),
-            device_column,
-        )
-        if na:
-            layout = Layout(
-                layout.kind, layout.sources, layout.time, layout.device_column, layout.na | set(na.split(","))
-            )
-        parts = [parse_part(text, zone) for text in part or ()]
+        local = zone(tz)
+    except ValueError as bad:
+        raise UserError(f"--tz {tz}: {bad}") from None
+    try:
+        layout = Layout.of(KINDS[kind], mapping, time_columns, local, device_column, na)
+        parts = [parse_part(text, local) for text in part or ()]
     except (RecordingError, ValueError) as bad:
         raise UserError(str(bad)) from None
-    recording = _read(files, layout, device)
+    try:
+        recording = read_recording(files, layout, device)
+    except RecordingError as bad:
+        raise UserError(str(bad)) from None
     if len(recording) == 0:
         raise UserError(
             f"{', '.join(map(str, files))}: no readings with any mapped value; check --map and --na"
         )
     fleet = _registry(recording, registry, district, save_registry_to)
     mode = "feed" if feed_mode else "publish"
-    shift_ms = _shift(shift_to, recording, mode, speed)
+    try:
+        shift_ms = chosen_shift(
+            shift_to,
+            int(recording.ts_ms[0]),
+            int(recording.ts_ms[-1]),
+            time.time_ns() // 1_000_000,
+            publishing=not feed_mode,
+            speed=speed,
+        )
+    except ValueError:
+        raise UserError(f"--shift-to {shift_to}: use 'now', 'none' or an RFC 3339 time") from None
     summary: dict[str, Any] = {
         "mode": mode,
         "kind": kind,
@@ -222,7 +213,7 @@ def replay(
         "shift_ms": shift_ms,
         "first": format_rfc3339(int(recording.ts_ms[0]) + shift_ms),
         "last": format_rfc3339(int(recording.ts_ms[-1]) + shift_ms),
-        "devices": _devices(recording, fleet),
+        "devices": devices(recording, fleet),
     }
     err.print(
         f"replaying {len(recording):,} {kind} readings of {len(recording.devices)} device(s) from "
@@ -233,60 +224,17 @@ def replay(
     for example in recording.examples:
         err.print(f"  {example}", highlight=False)
     if feed_mode:
-        summary |= _feed(recording, fleet, settings, sqlite, cycle, shift_ms, parts, zone, alerts_store)
+        summary |= _feed(recording, fleet, settings, sqlite, cycle, shift_ms, parts, local, alerts_store)
     else:
         summary |= _publish(recording, settings, speed, shift_ms, client_id)
     if as_json:
         print_json(summary)
 
 
-def _zone(text: str) -> tzinfo:
-    cleaned = text.strip()
-    if cleaned.upper() in ("UTC", "Z"):
-        return UTC
-    if cleaned[:1] in "+-" and ":" in cleaned:
-        hours, _, minutes = cleaned[1:].partition(":")
-        try:
-            offset = timedelta(hours=int(hours), minutes=int(minutes))
-        except ValueError:
-            raise UserError(f"--tz {text}: write an offset as +08:00") from None
-        return timezone(-offset if cleaned[0] == "-" else offset)
-    try:
-        return ZoneInfo(cleaned)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UserError(
-            f"--tz {text}: not a time zone; use UTC, an offset such as +08:00, "
-            "or a name such as Asia/Ho_Chi_Minh"
-        ) from None
-
-
-def _read(files: Sequence[Path], layout: Layout, device: str | None) -> Recording:
-    builder = RecordingBuilder(layout)
-    for path in files:
-        try:
-            handle = path.open(newline="", encoding="utf-8-sig")
-        except OSError as bad:
-            raise UserError(f"cannot read {path}: {bad.strerror}") from None
-        with handle:
-            rows = csv.reader(handle)
-            header = next(rows, None)
-            if header is None:
-                raise UserError(f"{path} is empty; a CSV with a header row is expected")
-            name = device if device is not None else path.stem
-            try:
-                builder.add_table(
-                    header, rows, where=str(path), device=None if layout.device_column else name
-                )
-            except RecordingError as bad:
-                raise UserError(str(bad)) from None
-            except csv.Error as bad:
-                raise UserError(f"{path}: not a readable CSV file ({bad})") from None
-    return builder.build()
-
-
 def _registry(
     recording: Recording, path: Path | None, district: str | None, save_to: Path | None
 ) -> Registry:
+    """The given registry (checked against the records), else one generated from them."""
     if path is None:
         fleet = recording.registry(district)
         if save_to is not None:
@@ -296,54 +244,23 @@ def _registry(
         fleet = load_registry(path)
     except (OSError, RegistryError) as bad:
         raise UserError(f"--registry {path}: {bad}") from None
-    missing = [d for d in recording.devices if d not in fleet]
+    missing = recording.missing_from(fleet)
     if missing:
         raise UserError(
             f"--registry {path} lacks {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
             "add them, or leave --registry out to generate one"
         )
-    measured = recording.interval_s()
-    for name in recording.devices:
-        table = fleet.tables[recording.kind.name]
-        declared = table.interval_s(table.index[name]) if name in table.index else None
-        if declared is not None and not 0.5 <= measured[name] / declared <= 2.0:
-            err.print(
-                f"warning: {name} reports every {measured[name]:g} s in the records but --registry {path} "
-                f"declares {declared:g} s; detectors scale their memories to the declared interval, so "
-                "set interval_s to what the device really does",
-                highlight=False,
-            )
+    for name, measured, declared in recording.misstated_intervals(fleet):
+        err.print(
+            f"warning: {name} reports every {measured:g} s in the records but --registry {path} "
+            f"declares {declared:g} s; detectors scale their memories to the declared interval, so "
+            "set interval_s to what the device really does",
+            highlight=False,
+        )
     return fleet
 
 
-def _shift(text: str | None, recording: Recording, mode: str, speed: float) -> int:
-    choice = (text or ("none" if mode == "feed" else "now")).strip()
-    first, last = int(recording.ts_ms[0]), int(recording.ts_ms[-1])
-    if choice == "none":
-        return 0
-    if choice == "now":
-        return shift_to_now(first, last, time.time_ns() // 1_000_000, speed if mode == "publish" else 0.0)
-    try:
-        return parse_timestamp(choice) - first
-    except ValueError:
-        raise UserError(f"--shift-to {text}: use 'now', 'none' or an RFC 3339 time") from None
-
-
-def _devices(recording: Recording, fleet: Registry) -> dict[str, dict[str, object]]:
-    found: dict[str, dict[str, object]] = {}
-    for index, name in enumerate(recording.devices):
-        rows = recording.of_device(index)
-        known = fleet.get(name)
-        found[name] = {
-            "readings": int(rows.size),
-            "interval_s": known.interval_s if known is not None else None,
-            "first": format_rfc3339(int(recording.ts_ms[rows[0]])),
-            "last": format_rfc3339(int(recording.ts_ms[rows[-1]])),
-        }
-    return found
-
-
-def _progress(total: int) -> Any:
+def _progress(total: int) -> Progress:
     started = time.monotonic()
     last = [started]
 
@@ -367,8 +284,8 @@ def _feed(
     sqlite: Path | None,
     cycle: str,
     shift_ms: int,
-    parts: list[Any],
-    zone: tzinfo,
+    parts: list[Part],
+    local: tzinfo,
     alerts_store: Path | None,
 ) -> dict[str, Any]:
     cycle_s = duration_option(cycle, "--cycle")
@@ -381,7 +298,12 @@ def _feed(
     engine = RecordingEngine(fleet, settings.detection, settings.detector_names)
     stats = PipelineStats(clock_ms=clock)
     with tempfile.TemporaryDirectory(prefix="citypulse-replay-") as scratch:
-        alerts = _alerts(settings, fleet, stats, alerts_store or Path(scratch) / "alerts.sqlite")
+        try:
+            alerts = RecordingAlerts.apart(
+                settings, fleet, stats, alerts_store or Path(scratch) / "alerts.sqlite"
+            )
+        except ValueError as bad:
+            raise UserError(str(bad)) from None
         sink: Sink = SqliteSink(sqlite) if sqlite is not None else open_sink(settings)
         try:
             pipeline = Pipeline(
@@ -411,116 +333,26 @@ def _feed(
             if alerts is not None:
                 alerts.close()
     snapshot = stats.snapshot()
-    intervals = {
-        d.device_id: fleet.tables[d.kind].interval_s(fleet.tables[d.kind].index[d.device_id]) for d in fleet
-    }
-    spans = None
-    standards_rules: frozenset[str] = frozenset()
-    if alerts is not None:
-        history = [replace(a, at_ms=a.at_ms - shift_ms) for a in alerts.history]
-        spans = alert_spans(history, int(recording.ts_ms[-1]) + round(max(intervals.values()) * 1000))
-        standards_rules = frozenset(r.name for r in alerts.rules.rules if r.detector in EPISODE_DETECTORS)
-    reports = report(
-        recording,
-        _shifted_alarms(engine, shift_ms),
-        parts,
-        zone,
-        intervals,
-        spans,
-        {d.device_id: d.district for d in fleet},
-        standards_rules,
-    )
+    reports = feed_report(recording, fleet, engine, alerts, parts, local, shift_ms)
     err.print(
         f"fed {result.messages:,} readings in {result.cycles:,} cycles in {result.elapsed_s:.0f} s "
         f"({human_rate(result.messages / max(result.elapsed_s, 1e-9))} readings/s): "
         f"{sum(snapshot.stored.values()):,} stored, {sum(snapshot.reasons.values()):,} rejected",
         highlight=False,
     )
-    err.print(_table(reports), highlight=False, end="")
-    alarm_rows: dict[str, int] = {}
-    arrays = engine.alarms.arrays()
-    for code, name in enumerate(engine.alarms.detectors):
-        alarm_rows[name] = int((arrays["detector"] == code).sum())
-    fired: Counter[str] = Counter()
-    if alerts is not None:
-        fired.update(record.rule for record in alerts.history if record.event == "fired")
+    header, rows = table(reports)
+    err.print(TABLE_TITLE + aligned(header, rows, right=header[2:]), highlight=False, end="")
     return {
         "stored": sum(snapshot.stored.values()),
         "rejects": dict(sorted(snapshot.reasons.items())),
         "cycles": result.cycles,
         "elapsed_s": round(result.elapsed_s, 2),
-        "alarms_by_detector": dict(sorted(alarm_rows.items())),
+        "alarms_by_detector": engine.alarms_by_detector(),
         "onsets_by_detector": {d: n for (_, d), n in sorted(snapshot.anomaly_detectors.items())},
-        "alerts_fired": dict(sorted(fired.items())) if alerts is not None else None,
+        "alerts_fired": alerts.fired() if alerts is not None else None,
         "parts": [r.as_dict() for r in reports],
         "totals": totals(reports),
     }
-
-
-def _alerts(settings: Settings, fleet: Registry, stats: PipelineStats, store: Path) -> RecordingAlerts | None:
-    """The alert rules of the settings over the replay, kept in ``store`` and delivered to no one.
-
-    Years-old records must not page anybody, nor mix with the service's own alert store.
-    """
-    if not settings.alerts.enabled:
-        return None
-    scoped = settings.model_copy(update={"alerts": settings.alerts.model_copy(update={"store": store})})
-    try:
-        return RecordingAlerts(scoped, fleet, stats, channels=[])
-    except ValueError as bad:
-        raise UserError(str(bad)) from None
-
-
-def _shifted_alarms(engine: RecordingEngine, shift_ms: int) -> Any:
-    """The alarm log on the records' own time axis (the report counts days of the records)."""
-    log = engine.alarms
-    if shift_ms:
-        log.ts_ms = [ts - shift_ms for ts in log.ts_ms]
-        log.received_ms = [ts - shift_ms for ts in log.received_ms]
-    return log
-
-
-def _table(reports: Sequence[PartReport]) -> str:
-    """Onsets per device-day of the sensor-fault detectors, and the episode days, per part and device."""
-    categories: dict[str, str] = {}
-    for entry in reports:
-        categories |= entry.categories
-    faults = fault_detectors(categories)
-    header = [
-        "part",
-        "device",
-        "device-days",
-        *faults,
-        "episode days",
-        "aqi_vn",
-        "who_air",
-        "aqi_us",
-        "alerted",
-    ]
-    rows = []
-    for entry in reports:
-        rate = entry.per_device_day()
-        rows.append(
-            [
-                entry.part,
-                entry.device,
-                f"{entry.device_days:.1f}",
-                *(f"{rate.get(name, 0.0):.3f}" for name in faults),
-                f"{entry.episode_days}" if entry.index_days else "-",
-                *(
-                    f"{entry.episodes_alarmed.get(d, 0)}" if entry.index_days else "-"
-                    for d in ("aqi_vn", "who_air", "aqi_us")
-                ),
-                f"{entry.episodes_alerted}"
-                if entry.index_days and entry.episodes_alerted is not None
-                else "-",
-            ]
-        )
-    title = (
-        "alarm onsets per device-day (sensor-fault detectors); episode days (daily VN_AQI > 150), "
-        "those alarmed by each standards detector and those alerted\n"
-    )
-    return title + aligned(header, rows, right=header[2:])
 
 
 def _publish(

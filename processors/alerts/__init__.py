@@ -2,7 +2,9 @@
 
 Pure logic only (no I/O, no clock): the alert and event types (``model``), the
 rule files (``rules``, with ``default_rules.toml``), a cycle's judgements
-(``conditions``), the engine that turns them into alert events (``engine``), area
+(``conditions``), the engine that turns them into alert events (``engine``, over
+its staged changes in ``staging``), what the clock alone brings (``due``), how
+alerts and events are built (``events``), acknowledgements (``acks``), area
 rules, flapping, silences and notification grouping. ``ingest/alerts`` stores
 and delivers what this package decides.
 """

@@ -6,16 +6,22 @@ at least ``min_share`` of the district's devices that are reporting (registered
 devices minus the silent ones). VN_AQI above 150 at half of a district's
 stations is one district alert; a burst main three sensors see is one alert.
 
+Each cycle keeps, per district, how many devices see the condition, how many
+are silent, and how many saw it and then went silent (:class:`AreaCounts`): a
+district whose devices all went silent, or all of whose seeing devices did, is
+held as it was, neither raised nor resolved.
+
 Across several ingest processes an area rule is exact only if one process sees
 every device of the district (``docs/alerts.md``, "Several ingest processes").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from processors.alerts.rules import AreaSpec
+from processors.alerts.state import Member, SilentDevice
 from processors.registry import Registry
 
 
@@ -72,3 +78,43 @@ def area_value(spec: AreaSpec, count: int, total: int) -> tuple[float, float]:
     if spec.min_share > 0:
         return (round(count / total, 4) if total else 0.0), spec.min_share
     return float(count), float(spec.min_devices)
+
+
+class AreaCounts:
+    """Per district of one area rule: devices seeing the condition, silent ones, and the reporting total."""
+
+    def __init__(self) -> None:
+        self.seeing: dict[str, int] = {}
+        self.unheard: dict[str, int] = {}
+        """Devices that saw the condition and then went silent."""
+        self.silent: dict[str, int] = {}
+
+    @classmethod
+    def of(
+        cls, kinds: Iterable[str], members: Mapping[str, Member], silent: Mapping[str, SilentDevice]
+    ) -> AreaCounts:
+        """The counts of a rule over ``kinds`` with these ``members`` (by device) and silent devices."""
+        counts = cls()
+        for device, m in members.items():
+            counts.member(m.district, True, device in silent)
+        for s in silent.values():
+            if s.kind in kinds:
+                counts.silent[s.district] = counts.silent.get(s.district, 0) + 1
+        return counts
+
+    def member(self, district: str, joined: bool, silent: bool) -> None:
+        tally = self.unheard if silent else self.seeing
+        tally[district] = tally.get(district, 0) + (1 if joined else -1)
+
+    def silenced(self, district: str, is_member: bool, silent: bool) -> None:
+        step = 1 if silent else -1
+        self.silent[district] = self.silent.get(district, 0) + step
+        if is_member:
+            self.seeing[district] = self.seeing.get(district, 0) - step
+            self.unheard[district] = self.unheard.get(district, 0) + step
+
+    def unknown(self, district: str, size: int) -> bool:
+        """Nothing can be said: every device went silent, or every device that saw it did."""
+        if size - self.silent.get(district, 0) <= 0:
+            return True
+        return self.seeing.get(district, 0) == 0 and self.unheard.get(district, 0) > 0

@@ -35,32 +35,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Set
 from dataclasses import replace
-from typing import Any
 
-from processors.alerts.areas import AreaIndex, area_holds, area_value
+from processors.alerts.acks import acknowledge
+from processors.alerts.areas import AreaCounts, AreaIndex, area_holds, area_value
 from processors.alerts.conditions import SILENCE_DETECTOR, Judgement
-from processors.alerts.flapping import is_flapping, record_onset
-from processors.alerts.model import (
-    AREA_PREFIX,
-    Alert,
-    AlertEvent,
-    AlertState,
-    EventType,
-    alert_id,
-    next_event,
-)
-from processors.alerts.rules import Rule, RuleSet, render
-from processors.alerts.state import (
-    UNANNOUNCED,
-    Ack,
-    AckResult,
-    CycleInput,
-    Key,
-    Member,
-    Outcome,
-    SilentDevice,
-    Target,
-)
+from processors.alerts.due import next_due, remembered, waits
+from processors.alerts.events import alert_values, new_alert, silenced_by
+from processors.alerts.flapping import record_onset
+from processors.alerts.model import AREA_PREFIX, Alert, AlertState, EventType, next_event
+from processors.alerts.rules import Rule, RuleSet
+from processors.alerts.staging import Staged
+from processors.alerts.state import CycleInput, Key, Member, Outcome, SilentDevice, Target
 
 _EMPTY: frozenset[str] = frozenset()
 
@@ -114,7 +99,7 @@ class AlertEngine:
                 run.device_seen(rule, j, at)
         for key in run.final_keys():
             run.advance(key, run.now)
-        run.acknowledge(cycle.acks)
+        acknowledge(run, cycle.acks)
         for key in run.final_keys():
             run.settle(key)
         return run.outcome
@@ -131,7 +116,7 @@ class AlertEngine:
                     self._present.get((rule, gone.kind), set()).discard(target_id)
             else:
                 self.targets[key] = target
-                if _waits(target, self.rules.get(rule)):
+                if waits(target, self.rules.get(rule)):
                     self.waiting.add(key)
                 else:
                     self.waiting.discard(key)
@@ -175,15 +160,19 @@ class AlertEngine:
         self.commit(Outcome(clock_ms, targets=dict(targets), members=dict(members), silent=dict(silent)))
 
 
-class _Run:
+class _Run(Staged):
     """One cycle's evaluation: reads through the staged changes to the engine's state."""
 
     def __init__(self, engine: AlertEngine, cycle: CycleInput) -> None:
+        super().__init__(
+            engine.targets, engine.members, engine.silent, max(cycle.now_ms, engine.clock_ms), cycle.silences
+        )
         self.engine = engine
-        self.now = max(cycle.now_ms, engine.clock_ms)
-        self.silences = cycle.silences
-        self.outcome = Outcome(self.now)
-        self._areas = {rule.name: self._count(rule) for rule in engine.rules.rules if rule.area is not None}
+        self._areas = {
+            rule.name: AreaCounts.of(rule.kinds, engine.members.get(rule.name, {}), engine.silent)
+            for rule in engine.rules.rules
+            if rule.area is not None
+        }
 
     def stream(self, cycle: CycleInput) -> Iterator[tuple[int, Rule | None, Judgement]]:
         """Every judgement of the cycle with its time, in time order (silence first at equal times)."""
@@ -200,31 +189,6 @@ class _Run:
         for at, _, rule, j in items:
             yield at, rule, j
 
-    # --- staged state -------------------------------------------------------------------------
-    def target(self, key: Key) -> Target | None:
-        staged = self.outcome.targets
-        if key in staged:
-            return staged[key]
-        return self.engine.targets.get(key)
-
-    def edit(self, key: Key) -> Target | None:
-        """The target, copied into the staged changes so it may be changed."""
-        staged = self.outcome.targets
-        if key in staged:
-            return staged[key]
-        found = self.engine.targets.get(key)
-        if found is None:
-            return None
-        copy = replace(found)
-        latest = self.outcome.values.pop(key, None)
-        if latest is not None:
-            copy.value, copy.field, copy.unit = latest
-        staged[key] = copy
-        return copy
-
-    def target_keys(self) -> list[Key]:
-        return list(dict.fromkeys([*self.engine.targets, *self.outcome.targets]))
-
     def final_keys(self) -> list[Key]:
         """What the cycle's end must look at: what it touched, what waits on the clock, and the
         targets of devices that went silent or came back (their held flags)."""
@@ -235,18 +199,6 @@ class _Run:
                 if self.target(key) is not None:
                     keys[key] = None
         return list(keys)
-
-    def is_silent(self, device: str) -> bool:
-        staged = self.outcome.silent
-        if device in staged:
-            return staged[device] is not None
-        return device in self.engine.silent
-
-    def member(self, rule: str, device: str) -> Member | None:
-        key = (rule, device)
-        if key in self.outcome.members:
-            return self.outcome.members[key]
-        return self.engine.members.get(rule, {}).get(device)
 
     def held(self, key: Key, target: Target, rule: Rule) -> bool:
         if target.device:
@@ -302,16 +254,6 @@ class _Run:
             self._areas[rule.name].member(j.district, j.present, self.is_silent(j.device))
             self._judge_area(rule, j.district, at)
 
-    def _count(self, rule: Rule) -> _AreaCounts:
-        """An area rule's counts per district, from the state at the cycle's start."""
-        counts = _AreaCounts()
-        for device, m in self.engine.members.get(rule.name, {}).items():
-            counts.member(m.district, True, device in self.engine.silent)
-        for s in self.engine.silent.values():
-            if s.kind in rule.kinds:
-                counts.silent[s.district] = counts.silent.get(s.district, 0) + 1
-        return counts
-
     def _judge_area(self, rule: Rule, district: str, at: int) -> None:
         spec = rule.area
         assert spec is not None
@@ -346,30 +288,6 @@ class _Run:
         elif not present and target.present:
             target.present, target.since_ms = False, at
 
-    # --- acknowledgements (at the cycle's time) ------------------------------------------------
-    def acknowledge(self, acks: tuple[Ack, ...]) -> None:
-        if not acks:
-            return
-        by_id: dict[str, Key] = {}
-        for key in self.target_keys():
-            target = self.target(key)
-            if target is not None and target.alert is not None:
-                by_id[target.alert.id] = key
-        for ack in acks:
-            found = by_id.get(ack.alert_id)
-            target = None if found is None else self.edit(found)
-            if target is None or target.alert is None:
-                self.outcome.acks.append(AckResult(ack.request, ack.alert_id, "not open"))
-                continue
-            if target.alert.state == AlertState.ACKNOWLEDGED:
-                self.outcome.acks.append(AckResult(ack.request, ack.alert_id, "already acknowledged"))
-                continue
-            target.alert = next_event(
-                target.alert, self.now, state=AlertState.ACKNOWLEDGED, acknowledged_by=ack.by, note=ack.note
-            )
-            self.emit(EventType.ACKNOWLEDGED, target.alert, self.now)
-            self.outcome.acks.append(AckResult(ack.request, ack.alert_id, "acknowledged"))
-
     # --- the clock -----------------------------------------------------------------------------
     def advance(self, key: Key, until: int) -> None:
         """Everything due for this target up to ``until``, each at the time it fell due, in order."""
@@ -381,7 +299,7 @@ class _Run:
             if rule is None:  # the rule was removed or disabled since this state was saved
                 self._retire(key, target, until)
                 return
-            step = self._next(key, target, rule, until)
+            step = next_due(target, rule, self.held(key, target, rule), until)
             if step is None:
                 return
             at, what = step
@@ -391,7 +309,7 @@ class _Run:
                 self._fire(rule, key, edited, at)
             elif what == "flapping":
                 assert edited.alert is not None
-                edited.alert = next_event(edited.alert, at, flapping=True, **self._values(rule, edited))
+                edited.alert = next_event(edited.alert, at, flapping=True, **alert_values(rule, edited))
                 self.emit(EventType.FLAPPING, edited.alert, at)
             elif what == "resolve":
                 self._resolve(rule, key, edited, at)
@@ -399,43 +317,9 @@ class _Run:
                 assert edited.alert is not None
                 assert rule.escalate_to is not None
                 edited.alert = next_event(
-                    edited.alert, at, severity=rule.escalate_to, escalated=True, **self._values(rule, edited)
+                    edited.alert, at, severity=rule.escalate_to, escalated=True, **alert_values(rule, edited)
                 )
                 self.emit(EventType.ESCALATED, edited.alert, at)
-
-    def _next(self, key: Key, target: Target, rule: Rule, until: int) -> tuple[int, str] | None:
-        """The earliest thing due for ``target`` at or before ``until``, if any."""
-        window = round(rule.flapping.window_s * 1000)
-        held = self.held(key, target, rule)
-        alert = target.alert
-        due: list[tuple[int, str]] = []
-        if alert is None:
-            if target.present and not held:
-                fire_at = target.since_ms + rule.for_ms
-                if is_flapping(target.onsets, target.since_ms, rule.flapping.count, window):
-                    fire_at = target.since_ms
-                due.append((max(fire_at, target.since_ms), "fire"))
-        else:
-            if (
-                target.present
-                and not alert.flapping
-                and is_flapping(target.onsets, target.since_ms, rule.flapping.count, window)
-            ):
-                due.append((max(target.since_ms, alert.updated_ms), "flapping"))
-            if not target.present and not held:
-                needed = round(rule.flapping.clear_for_s * 1000) if alert.flapping else rule.clear_for_ms
-                due.append((target.since_ms + needed, "resolve"))
-            escalate_after = rule.escalate_after_ms
-            if (
-                escalate_after is not None
-                and rule.escalate_to is not None
-                and alert.state == AlertState.FIRING
-                and not alert.escalated
-                and not held
-            ):
-                due.append((max(alert.started_ms + escalate_after, alert.updated_ms), "escalate"))
-        ready = [d for d in due if d[0] <= until]
-        return min(ready) if ready else None
 
     def settle(self, key: Key) -> None:
         """At the cycle's end: held flags, announcements, and forgetting what is over."""
@@ -445,7 +329,7 @@ class _Run:
         rule = self.engine.rules.get(key[0])
         if rule is None:
             return
-        if target.alert is None and not target.present and not _remembered(target, self.now, rule):
+        if target.alert is None and not target.present and not remembered(target, self.now, rule):
             self.outcome.targets[key] = None
             return
         if target.alert is not None:
@@ -471,7 +355,7 @@ class _Run:
             edited.alert = replace(edited.alert, held=held)
             target = edited
         assert target.alert is not None
-        if not target.alert.announced and self.silenced_by(target.alert) == "":
+        if not target.alert.announced and silenced_by(self.silences, target.alert) == "":
             edited = self.edit(key)
             assert edited is not None
             assert edited.alert is not None
@@ -479,35 +363,13 @@ class _Run:
             self.emit(EventType.FIRED, edited.alert, self.now)
 
     def _fire(self, rule: Rule, key: Key, target: Target, at: int) -> None:
-        window = round(rule.flapping.window_s * 1000)
-        alert = Alert(
-            id=alert_id(rule.name, key[1], at),
-            rule=rule.name,
-            kind=target.kind,
-            target=key[1],
-            device=target.device,
-            district=target.district,
-            severity=rule.severity,
-            category=rule.alert_category,
-            state=AlertState.FIRING,
-            started_ms=at,
-            updated_ms=at,
-            message="",
-            message_vi="",
-            lat=target.lat,
-            lon=target.lon,
-            flapping=is_flapping(target.onsets, at, rule.flapping.count, window),
-            events=1,
-        )
-        alert = replace(alert, **self._values(rule, target, alert))
-        alert = replace(alert, announced=not self.silenced_by(alert))
-        target.alert = alert
-        self.emit(EventType.FIRED, alert, at)
+        target.alert = new_alert(rule, key, target, at, self.silences)
+        self.emit(EventType.FIRED, target.alert, at)
 
     def _resolve(self, rule: Rule, key: Key, target: Target, at: int) -> None:
         assert target.alert is not None
         resolved = next_event(
-            target.alert, at, state=AlertState.RESOLVED, held=False, **self._values(rule, target)
+            target.alert, at, state=AlertState.RESOLVED, held=False, **alert_values(rule, target)
         )
         target.alert = None
         self.emit(EventType.RESOLVED, resolved, at)
@@ -516,91 +378,3 @@ class _Run:
         if target.alert is not None:
             self.emit(EventType.RESOLVED, next_event(target.alert, at, state=AlertState.RESOLVED), at)
         self.outcome.targets[key] = None
-
-    def _values(self, rule: Rule, target: Target, alert: Alert | None = None) -> dict[str, Any]:
-        """The alert's value, limit and messages from the target's latest judgement."""
-        alert = alert or target.alert
-        limit = rule.threshold if rule.field is not None else rule.limit
-        if rule.area is not None:
-            _, limit = area_value(rule.area, target.count, target.total)
-        values = {
-            "rule": rule.name,
-            "kind": target.kind,
-            "device": target.device,
-            "district": target.district,
-            "field": target.field,
-            "unit": target.unit,
-            "value": target.value,
-            "limit": limit,
-            "count": target.count,
-            "total": target.total,
-            "severity": alert.severity if alert is not None else rule.severity,
-        }
-        return {
-            "value": target.value,
-            "limit": limit,
-            "field": target.field,
-            "unit": target.unit,
-            "message": render(rule.message, values),
-            "message_vi": render(rule.message_vi, values),
-        }
-
-    # --- events and silences ------------------------------------------------------------------------
-    def silenced_by(self, alert: Alert) -> str:
-        for silence in self.silences:
-            if silence.matches(alert):
-                return silence.id
-        return ""
-
-    def emit(self, kind: EventType, alert: Alert, at: int) -> None:
-        silenced_by = self.silenced_by(alert)
-        if not silenced_by and not alert.announced:
-            silenced_by = UNANNOUNCED
-        if kind == EventType.RESOLVED and alert.announced:
-            silenced_by = (
-                ""  # who heard it fire hears it end: a resolution pages nobody, and closes their view
-            )
-        self.outcome.events.append(AlertEvent(kind, at, alert, silenced_by))
-
-
-class _AreaCounts:
-    """Per district of one area rule: devices seeing the condition, silent ones, and the reporting total."""
-
-    def __init__(self) -> None:
-        self.seeing: dict[str, int] = {}
-        self.unheard: dict[str, int] = {}
-        """Devices that saw the condition and then went silent."""
-        self.silent: dict[str, int] = {}
-
-    def member(self, district: str, joined: bool, silent: bool) -> None:
-        tally = self.unheard if silent else self.seeing
-        tally[district] = tally.get(district, 0) + (1 if joined else -1)
-
-    def silenced(self, district: str, is_member: bool, silent: bool) -> None:
-        step = 1 if silent else -1
-        self.silent[district] = self.silent.get(district, 0) + step
-        if is_member:
-            self.seeing[district] = self.seeing.get(district, 0) - step
-            self.unheard[district] = self.unheard.get(district, 0) + step
-
-    def unknown(self, district: str, size: int) -> bool:
-        """Nothing can be said: every device went silent, or every device that saw it did."""
-        if size - self.silent.get(district, 0) <= 0:
-            return True
-        return self.seeing.get(district, 0) == 0 and self.unheard.get(district, 0) > 0
-
-
-def _waits(target: Target, rule: Rule | None) -> bool:
-    """Whether the clock alone may change this target (see :attr:`AlertEngine.waiting`)."""
-    alert = target.alert
-    if rule is None or alert is None or not target.present or not target.device:
-        return True
-    if not alert.announced or alert.held:
-        return True
-    return alert.state == AlertState.FIRING and not alert.escalated and rule.escalate_after_ms is not None
-
-
-def _remembered(target: Target, now_ms: int, rule: Rule) -> bool:
-    """Whether an onset still counts towards flapping, so the target must be kept until it ages out."""
-    window = round(rule.flapping.window_s * 1000)
-    return any(now_ms - t < window for t in target.onsets)

@@ -18,6 +18,7 @@ from processors.recordings import (
     device_id_of,
     parse_mapping,
 )
+from processors.registry import Device, Registry
 from processors.topics import TopicScheme
 
 AIR = get_kind("air")
@@ -165,3 +166,36 @@ def test_device_ids_come_from_names_and_refuse_nothing_usable() -> None:
     assert device_id_of(" Nong Zhanguan (2) ") == "Nong-Zhanguan-2"
     with pytest.raises(RecordingError, match="no usable device id"):
         device_id_of("???")
+
+
+def test_the_replay_options_give_a_layout_with_extra_missing_value_markers() -> None:
+    built = Layout.of(
+        AIR, "pm25=PM2.5, co=CO:ug/m3", " year,month ,day,hour,", BEIJING, "station", na="XX,--"
+    )
+    assert built.sources == parse_mapping("pm25=PM2.5,co=CO:ug/m3", AIR)
+    assert built.time == TimeColumns(("year", "month", "day", "hour"), BEIJING)
+    assert built.device_column == "station"
+    assert {"XX", "--", "NA", ""} <= built.na
+    assert Layout.of(AIR, "pm25=pm", "t", UTC).na == Layout(AIR, (), TimeColumns(("t",), UTC)).na
+    with pytest.raises(RecordingError, match="give one timestamp column"):
+        Layout.of(AIR, "pm25=pm", "year,month", UTC)
+
+
+def test_a_registry_is_checked_for_missing_devices_and_misstated_intervals() -> None:
+    builder = RecordingBuilder(Layout(AIR, parse_mapping("pm25=pm", AIR), TimeColumns(("t",), UTC)))
+    hourly = [[str(1_700_000_000 + 3600 * i), "5"] for i in range(4)]
+    builder.add_table(["t", "pm"], hourly, where="a.csv", device="a")
+    builder.add_table(["t", "pm"], hourly, where="b.csv", device="b")
+    builder.add_table(["t", "pm"], hourly, where="c.csv", device="c")
+    recording = builder.build()
+    registry = Registry(
+        [
+            Device("a", "air", "x", 0.0, 0.0, interval_s=3600.0),
+            Device("b", "air", "x", 0.0, 0.0, interval_s=60.0),
+            Device("c", "air", "x", 0.0, 0.0, interval_s=7000.0),
+        ]
+    )
+    assert recording.missing_from(registry) == []
+    assert recording.missing_from(Registry([Device("b", "air", "x", 0.0, 0.0)])) == ["a", "c"]
+    # Within a factor of two of what the records show is close enough; b is off sixty times over.
+    assert recording.misstated_intervals(registry) == [("b", 3600.0, 60.0)]
