@@ -146,7 +146,7 @@ def receive_gmqtt(port: int, client_id: str, expected: int, out: BinaryIO) -> in
 
 # --- 3. a lean socket receiver on the simulator's packet splitter ----------------------------------
 def receive_lean(port: int, client_id: str, expected: int, out: BinaryIO) -> int:
-    from simulators.mqtt_wire import split_packet, string, varint
+    from processors.mqtt_wire import split_packet, string, varint
 
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -80,6 +80,20 @@ def start(client: mqtt.Client, options: ConnectOptions, connected: threading.Eve
         )
 
 
+def stop_quietly(client: mqtt.Client) -> None:
+    """Disconnect cleanly and stop the network thread, quietly.
+
+    paho's own log is switched off first: once its network thread has sent the
+    DISCONNECT it polls the socket it just closed once more and logs "Client is
+    not connected" at ERROR, on a clean stop. (Stopping the thread before
+    disconnecting avoids that too, but costs a second: the thread only notices
+    at the end of its one-second poll.)
+    """
+    client.disable_logger()
+    client.disconnect()
+    client.loop_stop()
+
+
 def describe_failure(reason_code: Any) -> str:
     """Turn a CONNACK/DISCONNECT reason into advice."""
     text = str(reason_code)

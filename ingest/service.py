@@ -16,13 +16,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
 
 from ingest.alerts.service import AlertService
 from ingest.device_states import DeviceStates, no_open_alerts
 from ingest.durable import DurableSink, RetryPolicy
 from ingest.metrics import MetricsServer, Observation, SourceState, pipeline_event
-from ingest.mqtt_source import Delivery, MqttSource
+from ingest.mqtt_source import MqttSource, Taken
 from ingest.pipeline import Pipeline, load_state, save_state
 from ingest.registry_file import load_registry
 from ingest.settings import Settings
@@ -273,7 +272,7 @@ class IngestService:
             if not self._cycle(deliveries, give_up_at=give_up_at):
                 return
 
-    def _cycle(self, deliveries: Sequence[Delivery], give_up_at: float | None) -> bool:
+    def _cycle(self, deliveries: Taken, give_up_at: float | None) -> bool:
         """Store a cycle and acknowledge it; retry while the store fails.
 
         Retries go on until stored, or until ``give_up_at`` (while draining) or a
@@ -282,7 +281,7 @@ class IngestService:
         backoff = 0.5
         while True:
             try:
-                self.pipeline.process([d.message for d in deliveries])
+                self.pipeline.process(deliveries.messages)
             except SinkError as failure:
                 self.stats.record_write_failure()
                 wait = min(failure.retry_after_s or backoff, MAX_BACKOFF_S)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 
 from ingest.alerts.channels.base import AlertChannel, ChannelPlugin, DeliveryError, Notification, Subscriber
-from ingest.mqtt_client import make_client
+from ingest.mqtt_client import make_client, stop_quietly
 from processors.endpoint import ConnectOptions
 from processors.topics import TopicScheme
 
@@ -86,8 +86,7 @@ class MqttChannel(AlertChannel):
 
     def close(self) -> None:
         if self._started:
-            self._client.disconnect()
-            self._client.loop_stop()
+            stop_quietly(self._client)
 
     def describe(self) -> str:
         return f"mqtt ({self.topics.prefix}/alerts/...)"
