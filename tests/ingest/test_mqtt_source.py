@@ -174,7 +174,7 @@ def test_dead_letters_are_published_beyond_the_brokers_receive_maximum(tmp_path:
     with running(broker):
         got: list[bytes] = []
         listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="listener")
-        listener.on_message = lambda c, u, m: got.append(m.payload)
+        listener.on_message = lambda c, u, m: got.append(bytes(m.payload))
         listener.connect("127.0.0.1", broker.port)
         listener.subscribe("elsewhere/#", qos=1)
         listener.loop_start()
