@@ -172,11 +172,20 @@ def drain_mosquitto_sub(
 
 
 def ingest_env(
-    servers: Servers, workdir: Path, client_id: str, db: str, registry: Path, **extra: str
+    servers: Servers,
+    workdir: Path,
+    client_id: str,
+    db: str,
+    registry: Path,
+    root: Path | None = None,
+    **extra: str,
 ) -> dict[str, str]:
-    """``citypulse ingest`` with its defaults, pointed at this run's broker and influxd (v1 sink)."""
+    """``citypulse ingest`` with its defaults, pointed at this run's broker and influxd (v1 sink).
+
+    ``root``: run the ``citypulse`` of another checkout (``--baseline``) instead of this one's.
+    """
     return {
-        **python_env(),
+        **(python_env(root) if root is not None else python_env()),
         "CITYPULSE_MQTT_URL": servers.mosquitto.url,
         "CITYPULSE_MQTT_CLIENT_ID": client_id,
         "CITYPULSE_REGISTRY": str(registry),

@@ -88,9 +88,11 @@ class Run:
     gateway: Backlog | None = None
     red: Path | None = None
     """Node-RED's ``red.js`` once installed; None when it could not be."""
+    baseline: Path | None = None
+    """Another checkout whose ``citypulse ingest`` drains the same backlogs too (``--baseline``)."""
 
-    def ingest(self, name: str, db: str, registry: Path, **extra: str) -> Start:
-        env = ingest_env(self.servers, self.work / name, f"bench-{name}", db, registry, **extra)
+    def ingest(self, name: str, db: str, registry: Path, root: Path | None = None, **extra: str) -> Start:
+        env = ingest_env(self.servers, self.work / name, f"bench-{name}", db, registry, root, **extra)
         return lambda: start_ingest(self.work / name, env)
 
     def node_red(self, name: str, db: str, auto_unsubscribe: bool = True) -> _nodered.NodeRed:
@@ -125,7 +127,10 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
     make_session(url, "bench-mosquitto-sub", [READINGS_TOPIC], v5=False)
     if naive:
         make_session(url, "bench-naive", [READINGS_TOPIC], v5=False)
-    for name in ("citypulse-singles", "citypulse-nodetect"):
+    ingest_sessions = ["citypulse-singles", "citypulse-nodetect"] + (
+        ["baseline-singles"] if run.baseline else []
+    )
+    for name in ingest_sessions:
         make_session(url, f"bench-{name}", INGEST_TOPICS)
     if run.red is not None:
         for name, auto in (("node-red-default", True), ("node-red-keep", False)):
@@ -148,6 +153,12 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
         ("citypulse_no_detectors", "citypulse ingest, CITYPULSE_DETECTORS=none", "bench_nodetect",
          run.ingest("citypulse-nodetect", "bench_nodetect", run.singles.registry, detectors="none")),
     ]  # fmt: skip
+    if run.baseline is not None:
+        contenders.append((
+            "baseline_singles", f"baseline ({run.baseline.name}) ingest, one reading per message",
+            "bench_baseline_singles",
+            run.ingest("baseline-singles", "bench_baseline_singles", run.singles.registry, run.baseline),
+        ))  # fmt: skip
     if naive:
         contenders.append((
             "naive_bridge", "naive bridge: paho -> Point -> one /write each", "bench_naive",
@@ -159,23 +170,37 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
             s, label, db, run.singles, start, size.drain_timeout_s, size.poll_s, progress
         )
         out[key]["label"] = label
-    for name in ("citypulse-singles", "citypulse-nodetect"):
+    for name in ingest_sessions:
         forget_session(url, f"bench-{name}")
     if naive:
         forget_session(url, "bench-naive", v5=False)
     if run.red is not None:
         out["node_red_keep_session"] = node_red_backlog(run)
-    make_session(url, "bench-citypulse-gateway", INGEST_TOPICS)
+    gateways: list[tuple[str, str, str, Path | None]] = [
+        ("citypulse_gateway", "citypulse-gateway", f"citypulse ingest, gateway batches of {size.batch}", None)
+    ]
+    if run.baseline is not None:
+        gateways.append(
+            (
+                "baseline_gateway",
+                "baseline-gateway",
+                f"baseline ({run.baseline.name}) ingest, gateway batches of {size.batch}",
+                run.baseline,
+            )
+        )
+    for _, name, _, _ in gateways:
+        make_session(url, f"bench-{name}", INGEST_TOPICS)
     progress(f"publishing {run.gateway.messages:,} gateway messages ({run.gateway.readings:,} readings)")
     publish_file(url, run.gateway.path)
-    label = f"citypulse ingest, gateway batches of {size.batch}"
-    progress(f"draining: {label}")
-    start = run.ingest("citypulse-gateway", "bench_gateway", run.gateway.registry)
-    out["citypulse_gateway"] = drain_process(
-        s, label, "bench_gateway", run.gateway, start, size.drain_timeout_s, size.poll_s, progress
-    )
-    out["citypulse_gateway"]["label"] = label
-    forget_session(url, "bench-citypulse-gateway")
+    for key, name, label, root in gateways:
+        progress(f"draining: {label}")
+        db = f"bench_{key}"
+        start = run.ingest(name, db, run.gateway.registry, root)
+        out[key] = drain_process(
+            s, label, db, run.gateway, start, size.drain_timeout_s, size.poll_s, progress
+        )
+        out[key]["label"] = label
+        forget_session(url, f"bench-{name}")
     return out
 
 

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work.mkdir(parents=True, exist_ok=True)
         mosquitto, influxd = Mosquitto(work / "mosquitto"), Influxd(work / "influxd")
         with running(mosquitto), running(influxd):
-            r = stages.Run(Servers(mosquitto, influxd), work, size, progress)
+            r = stages.Run(Servers(mosquitto, influxd), work, size, progress, baseline=args.baseline)
             stages.prepare(r, node_red="node-red" not in skip, cache=Path(args.node_red_cache))
             assert r.singles is not None
             assert r.gateway is not None
@@ -124,6 +124,13 @@ def main() -> None:
         metavar="N",
         help="at the end, drain the key pairs N more times (mosquitto_sub and citypulse singles; "
         "citypulse gateway and influxd alone) to see how much a shared machine moved them",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also drain both backlogs with the citypulse ingest of another checkout (e.g. an older "
+        "commit unpacked with 'git archive'), side by side with this one",
     )
     parser.add_argument("--node-red-cache", default=str(DEFAULT_CACHE), help="where npm installs Node-RED")
     parser.add_argument("--workdir", help="keep servers' data and logs here instead of a temp dir")
