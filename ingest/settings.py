@@ -206,6 +206,12 @@ class PipelineGroup(BaseModel):
     batch_max_messages: int = Field(
         default=5000, ge=1, description="A pipeline cycle handles at most this many messages."
     )
+    batch_max_bytes: int = Field(
+        default=2 * 2**20,
+        ge=1024,
+        description="A cycle stops taking messages once their payloads reach this size: bounds the readings "
+        "a cycle holds (a gateway's batch of 100 readings weighs 100 single ones).",
+    )
     batch_linger_s: float = Field(
         default=0.5,
         gt=0,
