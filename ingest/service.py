@@ -92,6 +92,7 @@ class IngestService:
             subscriptions,
             status_topic=topics.status("ingest", settings.mqtt_client_id),
             max_pending=settings.mqtt_receive_maximum,
+            max_pending_bytes=settings.mqtt_receive_buffer_bytes,
             ignore=topics.is_own,
         )
         inner = sink if sink is not None else open_sink(settings)

@@ -90,11 +90,18 @@ class MqttGroup(BaseModel):
         description="How long the broker keeps the session and its queued readings after a disconnect (v5).",
     )
     mqtt_receive_maximum: int = Field(
-        default=10000,
+        default=65535,
         ge=1,
         le=65535,
-        description="Most unacknowledged messages the broker may send at once (MQTT 5), and most "
-        "received messages held in memory: this bounds memory.",
+        description="Most unacknowledged messages the broker may send at once (MQTT 5), and most received "
+        "messages held in memory. A cycle is acknowledged once stored while the next ones are read and "
+        "processed, so keep it at three cycles (`batch_max_messages`) or more.",
+    )
+    mqtt_receive_buffer_bytes: int = Field(
+        default=32 * 2**20,
+        ge=2**16,
+        description="Most payload bytes received and not yet taken by a cycle; beyond it the socket is left "
+        "unread and the broker keeps the rest. With `mqtt_receive_maximum`, this bounds memory.",
     )
     mqtt_shared_group: str = Field(
         default="",
