@@ -19,8 +19,9 @@ What it keeps, as paho did for the service:
 - **Keep-alive**: a PINGREQ when nothing was sent for half the interval; a broker
   silent for the whole interval after one is taken as gone (not while reading is
   held back on purpose: its answer waits behind the messages then).
-- **Backpressure**: the owner says when not to read (``may_read``); the socket is
-  then left alone and TCP flow control holds the broker back.
+- **Backpressure**: the owner says how many more messages it takes (``room``); a
+  read is cut no further than that (the rest waits in the link's buffer), and with
+  no room the socket is left alone and TCP flow control holds the broker back.
 - **The last will** (the service's ``offline`` status) and QoS 1 publishing for
   what the service sends itself (dead letters, status), within the broker's
   receive maximum, sent again with DUP after a reconnect.
@@ -96,7 +97,8 @@ class MqttLink:
     Callbacks run on the link's thread: ``on_connect(session)`` after each accepted
     CONNACK, before anything from that connection is received; ``on_receive(cut,
     generation)`` for every read's PUBLISH packets; ``on_subscribed()`` when the
-    broker granted the subscriptions. ``may_read()`` is asked before each read.
+    broker granted the subscriptions. ``room()`` (how many messages the owner takes now) is
+    asked before each read.
     """
 
     def __init__(
@@ -108,7 +110,7 @@ class MqttLink:
         on_connect: Callable[[Session], None],
         on_receive: Callable[[Cut, int], None],
         on_subscribed: Callable[[], None],
-        may_read: Callable[[], bool],
+        room: Callable[[], int],
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.options = options
@@ -118,7 +120,7 @@ class MqttLink:
         self._on_connect = on_connect
         self._on_receive = on_receive
         self._on_subscribed = on_subscribed
-        self._may_read = may_read
+        self._room = room
         self._ssl_context = ssl_context
         if options.endpoint.tls and ssl_context is None:
             self._ssl_context = ssl.create_default_context()
@@ -331,19 +333,21 @@ class MqttLink:
         outgoing = memoryview(self._pending_subscribe)
         last_sent = last_heard = time.monotonic()
         ping_sent: float | None = None
-        reading = True
         try:
-            if incoming:
-                incoming = self._handle(incoming)
             while True:
                 if not outgoing:
                     outgoing = memoryview(self._next_out())
                     if not outgoing and self._stop.is_set():
                         break  # what was queued (the last acknowledgements among it) is sent
-                reading = self._may_read() and not self._stop.is_set()
-                if not reading:
+                room = 0 if self._stop.is_set() else self._room()
+                if incoming and room > 0:  # what an earlier read held beyond the room, first
+                    incoming = self._handle(incoming, room)
+                    room = self._room()
+                if room <= 0:
                     ping_sent = None  # its answer waits behind the messages we leave unread
-                events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if outgoing else 0)
+                events = (selectors.EVENT_READ if room > 0 else 0) | (
+                    selectors.EVENT_WRITE if outgoing else 0
+                )
                 if events != watching:
                     if not events:
                         selector.unregister(sock)
@@ -364,7 +368,7 @@ class MqttLink:
                         if data:
                             last_heard = time.monotonic()
                             ping_sent = None
-                            incoming = self._handle(incoming + data if incoming else data)
+                            incoming = self._handle(incoming + data if incoming else data, room)
                     if mask & selectors.EVENT_WRITE and outgoing:
                         try:
                             written = sock.send(outgoing[:READ_BYTES])
@@ -405,9 +409,10 @@ class MqttLink:
                 parts.append(packet)
             return b"".join(parts)
 
-    def _handle(self, data: bytes) -> bytes:
-        """Everything complete in ``data``: publishes to the owner, the rest here; returns the remainder."""
-        found = cut(data, self.v5)
+    def _handle(self, data: bytes, room: int) -> bytes:
+        """What is complete in ``data`` (up to ``room`` publishes, for the owner; the rest here);
+        returns what is left for later."""
+        found = cut(data, self.v5, room)
         if found.qos2:
             raise MalformedPacketError("the broker sent QoS 2 messages to a QoS 1 subscription")
         self.redelivered += found.redelivered

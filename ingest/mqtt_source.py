@@ -14,9 +14,10 @@ Memory is bounded twice. MQTT 5's receive maximum asks the broker to push at
 most that many unacknowledged messages; and because brokers do not all keep to
 it (Mosquitto 2.0.11 was measured sending hundreds past it once acknowledgements
 flow), messages received and not yet taken are bounded too, in count
-(``max_pending``) and in payload bytes (``max_pending_bytes``: a gateway's batch of
-a hundred readings weighs a hundred single ones). When either is reached the link
-stops reading the socket and the broker keeps the rest: backpressure, not growth.
+(``max_pending``, exactly: a read is cut no further) and in payload bytes
+(``max_pending_bytes``, give or take one read: a gateway's batch of a hundred
+readings weighs a hundred single ones). When either is reached the link stops
+reading the socket and the broker keeps the rest: backpressure, not growth.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class MqttSource:
             on_connect=self._on_connect,
             on_receive=self._on_receive,
             on_subscribed=self._subscribed.set,
-            may_read=self._may_read,
+            room=self._room,
             ssl_context=ssl_context,
         )
 
@@ -202,7 +203,7 @@ class MqttSource:
                     break
             self._pending -= count
             self._pending_bytes -= size
-            wake = self._held and self._may_read_locked()
+            wake = self._held and self._room_locked() > 0
         if wake:
             self._link.wake()
         return _join(parts, size)
@@ -276,16 +277,19 @@ class MqttSource:
                     verdicts[i] = own[topics[i]] = self._ignore(topics[i])
         return [i for i, verdict in enumerate(verdicts) if verdict]
 
-    def _may_read(self) -> bool:
+    def _room(self) -> int:
+        """How many more messages the link may hand over now (0: leave the socket unread)."""
         with self._lock:
-            allowed = self._may_read_locked()
-            self._held = not allowed
-            return allowed
+            room = self._room_locked()
+            self._held = room <= 0
+            return room
 
-    def _may_read_locked(self) -> bool:
-        if self._paused:
-            return self._link.awaiting_acknowledgements()
-        return self._pending < self.max_pending and self._pending_bytes < self.max_pending_bytes
+    def _room_locked(self) -> int:
+        if self._paused:  # read only to hear the broker acknowledge our last publishes
+            return 1 << 30 if self._link.awaiting_acknowledgements() else 0
+        if self._pending_bytes >= self.max_pending_bytes:
+            return 0
+        return self.max_pending - self._pending
 
 
 def _split(part: _Received, at: int) -> tuple[_Received, _Received]:

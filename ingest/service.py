@@ -291,7 +291,7 @@ class IngestService:
             taken = self.source.take(
                 s.batch_max_messages, linger_s=0.0, wait_s=0.05, max_bytes=s.batch_max_bytes
             )
-            if not taken:
+            if not taken or writer.abandoned:  # a cycle given up: the store is not taking any
                 return
             if not self._cycle(taken, writer, give_up_at=give_up_at):
                 return
@@ -327,7 +327,9 @@ class IngestService:
                 if give_up_at is not None:
                     time.sleep(wait)
                 continue
-            return writer.put(cycle, taken, self._stop if give_up_at is None else None)
+            if give_up_at is None:
+                return writer.put(cycle, taken, stop=self._stop)
+            return writer.put(cycle, taken, give_up_at=give_up_at)
 
     def _write_sample(self, previous: Observation | None) -> Observation:
         """Store one ``pipeline`` measurement sample; a full spool skips it (readings come first)."""

@@ -55,10 +55,17 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="citypulse-writer", daemon=True)
         self._thread.start()
 
-    def put(self, cycle: StagedCycle, taken: Taken, stop: threading.Event | None = None) -> bool:
+    def put(
+        self,
+        cycle: StagedCycle,
+        taken: Taken,
+        stop: threading.Event | None = None,
+        give_up_at: float | None = None,
+    ) -> bool:
         """Queue a committed cycle; blocks while ``depth`` cycles wait (the main thread then takes none).
 
-        Gives up if ``stop`` is set meanwhile (False): the cycle then stays unstored and unacknowledged.
+        Gives up (False) if ``stop`` is set or ``give_up_at`` passes meanwhile: the cycle then
+        stays unstored and unacknowledged, and counts as abandoned.
         """
         job = _Job(cycle, taken)
         while True:
@@ -66,7 +73,9 @@ class Writer:
                 self._jobs.put(job, timeout=0.2)
                 return True
             except queue.Full:
-                if stop is not None and stop.is_set():
+                if (stop is not None and stop.is_set()) or (
+                    give_up_at is not None and time.monotonic() > give_up_at
+                ):
                     log.warning(
                         "giving up for now: %d messages left at the broker for the next run", cycle.messages
                     )

@@ -65,8 +65,11 @@ class Cut:
     """PUBLISH packets at QoS 2, which a QoS 1 subscription never receives (a broker bug if any)."""
 
 
-def cut(data: bytes, v5: bool) -> Cut:
-    """Every complete packet at the start of ``data``; see :class:`Cut`.
+def cut(data: bytes, v5: bool, most: int = 1 << 62) -> Cut:
+    """Every complete packet at the start of ``data``, up to ``most`` PUBLISH packets; see :class:`Cut`.
+
+    What is left (``data[used:]``) is the start of the next packet, or, once ``most``
+    PUBLISH packets were cut, everything after them: they are cut on a later call.
 
     >>> packet = b"\\x32\\x0c\\x00\\x03a/b\\x00\\x07\\x00{}x\\x00"
     >>> found = cut(packet + b"\\x32", v5=True)
@@ -74,12 +77,12 @@ def cut(data: bytes, v5: bool) -> Cut:
     (['a/b'], [b'{}x\\x00'], [b'\\x00\\x07'], 14)
     """
     try:
-        return _cut(data, v5)
+        return _cut(data, v5, most)
     except IndexError:  # a length pointing past the packet's end, past the read's end too
         raise MalformedPacketError("a packet shorter than its own header") from None
 
 
-def _cut(data: bytes, v5: bool) -> Cut:
+def _cut(data: bytes, v5: bool, most: int) -> Cut:
     found = Cut()
     raw_topics: list[bytes] = []
     topic = raw_topics.append
@@ -103,6 +106,9 @@ def _cut(data: bytes, v5: bool) -> Cut:
         if end > end_of_data:
             break
         if first & 0xF0 == PUBLISH:
+            if most == 0:
+                break
+            most -= 1
             at = start + 2 + (data[start] << 8 | data[start + 1])
             topic(data[start + 2 : at])
             if first & 0x06:

@@ -55,6 +55,16 @@ def test_any_split_of_a_stream_gives_every_message_once(
     assert got_ids == ([i.to_bytes(2, "big") for i in ids] if qos else [b""] * len(sent))
 
 
+def test_a_read_is_cut_no_further_than_asked() -> None:
+    block = publish_block([("a", b"1"), ("b", b"2"), ("c", b"3")], [1, 2, 3], 1, True, None).data
+    first = cut(block, v5=True, most=2)
+    assert first.payloads == [b"1", b"2"]
+    rest = cut(block[first.used :], v5=True, most=2)
+    assert rest.payloads == [b"3"]
+    assert first.used + rest.used == len(block)
+    assert cut(block, v5=True, most=0).used == 0
+
+
 def test_other_packets_between_publishes_are_kept_whole_in_order() -> None:
     first = publish_packet("a/b", b"one", 7, 1, False, v5=True)
     second = publish_packet("a/c", b"two", 0, 0, False, v5=True)
