@@ -211,10 +211,10 @@ class PipelineGroup(BaseModel):
     """
 
     batch_max_messages: int = Field(
-        default=5000, ge=1, description="A pipeline cycle handles at most this many messages."
+        default=20_000, ge=1, description="A pipeline cycle handles at most this many messages."
     )
     batch_max_bytes: int = Field(
-        default=2 * 2**20,
+        default=4 * 2**20,
         ge=1024,
         description="A cycle stops taking messages once their payloads reach this size: bounds the readings "
         "a cycle holds (a gateway's batch of 100 readings weighs 100 single ones).",
