@@ -291,15 +291,25 @@ def _post_all(url: str, db: str, bodies: list[bytes], gzipped: bool) -> None:
 
 
 def database_ceiling(
-    servers: Servers, points: int, connections: int, gzipped: bool = False
+    servers: Servers,
+    points: int,
+    connections: int,
+    gzipped: bool = False,
+    bodies: list[bytes] | None = None,
+    count: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """influxd alone: pre-encoded 5,000-point bodies posted back to back over 1 or 2 connections.
+    """influxd alone: pre-encoded bodies posted back to back over 1 or 2 connections.
 
-    Gzip (when asked) happens inside the timed loop, as a client that sends compressed bodies pays it.
+    By default ``points`` synthetic points in 5,000-point bodies; or the given ``bodies``, whose
+    points are counted afterwards on the measurements and fields of ``count``. Gzip (when
+    asked) happens inside the timed loop, as a client that sends compressed bodies pays it.
     """
-    db = f"bench_ceiling_{connections}{'_gz' if gzipped else ''}"
+    db = f"bench_ceiling_{connections}{'_gz' if gzipped else ''}{'_given' if bodies else ''}"
     servers.influxd.create_database(db)
-    bodies = ceiling_bodies(points)
+    if bodies is None:
+        bodies = ceiling_bodies(points)
+    else:
+        points = sum(body.count(b"\n") + 1 for body in bodies)
     shares = [bodies[i::connections] for i in range(connections)]
     _, db0 = servers.cpu()
     started = time.monotonic()
@@ -320,15 +330,39 @@ def database_ceiling(
     if failures:
         raise RuntimeError(f"writing to influxd alone failed: {failures[0]}")
     _, db1 = servers.cpu()
-    stored = servers.influxd.counts(db, {"ceiling": "f0"})["ceiling"]
+    stored = sum(servers.influxd.counts(db, count or {"ceiling": "f0"}).values())
     servers.influxd.drop_database(db)
     return {
         "connections": connections,
         "gzip": gzipped,
         "points": points,
+        "points_per_body": max(body.count(b"\n") + 1 for body in bodies),
         "wall_s": round(wall, 3),
         "points_per_s": round(points / wall),
         "influxd_cpu_s": round(db1 - db0, 3),
+        "influxd_cpu_us_per_point": round((db1 - db0) / points * 1e6, 2),
         "every_reading_stored": stored == points,
         "missing": points - stored,
     }
+
+
+def readings_bodies(backlog: Backlog, per_body: int) -> list[bytes]:
+    """The backlog's readings as citypulse encodes them (validated, then line protocol), in bodies."""
+    from ingest.registry_file import load_registry
+    from processors.lineprotocol import LineEncoder
+    from processors.validate import MessageColumns, Validator
+    from simulators.outputs import read_messages
+
+    validator = Validator(load_registry(backlog.registry))
+    encoder = LineEncoder()
+    lines: list[str] = []
+    messages = list(read_messages(backlog.path))
+    for start in range(0, len(messages), 20_000):
+        part = messages[start : start + 20_000]
+        result = validator.validate(
+            MessageColumns([t for _, t, _ in part], [p for _, _, p in part]), int(time.time() * 1000)
+        )
+        validator.remember(result)
+        for batch in result.batches.values():
+            lines += encoder.readings(batch)
+    return ["\n".join(lines[i : i + per_body]).encode() for i in range(0, len(lines), per_body)]

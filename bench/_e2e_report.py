@@ -60,6 +60,9 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
         "citypulse_gateway_over_database_2_connections": ratio(
             gateway, ceiling.get("two_connections", {}).get("points_per_s")
         ),
+        "citypulse_gateway_over_database_same_readings": ratio(
+            gateway, ceiling.get("same_readings_one_connection", {}).get("points_per_s")
+        ),
         "citypulse_singles_over_node_red_best_load": ratio(singles, node_red_best(result)),
     }
 

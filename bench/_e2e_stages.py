@@ -30,6 +30,7 @@ from bench._e2e_drain import (
     drain_process,
     ingest_env,
     rates,
+    readings_bodies,
     start_ingest,
     start_naive,
     wait_until_ready,
@@ -39,6 +40,7 @@ from bench._e2e_load import offered_load
 from bench._e2e_memory import simulator_marginal
 from bench._e2e_profile import start_sampling, stop_sampling, summarise
 from bench._servers import stop_process
+from ingest.sinks.influxdb import InfluxSettings
 from processors.topics import TopicScheme
 
 READINGS_TOPIC = "citypulse/v1/readings/+/+"
@@ -369,6 +371,8 @@ def profile(run: Run, mode: str) -> dict[str, Any]:
 
 
 def ceilings(run: Run) -> dict[str, Any]:
+    """influxd alone: synthetic points in 5,000-point bodies (the targets' yardstick), and the singles
+    backlog's own readings as citypulse encodes them, in bodies as large as citypulse's writes."""
     assert run.singles is not None
     points = run.singles.readings
     out = {}
@@ -379,6 +383,14 @@ def ceilings(run: Run) -> dict[str, Any]:
     ):
         run.progress(f"influxd alone: {points:,} points in 5,000-point bodies, {key.replace('_', ' ')}")
         out[key] = database_ceiling(run.servers, points, connections, gz)
+    per_body = InfluxSettings().batch_points
+    run.progress(
+        f"influxd alone: the backlog's {points:,} readings as citypulse encodes them, {per_body:,} a body"
+    )
+    bodies = readings_bodies(run.singles, per_body)
+    out["same_readings_one_connection"] = database_ceiling(
+        run.servers, points, 1, bodies=bodies, count=COUNT_FIELD
+    )
     return out
 
 
