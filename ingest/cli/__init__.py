@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ingest.cli import alerts, anomalies, dashboards, demo, detect, evaluate, simulate, storage
+from ingest.cli import alerts, anomalies, bench, dashboards, demo, detect, evaluate, simulate, storage
 from ingest.cli import ingest as ingest_command
 from ingest.cli.common import Command, Group, UserError, err
 
@@ -25,6 +25,11 @@ app = typer.Typer(
     cls=Group,
 )
 app.command("anomalies", cls=Command)(anomalies.anomalies)
+app.command(
+    "bench",
+    cls=Command,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(bench.bench)
 app.command("demo", cls=Command)(demo.demo)
 app.command("detect", cls=Command)(detect.detect)
 app.command("evaluate", cls=Command)(evaluate.evaluate_command)

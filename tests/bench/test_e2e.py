@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "e2e.py"), "--size", "small", "--json"],
+        [sys.executable, "-m", "ingest.cli", "bench", "--size", "small", "--json"],  # citypulse bench
         capture_output=True,
         text=True,
         cwd=ROOT,
