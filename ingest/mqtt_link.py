@@ -97,8 +97,8 @@ class MqttLink:
     Callbacks run on the link's thread: ``on_connect(session)`` after each accepted
     CONNACK, before anything from that connection is received; ``on_receive(cut,
     generation)`` for every read's PUBLISH packets; ``on_subscribed()`` when the
-    broker granted the subscriptions. ``room()`` (how many messages the owner takes now) is
-    asked before each read.
+    broker granted the subscriptions (a refusal is logged as an error). ``room()`` (how many
+    messages the owner takes now) is asked before each read.
     """
 
     def __init__(
@@ -146,7 +146,6 @@ class MqttLink:
         self._stop = threading.Event()
         self._first = threading.Event()
         self.fatal: str | None = None
-        self._pending_subscribe = b""
         self._leftover = b""
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -157,7 +156,7 @@ class MqttLink:
         self._thread.start()
 
     def wait_first(self, timeout_s: float) -> bool:
-        """Wait for the first connection's outcome; True once connected (False on timeout or refusal)."""
+        """Wait for the first CONNACK; True once connected (False on timeout or refusal)."""
         return self._first.wait(timeout_s) and self.fatal is None
 
     @property
@@ -280,6 +279,10 @@ class MqttLink:
                 )
             )
             resumed, leftover = self._read_connack(sock)
+            with self._lock:
+                self._subscribe_id = 0
+                self._subscribe_id = self._take_id()
+            sock.sendall(subscribe_packet(self._subscribe_id, self.subscriptions, self.qos, self.v5))
         except BaseException:
             sock.close()
             raise
@@ -291,14 +294,12 @@ class MqttLink:
             # Own messages the broker did not acknowledge go again, in order, before newer ones.
             self._again = [as_duplicate(p) for p in self._again + list(self._in_flight.values())]
             self._in_flight.clear()
-            self._subscribe_id = 0
-            self._subscribe_id = self._take_id()
-            self._pending_subscribe = subscribe_packet(
-                self._subscribe_id, self.subscriptions, self.qos, self.v5
-            )
         self._leftover = leftover
         self._on_connect(session)
         self._connected = True
+        # Connected and subscribing: a resumed session's queued messages may come before the
+        # SUBACK (a whole backlog of them), so the owner must be taking them for it to be read.
+        self._first.set()
         return sock
 
     def _read_connack(self, sock: socket.socket) -> tuple[bool, bytes]:
@@ -330,7 +331,7 @@ class MqttLink:
         watching = selectors.EVENT_READ
         keepalive = self.limits.server_keepalive_s or self.options.keepalive_s
         incoming = self._leftover
-        outgoing = memoryview(self._pending_subscribe)
+        outgoing = memoryview(b"")
         last_sent = last_heard = time.monotonic()
         ping_sent: float | None = None
         try:
@@ -431,10 +432,6 @@ class MqttLink:
                     log.error("MQTT broker %s refused the subscription %s", where, line)
                 if len(refused) < len(self.subscriptions):
                     self._on_subscribed()
-                if not self._first.is_set():
-                    if refused and len(refused) == len(self.subscriptions):
-                        self.fatal = f"the broker refused every subscription ({'; '.join(refused)})"
-                    self._first.set()
             elif kind == DISCONNECT:
                 raise ConnectionError(f"the broker disconnected us: {disconnect_reason(body)}")
         return data[found.used :]

@@ -121,7 +121,11 @@ class MqttSource:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> None:
-        """Connect and subscribe; raise ``BrokerUnreachableError`` with advice if that fails."""
+        """Connect (and send the subscriptions); raise ``BrokerUnreachableError`` with advice if that fails.
+
+        Returns once the broker accepted the connection, before its SUBACK: a resumed
+        session's backlog may come first, and is taken meanwhile (see :attr:`subscribed`).
+        """
         self._link.start()
         if not self._link.wait_first(timeout_s):
             fatal = self._link.fatal
@@ -155,6 +159,11 @@ class MqttSource:
     @property
     def connected(self) -> bool:
         return self._link.connected
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the broker has granted the subscriptions (on the first connection, or since)."""
+        return self._subscribed.is_set()
 
     @property
     def redelivered(self) -> int:

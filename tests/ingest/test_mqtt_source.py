@@ -28,7 +28,7 @@ AS_ROOT = "user root\n" if os.geteuid() == 0 else ""
 
 def source(url: str, client_id: str, **options: object) -> MqttSource:
     topics = TopicScheme()
-    return MqttSource(
+    return Subscribed(
         ConnectOptions(
             endpoint=MqttEndpoint.parse(url),
             client_id=client_id,
@@ -42,6 +42,14 @@ def source(url: str, client_id: str, **options: object) -> MqttSource:
         ignore=topics.is_own,
         **options,  # type: ignore[arg-type]
     )
+
+
+class Subscribed(MqttSource):
+    """Starts, then waits for the SUBACK: these tests publish at once, to subscriptions in place."""
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        super().start(timeout_s)
+        wait_until(lambda: self.subscribed, timeout_s, "the broker to grant the subscriptions")
 
 
 def send(broker: Mosquitto, messages: list[tuple[str, bytes]], client_id: str = "sender") -> None:
@@ -143,6 +151,27 @@ def test_reading_stops_at_the_bounds_and_resumes_when_taken(mosquitto: Mosquitto
         assert len(got) == 20_000
     finally:
         held.stop()
+
+
+def test_a_backlog_larger_than_the_bounds_queued_before_the_subscription_is_answered(
+    mosquitto: Mosquitto,
+) -> None:
+    first = source(mosquitto.url, "backlogged", receive_maximum=65535)
+    first.start(10)
+    first.stop()
+    big = [(topic, payload + b" " * 20_000) for topic, payload in readings(300)]
+    send(mosquitto, big)  # 6 MB waiting for the session, and the SUBACK behind it
+    again = MqttSource(
+        first.options, first.subscriptions, max_pending_bytes=2**20, ignore=TopicScheme().is_own
+    )
+    again.start(10)  # returns: a start must not wait for what comes after the backlog
+    try:
+        got = take_all(again, 300)
+        again.ack(got)
+        assert got.messages.payloads == [p for _, p in big]
+        wait_until(lambda: again.subscribed, 10, "the SUBACK, read once the backlog was taken")
+    finally:
+        again.stop()
 
 
 def test_a_broker_restart_without_persistence_is_a_lost_session(tmp_path: Path) -> None:
