@@ -12,6 +12,7 @@ because on two cores they compete with the contender.
 from __future__ import annotations
 
 import http.client
+import json
 import subprocess
 import sys
 import threading
@@ -198,6 +199,20 @@ def ingest_env(
         "CITYPULSE_METRICS_PORT": str(free_port()),
         **{f"CITYPULSE_{key.upper()}": value for key, value in extra.items()},
     }
+
+
+def ingest_summary(workdir: Path) -> dict[str, Any] | None:
+    """The counts ``citypulse ingest`` logged when it stopped (messages, stored, rejected by reason)."""
+    path = workdir / "ingest.log"
+    if not path.exists():
+        return None
+    marker = "citypulse ingest stopped: "
+    lines = [line for line in path.read_text(errors="replace").splitlines() if marker in line]
+    if not lines:
+        return None
+    summary: dict[str, Any] = json.loads(lines[-1].split(marker, 1)[1])
+    keep = ("messages", "received", "stored", "rejected", "rejected_by_reason", "write_failures")
+    return {key: summary.get(key) for key in keep}
 
 
 INGEST_READY = "citypulse ingest: reading"

@@ -29,6 +29,7 @@ from bench._e2e_drain import (
     drain_mosquitto_sub,
     drain_process,
     ingest_env,
+    ingest_summary,
     rates,
     readings_bodies,
     start_ingest,
@@ -284,6 +285,8 @@ def latency(run: Run, max_singles: float, node_red: bool) -> dict[str, Any]:
             r["fixed"] = fixed
             if red is not None:
                 r["write_errors_logged"] = red.errors()
+            else:
+                r["ingest_counts"] = ingest_summary(run.work / name)
             results.append(r)
             s.influxd.drop_database(db)
         out[who] = results
