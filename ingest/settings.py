@@ -220,7 +220,7 @@ class PipelineGroup(BaseModel):
         "a cycle holds (a gateway's batch of 100 readings weighs 100 single ones).",
     )
     batch_linger_s: float = Field(
-        default=0.5,
+        default=0.2,
         gt=0,
         le=10,
         description="A cycle waits at most this long to fill up, so a reading is stored within about 1 s.",
