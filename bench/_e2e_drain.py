@@ -211,7 +211,10 @@ def ingest_summary(workdir: Path) -> dict[str, Any] | None:
     if not lines:
         return None
     summary: dict[str, Any] = json.loads(lines[-1].split(marker, 1)[1])
-    keep = ("messages", "received", "stored", "rejected", "rejected_by_reason", "write_failures")
+    keep = (
+        "messages", "received", "stored", "rejected", "rejected_by_reason", "write_failures",
+        "anomalies_by_detector",
+    )  # fmt: skip
     return {key: summary.get(key) for key in keep}
 
 

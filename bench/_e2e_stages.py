@@ -40,6 +40,7 @@ from bench._e2e_drain import (
 from bench._e2e_load import offered_load
 from bench._e2e_memory import simulator_marginal
 from bench._e2e_profile import start_sampling, stop_sampling, summarise
+from bench._e2e_scale import scale_out
 from bench._servers import stop_process
 from ingest.sinks.influxdb import InfluxSettings
 from processors.topics import TopicScheme
@@ -326,6 +327,15 @@ def memory(run: Run) -> dict[str, Any]:
     run.progress(f"memory: the simulator at {small:,} and {large:,} devices, every fault, labels written")
     out["simulator"] = simulator_marginal(work / "simulator", small, large)
     return out
+
+
+def scale(run: Run, counts: tuple[int, ...] = (1, 2, 4)) -> list[dict[str, Any]]:
+    """The singles backlog drained by 1, 2 and 4 ingest processes in one shared subscription."""
+    assert run.singles is not None
+    return [
+        scale_out(run.servers, run.work, run.singles, n, run.size.drain_timeout_s, run.progress)
+        for n in counts
+    ]
 
 
 def profile(run: Run, mode: str) -> dict[str, Any]:

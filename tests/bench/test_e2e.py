@@ -74,10 +74,29 @@ def test_node_red_ran_or_the_result_says_why(result: dict[str, Any]) -> None:
 
 def test_the_database_alone_stores_every_point(result: dict[str, Any]) -> None:
     ceilings = result["database_ceiling"]
-    assert set(ceilings) == {"one_connection", "two_connections", "one_connection_gzip"}
+    assert set(ceilings) == {
+        "one_connection",
+        "two_connections",
+        "one_connection_gzip",
+        "same_readings_one_connection",
+    }
     for row in ceilings.values():
         assert row["every_reading_stored"]
         assert row["points"] == result["backlog"]["single_messages"]
+    assert ceilings["same_readings_one_connection"]["points_per_body"] > 5000 or (
+        ceilings["same_readings_one_connection"]["points"] <= 50_000
+    ), "the same readings go in bodies as large as citypulse's writes"
+
+
+def test_scaling_out_stores_every_reading_once(result: dict[str, Any]) -> None:
+    runs = result["scale_out"]
+    assert [r["processes"] for r in runs] == [1, 2, 4]
+    for r in runs:
+        assert r["every_reading_stored"], r
+        assert r["every_message_taken_once"], r
+        assert len(r["messages_taken"]) == r["processes"]
+        assert all(taken and taken > 0 for taken in r["messages_taken"]), "every process took a share"
+    assert runs[0]["devices_in_more_than_one_process"] == 0
 
 
 def test_latency_runs_report_percentiles_of_every_published_reading(result: dict[str, Any]) -> None:
