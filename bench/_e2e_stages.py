@@ -92,8 +92,8 @@ class Run:
     gateway: Backlog | None = None
     red: Path | None = None
     """Node-RED's ``red.js`` once installed; None when it could not be."""
-    baseline: Path | None = None
-    """Another checkout whose ``citypulse ingest`` drains the same backlogs too (``--baseline``)."""
+    baselines: tuple[Path, ...] = ()
+    """Other checkouts whose ``citypulse ingest`` drains the same backlogs too (``--baseline``)."""
 
     def ingest(self, name: str, db: str, registry: Path, root: Path | None = None, **extra: str) -> Start:
         env = ingest_env(self.servers, self.work / name, f"bench-{name}", db, registry, root, **extra)
@@ -132,7 +132,7 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
     if naive:
         make_session(url, "bench-naive", [READINGS_TOPIC], v5=False)
     ingest_sessions = ["citypulse-singles", "citypulse-nodetect"] + (
-        ["baseline-singles"] if run.baseline else []
+        [f"baseline-{b.name}-singles" for b in run.baselines]
     )
     for name in ingest_sessions:
         make_session(url, f"bench-{name}", INGEST_TOPICS)
@@ -157,11 +157,11 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
         ("citypulse_no_detectors", "citypulse ingest, CITYPULSE_DETECTORS=none", "bench_nodetect",
          run.ingest("citypulse-nodetect", "bench_nodetect", run.singles.registry, detectors="none")),
     ]  # fmt: skip
-    if run.baseline is not None:
+    for b in run.baselines:
+        key = f"baseline_{_key(b)}_singles"
         contenders.append((
-            "baseline_singles", f"baseline ({run.baseline.name}) ingest, one reading per message",
-            "bench_baseline_singles",
-            run.ingest("baseline-singles", "bench_baseline_singles", run.singles.registry, run.baseline),
+            key, f"baseline ({b.name}) ingest, one reading per message", f"bench_{key}",
+            run.ingest(f"baseline-{b.name}-singles", f"bench_{key}", run.singles.registry, b),
         ))  # fmt: skip
     if naive:
         contenders.append((
@@ -183,13 +183,13 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
     gateways: list[tuple[str, str, str, Path | None]] = [
         ("citypulse_gateway", "citypulse-gateway", f"citypulse ingest, gateway batches of {size.batch}", None)
     ]
-    if run.baseline is not None:
+    for b in run.baselines:
         gateways.append(
             (
-                "baseline_gateway",
-                "baseline-gateway",
-                f"baseline ({run.baseline.name}) ingest, gateway batches of {size.batch}",
-                run.baseline,
+                f"baseline_{_key(b)}_gateway",
+                f"baseline-{b.name}-gateway",
+                f"baseline ({b.name}) ingest, gateway batches of {size.batch}",
+                b,
             )
         )
     for _, name, _, _ in gateways:
@@ -206,6 +206,11 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
         out[key]["label"] = label
         forget_session(url, f"bench-{name}")
     return out
+
+
+def _key(checkout: Path) -> str:
+    """A baseline's name as a result key."""
+    return "".join(c if c.isalnum() else "_" for c in checkout.name)
 
 
 def node_red_backlog(run: Run) -> dict[str, Any]:

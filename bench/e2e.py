@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work.mkdir(parents=True, exist_ok=True)
         mosquitto, influxd = Mosquitto(work / "mosquitto"), Influxd(work / "influxd")
         with running(mosquitto), running(influxd):
-            r = stages.Run(Servers(mosquitto, influxd), work, size, progress, baseline=args.baseline)
+            r = stages.Run(Servers(mosquitto, influxd), work, size, progress, baselines=tuple(args.baseline))
             stages.prepare(r, node_red="node-red" not in skip, cache=Path(args.node_red_cache))
             assert r.singles is not None
             assert r.gateway is not None
@@ -133,9 +133,11 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
+        action="append",
+        default=[],
         metavar="CHECKOUT",
         help="also drain both backlogs with the citypulse ingest of another checkout (e.g. an older "
-        "commit unpacked with 'git archive'), side by side with this one",
+        "commit unpacked with 'git archive'), side by side with this one; may be given several times",
     )
     parser.add_argument("--node-red-cache", default=str(DEFAULT_CACHE), help="where npm installs Node-RED")
     parser.add_argument("--workdir", help="keep servers' data and logs here instead of a temp dir")

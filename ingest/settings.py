@@ -98,7 +98,7 @@ class MqttGroup(BaseModel):
         "processed, so keep it at three cycles (`batch_max_messages`) or more.",
     )
     mqtt_receive_buffer_bytes: int = Field(
-        default=32 * 2**20,
+        default=16 * 2**20,
         ge=2**16,
         description="Most payload bytes received and not yet taken by a cycle; beyond it the socket is left "
         "unread and the broker keeps the rest. With `mqtt_receive_maximum`, this bounds memory.",
@@ -214,7 +214,7 @@ class PipelineGroup(BaseModel):
         default=20_000, ge=1, description="A pipeline cycle handles at most this many messages."
     )
     batch_max_bytes: int = Field(
-        default=4 * 2**20,
+        default=2 * 2**20,
         ge=1024,
         description="A cycle stops taking messages once their payloads reach this size: bounds the readings "
         "a cycle holds (a gateway's batch of 100 readings weighs 100 single ones).",
