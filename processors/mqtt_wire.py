@@ -16,6 +16,7 @@ import struct
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 PUBACK = 0x40
 CONNACK = 0x20
@@ -26,7 +27,14 @@ U16 = struct.Struct("!H")
 _HEAD2 = struct.Struct("!BBBH")
 """First byte, a two-byte remaining length and the topic length: the header of a typical PUBLISH."""
 _PUBACK_BYTE = bytes((PUBACK,))
-_PACKET_IDS = [i.to_bytes(2, "big") for i in range(65_536)]
+
+
+@cache
+def _packet_ids() -> list[bytes]:
+    """Every packet id as its two bytes, made on first use: the service, which never publishes in
+    bulk, does not carry them (about 3 MB)."""
+    return [i.to_bytes(2, "big") for i in range(65_536)]
+
 
 CONNACK_V3 = {
     1: "the broker does not accept MQTT 3.1.1; try --protocol 5",
@@ -121,7 +129,8 @@ def publish_block(
     parts[0::width] = heads
     parts[1::width] = names
     if qos:
-        parts[2::width] = [_PACKET_IDS[i] for i in ids]
+        packet_ids = _packet_ids()
+        parts[2::width] = [packet_ids[i] for i in ids]
     parts[width - 1 :: width] = payloads
     layout = (b"%b%b%b" if qos else b"%b%b") + properties + b"%b"
     block = (layout * len(names)) % tuple(parts) if names else b""
