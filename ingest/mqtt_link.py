@@ -135,8 +135,8 @@ class MqttLink:
         self._publishes: deque[tuple[str, bytes, int, bool]] = deque()
         """Own messages (topic, payload, QoS, retain) not yet sent: beyond the broker's receive maximum,
         or while not connected."""
-        self._again: list[bytes] = []
-        """Own QoS 1 packets sent on a lost connection, to be sent again (DUP) first."""
+        self._again: dict[int, bytes] = {}
+        """Own QoS 1 packets sent on a lost connection, by packet id, to be sent again (DUP) first."""
         self._in_flight: dict[int, bytes] = {}
         """Own QoS 1 packets sent and not yet acknowledged, by packet id (insertion = send order)."""
         self._next_id = 0
@@ -192,11 +192,6 @@ class MqttLink:
         """Whether own QoS 1 messages were sent and not yet acknowledged (read without the lock)."""
         return bool(self._in_flight)
 
-    def unacknowledged(self) -> int:
-        """Own QoS 1 messages queued or sent and not yet acknowledged by the broker."""
-        with self._lock:
-            return len(self._in_flight) + len(self._again) + sum(1 for p in self._publishes if p[2])
-
     def flush(self, timeout_s: float) -> bool:
         """Wait until the broker acknowledged every own QoS 1 message (True), or ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
@@ -225,7 +220,8 @@ class MqttLink:
         """A packet id for an own message or SUBSCRIBE, not in use (lock held)."""
         for _ in range(65_535):
             self._next_id = self._next_id % 65_535 + 1
-            if self._next_id not in self._in_flight and self._next_id != self._subscribe_id:
+            taken = self._next_id in self._in_flight or self._next_id in self._again
+            if not taken and self._next_id != self._subscribe_id:
                 return self._next_id
         raise RuntimeError("no free MQTT packet id: 65,535 own messages are unacknowledged")
 
@@ -292,7 +288,7 @@ class MqttLink:
             session = Session(self.generation, resumed)
             self._acks.clear()  # acknowledgements for the old connection's packet ids would be wrong here
             # Own messages the broker did not acknowledge go again, in order, before newer ones.
-            self._again = [as_duplicate(p) for p in self._again + list(self._in_flight.values())]
+            self._again.update((i, as_duplicate(p)) for i, p in self._in_flight.items())
             self._in_flight.clear()
         self._leftover = leftover
         self._on_connect(session)
@@ -397,15 +393,16 @@ class MqttLink:
             self._acks.clear()
             room = self.limits.receive_maximum - len(self._in_flight)
             while self._again and room > 0:
-                packet = self._again.pop(0)
-                self._in_flight[_packet_id(packet)] = packet
+                packet_id = next(iter(self._again))
+                packet = self._in_flight[packet_id] = self._again.pop(packet_id)
                 parts.append(packet)
                 room -= 1
             while self._publishes and (room > 0 or not self._publishes[0][2]):
                 topic, payload, qos, retain = self._publishes.popleft()
-                packet = publish_packet(topic, payload, self._take_id() if qos else 0, qos, retain, self.v5)
+                packet_id = self._take_id() if qos else 0
+                packet = publish_packet(topic, payload, packet_id, qos, retain, self.v5)
                 if qos:
-                    self._in_flight[_packet_id(packet)] = packet
+                    self._in_flight[packet_id] = packet
                     room -= 1
                 parts.append(packet)
             return b"".join(parts)
@@ -457,13 +454,3 @@ def _receive(sock: socket.socket) -> bytes:
         if len(chunk) < wanted and not tls:  # the kernel's buffer is empty (TLS: one record at a time)
             break
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _packet_id(packet: bytes) -> int:
-    """The packet id of a QoS 1 PUBLISH packet (after its topic)."""
-    at = 1
-    while packet[at] & 0x80:
-        at += 1
-    at += 1
-    found: int = U16.unpack_from(packet, at + 2 + U16.unpack_from(packet, at)[0])[0]
-    return found

@@ -217,6 +217,33 @@ def test_dead_letters_are_published_beyond_the_brokers_receive_maximum(tmp_path:
     assert sorted(got) == sorted(b"%d" % i for i in range(300))
 
 
+def test_messages_published_while_the_broker_is_away_go_out_once_it_is_back(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "m", persistence=True)
+    with running(broker):
+        got: list[bytes] = []
+        listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="away-listener", clean_session=False)
+        listener.on_message = lambda c, u, m: got.append(bytes(m.payload))
+        listener.on_connect = lambda c, *_: c.subscribe("elsewhere/#", qos=1)
+        listener.connect("127.0.0.1", broker.port)
+        listener.loop_start()
+        publishing = source(broker.url, "away-publisher", keepalive_s=5)
+        publishing.start(10)
+        try:
+            wait_until(lambda: len(got) == 0 and listener.is_connected(), 5, "the listener")
+            publishing.publish("elsewhere/dead/before", b"before")
+            wait_until(lambda: got == [b"before"], 10, "a message while the broker is up")
+            broker.stop()
+            for i in range(50):
+                publishing.publish(f"elsewhere/dead/{i}", b"%d" % i)
+            broker.start()
+            wait_until(lambda: len(got) == 51, 30, "the messages queued while the broker was away")
+        finally:
+            publishing.stop()
+            listener.disconnect()
+            listener.loop_stop()
+    assert sorted(got[1:]) == sorted(b"%d" % i for i in range(50))
+
+
 def test_an_idle_connection_stays_up_on_keepalives(mosquitto: Mosquitto) -> None:
     idle = source(mosquitto.url, "idle", keepalive_s=5)
     idle.start(10)
