@@ -40,10 +40,9 @@ COUNT_FIELD = {name: kind.measures[0].name for name, kind in KINDS.items()}
 """The field counted to know how many points a kind's measurement holds (every reading has it)."""
 
 
-def python_env() -> dict[str, str]:
-    """The environment child processes run in: this checkout first on the import path."""
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
+def python_env(root: Path = ROOT) -> dict[str, str]:
+    """The environment child processes run in: this checkout (or ``root``) alone on the import path."""
+    return {**os.environ, "PYTHONPATH": str(root)}
 
 
 def citypulse(*args: str) -> list[str]:

@@ -12,6 +12,7 @@ because on two cores they compete with the contender.
 from __future__ import annotations
 
 import http.client
+import json
 import subprocess
 import sys
 import threading
@@ -172,11 +173,20 @@ def drain_mosquitto_sub(
 
 
 def ingest_env(
-    servers: Servers, workdir: Path, client_id: str, db: str, registry: Path, **extra: str
+    servers: Servers,
+    workdir: Path,
+    client_id: str,
+    db: str,
+    registry: Path,
+    root: Path | None = None,
+    **extra: str,
 ) -> dict[str, str]:
-    """``citypulse ingest`` with its defaults, pointed at this run's broker and influxd (v1 sink)."""
+    """``citypulse ingest`` with its defaults, pointed at this run's broker and influxd (v1 sink).
+
+    ``root``: run the ``citypulse`` of another checkout (``--baseline``) instead of this one's.
+    """
     return {
-        **python_env(),
+        **(python_env(root) if root is not None else python_env()),
         "CITYPULSE_MQTT_URL": servers.mosquitto.url,
         "CITYPULSE_MQTT_CLIENT_ID": client_id,
         "CITYPULSE_REGISTRY": str(registry),
@@ -192,6 +202,23 @@ def ingest_env(
         "CITYPULSE_RATE_LIMIT_FACTOR": "0",
         **{f"CITYPULSE_{key.upper()}": value for key, value in extra.items()},
     }
+
+
+def ingest_summary(workdir: Path) -> dict[str, Any] | None:
+    """The counts ``citypulse ingest`` logged when it stopped (messages, stored, rejected by reason)."""
+    path = workdir / "ingest.log"
+    if not path.exists():
+        return None
+    marker = "citypulse ingest stopped: "
+    lines = [line for line in path.read_text(errors="replace").splitlines() if marker in line]
+    if not lines:
+        return None
+    summary: dict[str, Any] = json.loads(lines[-1].split(marker, 1)[1])
+    keep = (
+        "messages", "received", "stored", "rejected", "rejected_by_reason", "write_failures",
+        "anomalies_by_detector",
+    )  # fmt: skip
+    return {key: summary.get(key) for key in keep}
 
 
 INGEST_READY = "citypulse ingest: reading"
@@ -285,15 +312,25 @@ def _post_all(url: str, db: str, bodies: list[bytes], gzipped: bool) -> None:
 
 
 def database_ceiling(
-    servers: Servers, points: int, connections: int, gzipped: bool = False
+    servers: Servers,
+    points: int,
+    connections: int,
+    gzipped: bool = False,
+    bodies: list[bytes] | None = None,
+    count: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """influxd alone: pre-encoded 5,000-point bodies posted back to back over 1 or 2 connections.
+    """influxd alone: pre-encoded bodies posted back to back over 1 or 2 connections.
 
-    Gzip (when asked) happens inside the timed loop, as a client that sends compressed bodies pays it.
+    By default ``points`` synthetic points in 5,000-point bodies; or the given ``bodies``, whose
+    points are counted afterwards on the measurements and fields of ``count``. Gzip (when
+    asked) happens inside the timed loop, as a client that sends compressed bodies pays it.
     """
-    db = f"bench_ceiling_{connections}{'_gz' if gzipped else ''}"
+    db = f"bench_ceiling_{connections}{'_gz' if gzipped else ''}{'_given' if bodies else ''}"
     servers.influxd.create_database(db)
-    bodies = ceiling_bodies(points)
+    if bodies is None:
+        bodies = ceiling_bodies(points)
+    else:
+        points = sum(body.count(b"\n") + 1 for body in bodies)
     shares = [bodies[i::connections] for i in range(connections)]
     _, db0 = servers.cpu()
     started = time.monotonic()
@@ -314,15 +351,39 @@ def database_ceiling(
     if failures:
         raise RuntimeError(f"writing to influxd alone failed: {failures[0]}")
     _, db1 = servers.cpu()
-    stored = servers.influxd.counts(db, {"ceiling": "f0"})["ceiling"]
+    stored = sum(servers.influxd.counts(db, count or {"ceiling": "f0"}).values())
     servers.influxd.drop_database(db)
     return {
         "connections": connections,
         "gzip": gzipped,
         "points": points,
+        "points_per_body": max(body.count(b"\n") + 1 for body in bodies),
         "wall_s": round(wall, 3),
         "points_per_s": round(points / wall),
         "influxd_cpu_s": round(db1 - db0, 3),
+        "influxd_cpu_us_per_point": round((db1 - db0) / points * 1e6, 2),
         "every_reading_stored": stored == points,
         "missing": points - stored,
     }
+
+
+def readings_bodies(backlog: Backlog, per_body: int) -> list[bytes]:
+    """The backlog's readings as citypulse encodes them (validated, then line protocol), in bodies."""
+    from ingest.registry_file import load_registry
+    from processors.lineprotocol import LineEncoder
+    from processors.validate import MessageColumns, Validator
+    from simulators.outputs import read_messages
+
+    validator = Validator(load_registry(backlog.registry))
+    encoder = LineEncoder()
+    lines: list[str] = []
+    messages = list(read_messages(backlog.path))
+    for start in range(0, len(messages), 20_000):
+        part = messages[start : start + 20_000]
+        result = validator.validate(
+            MessageColumns([t for _, t, _ in part], [p for _, _, p in part]), int(time.time() * 1000)
+        )
+        validator.remember(result)
+        for batch in result.batches.values():
+            lines += encoder.readings(batch)
+    return ["\n".join(lines[i : i + per_body]).encode() for i in range(0, len(lines), per_body)]

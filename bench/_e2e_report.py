@@ -60,6 +60,9 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
         "citypulse_gateway_over_database_2_connections": ratio(
             gateway, ceiling.get("two_connections", {}).get("points_per_s")
         ),
+        "citypulse_gateway_over_database_same_readings": ratio(
+            gateway, ceiling.get("same_readings_one_connection", {}).get("points_per_s")
+        ),
         "citypulse_singles_over_node_red_best_load": ratio(singles, node_red_best(result)),
     }
 
@@ -102,6 +105,13 @@ def text_table(result: dict[str, Any]) -> str:
                 f"({r['readings_per_message']}/msg): stored {r['queryable']:,}/{r['published_readings']:,}, "
                 f"p50 {r['p50_s']} s, p95 {r['p95_s']} s, p99 {r['p99_s']} s"
             )
+    for r in result.get("scale_out", []):
+        lines.append(
+            f"scale-out {r['processes']} process(es): {r['readings_per_s']:,} readings/s (from start), "
+            f"stored {'all' if r['every_reading_stored'] else 'NOT ALL'}, "
+            f"{'each message once' if r['every_message_taken_once'] else 'NOT each message once'}, "
+            f"{r['devices_in_more_than_one_process']:,} of {r['devices']:,} devices in more than one process"
+        )
     for n, again in enumerate(result.get("key_pairs_again", []), 1):
         lines.append(
             f"key pairs again ({n}): broker {again['mosquitto_sub_msg_per_s']:,} / citypulse "

@@ -29,7 +29,9 @@ from bench._e2e_drain import (
     drain_mosquitto_sub,
     drain_process,
     ingest_env,
+    ingest_summary,
     rates,
+    readings_bodies,
     start_ingest,
     start_naive,
     wait_until_ready,
@@ -38,8 +40,10 @@ from bench._e2e_drain import (
 from bench._e2e_load import offered_load
 from bench._e2e_memory import simulator_marginal
 from bench._e2e_profile import start_sampling, stop_sampling, summarise
+from bench._e2e_scale import scale_out
 from bench._servers import stop_process
 from ingest.registry_file import load_registry
+from ingest.sinks.influxdb import InfluxSettings
 from processors.topics import TopicScheme
 
 READINGS_TOPIC = "citypulse/v1/readings/+/+"
@@ -89,9 +93,11 @@ class Run:
     gateway: Backlog | None = None
     red: Path | None = None
     """Node-RED's ``red.js`` once installed; None when it could not be."""
+    baselines: tuple[Path, ...] = ()
+    """Other checkouts whose ``citypulse ingest`` drains the same backlogs too (``--baseline``)."""
 
-    def ingest(self, name: str, db: str, registry: Path, **extra: str) -> Start:
-        env = ingest_env(self.servers, self.work / name, f"bench-{name}", db, registry, **extra)
+    def ingest(self, name: str, db: str, registry: Path, root: Path | None = None, **extra: str) -> Start:
+        env = ingest_env(self.servers, self.work / name, f"bench-{name}", db, registry, root, **extra)
         return lambda: start_ingest(self.work / name, env)
 
     def node_red(self, name: str, db: str, auto_unsubscribe: bool = True) -> _nodered.NodeRed:
@@ -126,7 +132,10 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
     make_session(url, "bench-mosquitto-sub", [READINGS_TOPIC], v5=False)
     if naive:
         make_session(url, "bench-naive", [READINGS_TOPIC], v5=False)
-    for name in ("citypulse-singles", "citypulse-nodetect"):
+    ingest_sessions = ["citypulse-singles", "citypulse-nodetect"] + (
+        [f"baseline-{b.name}-singles" for b in run.baselines]
+    )
+    for name in ingest_sessions:
         make_session(url, f"bench-{name}", INGEST_TOPICS)
     if run.red is not None:
         for name, auto in (("node-red-default", True), ("node-red-keep", False)):
@@ -149,6 +158,12 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
         ("citypulse_no_detectors", "citypulse ingest, CITYPULSE_DETECTORS=none", "bench_nodetect",
          run.ingest("citypulse-nodetect", "bench_nodetect", run.singles.registry, detectors="none")),
     ]  # fmt: skip
+    for b in run.baselines:
+        key = f"baseline_{_key(b)}_singles"
+        contenders.append((
+            key, f"baseline ({b.name}) ingest, one reading per message", f"bench_{key}",
+            run.ingest(f"baseline-{b.name}-singles", f"bench_{key}", run.singles.registry, b),
+        ))  # fmt: skip
     if naive:
         contenders.append((
             "naive_bridge", "naive bridge: paho -> Point -> one /write each", "bench_naive",
@@ -160,24 +175,43 @@ def drains(run: Run, naive: bool = True) -> dict[str, Any]:
             s, label, db, run.singles, start, size.drain_timeout_s, size.poll_s, progress
         )
         out[key]["label"] = label
-    for name in ("citypulse-singles", "citypulse-nodetect"):
+    for name in ingest_sessions:
         forget_session(url, f"bench-{name}")
     if naive:
         forget_session(url, "bench-naive", v5=False)
     if run.red is not None:
         out["node_red_keep_session"] = node_red_backlog(run)
-    make_session(url, "bench-citypulse-gateway", INGEST_TOPICS)
+    gateways: list[tuple[str, str, str, Path | None]] = [
+        ("citypulse_gateway", "citypulse-gateway", f"citypulse ingest, gateway batches of {size.batch}", None)
+    ]
+    for b in run.baselines:
+        gateways.append(
+            (
+                f"baseline_{_key(b)}_gateway",
+                f"baseline-{b.name}-gateway",
+                f"baseline ({b.name}) ingest, gateway batches of {size.batch}",
+                b,
+            )
+        )
+    for _, name, _, _ in gateways:
+        make_session(url, f"bench-{name}", INGEST_TOPICS)
     progress(f"publishing {run.gateway.messages:,} gateway messages ({run.gateway.readings:,} readings)")
     publish_file(url, run.gateway.path)
-    label = f"citypulse ingest, gateway batches of {size.batch}"
-    progress(f"draining: {label}")
-    start = run.ingest("citypulse-gateway", "bench_gateway", run.gateway.registry)
-    out["citypulse_gateway"] = drain_process(
-        s, label, "bench_gateway", run.gateway, start, size.drain_timeout_s, size.poll_s, progress
-    )
-    out["citypulse_gateway"]["label"] = label
-    forget_session(url, "bench-citypulse-gateway")
+    for key, name, label, root in gateways:
+        progress(f"draining: {label}")
+        db = f"bench_{key}"
+        start = run.ingest(name, db, run.gateway.registry, root)
+        out[key] = drain_process(
+            s, label, db, run.gateway, start, size.drain_timeout_s, size.poll_s, progress
+        )
+        out[key]["label"] = label
+        forget_session(url, f"bench-{name}")
     return out
+
+
+def _key(checkout: Path) -> str:
+    """A baseline's name as a result key."""
+    return "".join(c if c.isalnum() else "_" for c in checkout.name)
 
 
 def node_red_backlog(run: Run) -> dict[str, Any]:
@@ -259,6 +293,8 @@ def latency(run: Run, max_singles: float, node_red: bool) -> dict[str, Any]:
             r["fixed"] = fixed
             if red is not None:
                 r["write_errors_logged"] = red.errors()
+            else:
+                r["ingest_counts"] = ingest_summary(run.work / name)
             results.append(r)
             s.influxd.drop_database(db)
         out[who] = results
@@ -298,6 +334,15 @@ def memory(run: Run) -> dict[str, Any]:
     run.progress(f"memory: the simulator at {small:,} and {large:,} devices, every fault, labels written")
     out["simulator"] = simulator_marginal(work / "simulator", small, large)
     return out
+
+
+def scale(run: Run, counts: tuple[int, ...] = (1, 2, 4)) -> list[dict[str, Any]]:
+    """The singles backlog drained by 1, 2 and 4 ingest processes in one shared subscription."""
+    assert run.singles is not None
+    return [
+        scale_out(run.servers, run.work, run.singles, n, run.size.drain_timeout_s, run.progress)
+        for n in counts
+    ]
 
 
 def profile(run: Run, mode: str) -> dict[str, Any]:
@@ -346,6 +391,8 @@ def profile(run: Run, mode: str) -> dict[str, Any]:
 
 
 def ceilings(run: Run) -> dict[str, Any]:
+    """influxd alone: synthetic points in 5,000-point bodies (the targets' yardstick), and the singles
+    backlog's own readings as citypulse encodes them, in bodies as large as citypulse's writes."""
     assert run.singles is not None
     points = run.singles.readings
     out = {}
@@ -356,6 +403,14 @@ def ceilings(run: Run) -> dict[str, Any]:
     ):
         run.progress(f"influxd alone: {points:,} points in 5,000-point bodies, {key.replace('_', ' ')}")
         out[key] = database_ceiling(run.servers, points, connections, gz)
+    per_body = InfluxSettings().batch_points
+    run.progress(
+        f"influxd alone: the backlog's {points:,} readings as citypulse encodes them, {per_body:,} a body"
+    )
+    bodies = readings_bodies(run.singles, per_body)
+    out["same_readings_one_connection"] = database_ceiling(
+        run.servers, points, 1, bodies=bodies, count=COUNT_FIELD
+    )
     return out
 
 

@@ -22,7 +22,10 @@ gateway batches of 100). Then:
    citypulse and Node-RED.
 4. **Memory**: ``citypulse ingest`` draining a 100,000-device backlog (singles and batches), and the
    simulator's resident memory per device with every fault and labels.
-5. With ``--profile``: the singles drain again under py-spy (all running threads, then ``--gil``),
+5. **Scaling out**: the singles backlog drained by 1, 2 and 4 ingest processes in one MQTT shared
+   subscription (``$share/GROUP/...``): rate, every reading stored once, which process saw which
+   device, and each detector's alarm onsets against one process.
+6. With ``--profile``: the singles drain again under py-spy (all running threads, then ``--gil``),
    and a gateway drain with ``--idle`` (where the wall-clock time goes).
 
 Progress goes to stderr; the result is a table (or JSON with ``--json``) on stdout; ``--write-doc``
@@ -52,7 +55,7 @@ from bench._e2e_report import commit, machine, ratios, text_table, write_doc  # 
 from bench._nodered import DEFAULT_CACHE  # noqa: E402
 from bench._servers import Influxd, Mosquitto, running  # noqa: E402
 
-SKIPPABLE = ("naive", "node-red", "latency", "memory")
+SKIPPABLE = ("naive", "node-red", "latency", "memory", "scale")
 
 
 def progress(line: str) -> None:
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work.mkdir(parents=True, exist_ok=True)
         mosquitto, influxd = Mosquitto(work / "mosquitto"), Influxd(work / "influxd")
         with running(mosquitto), running(influxd):
-            r = stages.Run(Servers(mosquitto, influxd), work, size, progress)
+            r = stages.Run(Servers(mosquitto, influxd), work, size, progress, baselines=tuple(args.baseline))
             stages.prepare(r, node_red="node-red" not in skip, cache=Path(args.node_red_cache))
             assert r.singles is not None
             assert r.gateway is not None
@@ -98,6 +101,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["latency"] = stages.latency(r, float(best), node_red="node-red" not in skip)
             if "memory" not in skip:
                 result["memory"] = stages.memory(r)
+            if "scale" not in skip:
+                result["scale_out"] = stages.scale(r)
             if args.repeat_key:
                 result["key_pairs_again"] = [stages.key_pairs(r, n) for n in range(args.repeat_key)]
             if args.profile:
@@ -124,6 +129,15 @@ def main() -> None:
         metavar="N",
         help="at the end, drain the key pairs N more times (mosquitto_sub and citypulse singles; "
         "citypulse gateway and influxd alone) to see how much a shared machine moved them",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CHECKOUT",
+        help="also drain both backlogs with the citypulse ingest of another checkout (e.g. an older "
+        "commit unpacked with 'git archive'), side by side with this one; may be given several times",
     )
     parser.add_argument("--node-red-cache", default=str(DEFAULT_CACHE), help="where npm installs Node-RED")
     parser.add_argument("--workdir", help="keep servers' data and logs here instead of a temp dir")

@@ -1,4 +1,4 @@
-"""Three ways to receive a QoS 1 backlog and acknowledge each message only after a durable write.
+"""Four ways to receive a QoS 1 backlog and acknowledge each message only after a durable write.
 
 Run: ``python bench/receive_paths.py [--devices 10000] [--span 40m] [--rounds 1]``
 
@@ -8,12 +8,15 @@ receiver takes messages in batches of at most 5,000, appends the batch's payload
 fsyncs it (the simulated durable write: the same for all), and only then acknowledges the batch's
 messages. Afterwards the session is checked to hold nothing: every message was acknowledged.
 
-1. **paho manual ack** - citypulse's own receive path, ``ingest.mqtt_source.MqttSource``: paho's
-   network thread queues each delivery, the main thread takes batches and acknowledges with
-   ``client.ack`` after the write. Once on MQTT 5 (citypulse's default), once on MQTT 3.1.1.
-2. **gmqtt, MQTT 5, optimistic_acknowledgement=False** - asyncio; each message's ``on_message``
+1. **citypulse's receive path**, ``ingest.mqtt_source.MqttSource`` on ``ingest.mqtt_link``: one
+   thread reads what the socket has, cuts every PUBLISH packet of the read at once into columns; the
+   main thread takes batches and acknowledges each with one block of PUBACKs after the write.
+2. **paho manual ack** (citypulse's receive path before the lean link): paho's network thread queues
+   each delivery, the main thread takes batches and acknowledges with ``client.ack`` after the write.
+   Once on MQTT 5, once on MQTT 3.1.1.
+3. **gmqtt, MQTT 5, optimistic_acknowledgement=False** - asyncio; each message's ``on_message``
    awaits the write of its batch, and gmqtt sends the PUBACK when that coroutine returns.
-3. **lean socket receiver** - one thread, one blocking socket, the simulator's own MQTT packet
+4. **lean socket receiver** - one thread, one blocking socket, the simulator's own MQTT packet
    splitter (``simulators.publisher``): read what the socket has, cut it into PUBLISH packets,
    write the batch, send all its PUBACKs in one ``sendall``.
 
@@ -34,6 +37,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -58,15 +62,61 @@ def durable_write(out: BinaryIO, payloads: list[bytes]) -> None:
     os.fsync(out.fileno())
 
 
-# --- 1. paho, manual acknowledgement (citypulse's MqttSource) ---------------------------------------
+# --- 1. paho, manual acknowledgement ------------------------------------------------------------------
 def receive_paho(port: int, client_id: str, expected: int, out: BinaryIO, protocol: str = "5") -> int:
-    from ingest.mqtt_source import MqttSource
+    """paho's network thread queues each message; the main thread takes batches and acks after the write."""
+    import queue
+
+    import paho.mqtt.client as mqtt
+
+    from ingest.mqtt_client import disconnect, make_client, start
     from processors.endpoint import ConnectOptions, MqttEndpoint, Protocol
+
+    options = ConnectOptions(
+        MqttEndpoint(host="127.0.0.1", port=port), client_id, protocol=cast(Protocol, protocol),
+        persistent_session=True, session_expiry_s=SESSION_EXPIRY_S, receive_maximum=RECEIVE_MAXIMUM,
+        manual_ack=True,
+    )  # fmt: skip
+    received: queue.Queue[tuple[bytes, int]] = queue.Queue(maxsize=RECEIVE_MAXIMUM)
+    connected = threading.Event()
+    client = make_client(options)
+
+    def on_connect(c: mqtt.Client, *_: Any) -> None:
+        c.subscribe(TOPIC, qos=1)
+        connected.set()
+
+    client.on_connect = on_connect
+    client.on_message = lambda c, u, m: received.put((bytes(m.payload), m.mid))
+    start(client, options, connected, 15)
+    done = 0
+    while done < expected:
+        try:
+            batch = [received.get(timeout=5.0)]
+        except queue.Empty:
+            break
+        deadline = time.monotonic() + 0.5
+        while len(batch) < BATCH and time.monotonic() < deadline:
+            try:
+                batch.append(received.get(timeout=0.05))
+            except queue.Empty:
+                break
+        durable_write(out, [payload for payload, _ in batch])
+        for _, mid in batch:
+            client.ack(mid, 1)
+        done += len(batch)
+    disconnect(client)
+    return done
+
+
+# --- 1b. citypulse's receive path: the lean link (ingest.mqtt_source.MqttSource) ---------------------
+def receive_citypulse(port: int, client_id: str, expected: int, out: BinaryIO) -> int:
+    from ingest.mqtt_source import MqttSource
+    from processors.endpoint import ConnectOptions, MqttEndpoint
 
     source = MqttSource(
         ConnectOptions(
-            MqttEndpoint(host="127.0.0.1", port=port), client_id, protocol=cast(Protocol, protocol),
-            session_expiry_s=SESSION_EXPIRY_S, receive_maximum=RECEIVE_MAXIMUM,
+            MqttEndpoint(host="127.0.0.1", port=port), client_id, session_expiry_s=SESSION_EXPIRY_S,
+            receive_maximum=RECEIVE_MAXIMUM,
         ),
         [TOPIC],
         max_pending=RECEIVE_MAXIMUM,
@@ -74,12 +124,12 @@ def receive_paho(port: int, client_id: str, expected: int, out: BinaryIO, protoc
     source.start(15)
     received = 0
     while received < expected:
-        deliveries = source.take(BATCH, linger_s=0.5, wait_s=5.0)
-        if not deliveries:
+        taken = source.take(BATCH, linger_s=0.5, wait_s=5.0)
+        if not len(taken):
             break
-        durable_write(out, [d.message.payload for d in deliveries])
-        source.ack(deliveries)
-        received += len(deliveries)
+        durable_write(out, taken.messages.payloads)
+        source.ack(taken)
+        received += len(taken)
     source.stop()
     return received
 
@@ -146,7 +196,7 @@ def receive_gmqtt(port: int, client_id: str, expected: int, out: BinaryIO) -> in
 
 # --- 3. a lean socket receiver on the simulator's packet splitter ----------------------------------
 def receive_lean(port: int, client_id: str, expected: int, out: BinaryIO) -> int:
-    from simulators.mqtt_wire import split_packet, string, varint
+    from processors.mqtt_wire import split_packet, string, varint
 
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -205,6 +255,7 @@ def receive_paho_v311(port: int, client_id: str, expected: int, out: BinaryIO) -
 
 
 RECEIVERS = {
+    "citypulse-mqtt-source": receive_citypulse,
     "paho-manual-ack": receive_paho,
     "paho-manual-ack-3.1.1": receive_paho_v311,
     "gmqtt-mqtt5": receive_gmqtt,

@@ -31,13 +31,14 @@ from numpy.typing import NDArray
 
 from ingest.alerts.service import AlertService, AlertStoreError, StagedAlerts
 from ingest.deadletters import deadletter_event, deadletter_message
-from ingest.device_states import DeviceStates
+from ingest.device_states import DeviceStates, StagedStates
 from ingest.private_files import open_private_binary
 from ingest.sinks.base import Sink, SinkError
 from ingest.stats import PipelineStats
 from processors.air_index import AirIndex
+from processors.air_index import Staged as StagedIndex
 from processors.alerts.conditions import Judgement
-from processors.anomaly import DetectionEngine
+from processors.anomaly import Detection, DetectionEngine
 from processors.batch import WriteBatch
 from processors.ratelimit import RateDecision, RateLimiter, hold_back
 from processors.registry import Device, Registry
@@ -47,6 +48,21 @@ from processors.validate import RawMessage, ValidationResult, Validator
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StagedCycle:
+    """A validated and scored cycle: what it writes, and what it teaches once committed."""
+
+    messages: int
+    now_ms: int
+    result: ValidationResult
+    detection: Detection
+    batch: WriteBatch
+    indices: StagedIndex | None
+    states: StagedStates | None
+    alerts: StagedAlerts | None
+    rated: RateDecision | None
 
 
 def wall_clock_ms() -> int:
@@ -84,9 +100,17 @@ class Pipeline:
     def process(self, messages: Sequence[RawMessage]) -> ValidationResult:
         """Store a cycle's readings and dead letters; raise ``SinkError`` if the store failed.
 
-        Nothing is counted and nothing is republished until the write succeeded,
-        so a retried cycle is counted once.
+        Nothing is learned, counted or republished until the write succeeded, so a
+        failed cycle can be processed again exactly as the first time.
         """
+        cycle = self.stage(messages)
+        self.store(cycle)
+        self.commit(cycle)
+        self.finish(cycle)
+        return cycle.result
+
+    def stage(self, messages: Sequence[RawMessage]) -> StagedCycle:
+        """Validate and score a cycle, and work out everything it writes; nothing changes yet."""
         now_ms = self.clock_ms()
         result = self.validator.validate(messages, now_ms)
         rated = None if self.limiter is None else self.limiter.judge(result.batches, now_ms)
@@ -102,42 +126,58 @@ class Pipeline:
             else None
         )
         events += (indices.events if indices else ()) + (states.events if states else ())
-        staged = (
+        alerts = (
             None
             if self.alerts is None
             else self.alerts.evaluate(
                 result.batches, detection, now_ms, flood_judgements(self.validator.registry, rated, now_ms)
             )
         )
-        if staged is not None:
-            events += staged.store_events()
+        if alerts is not None:
+            events += alerts.store_events()
         batch = WriteBatch(readings=tuple(b for b in result.batches.values() if len(b)), events=events)
-        if len(batch):
+        return StagedCycle(len(messages), now_ms, result, detection, batch, indices, states, alerts, rated)
+
+    def store(self, cycle: StagedCycle) -> None:
+        """Write a staged cycle; raise ``SinkError`` if the store failed (it may be tried again)."""
+        if len(cycle.batch):
             started = time.perf_counter()
-            self.sink.write(batch)
+            self.sink.write(cycle.batch)
             self.stats.record_write(time.perf_counter() - started)
-        if staged is not None:
-            self.commit_alerts(staged)
-        self.validator.remember(result)
-        if rated is not None:
+
+    def commit(self, cycle: StagedCycle) -> None:
+        """Learn from a cycle: the alert store first (it may fail, ``SinkError``), then the memories.
+
+        In :meth:`process` this follows the write. The service commits before the
+        write instead (:class:`~ingest.writer.Writer` stores it while the next cycle is
+        staged), and then never gives a committed cycle up while it runs.
+        """
+        if cycle.alerts is not None:
+            self.commit_alerts(cycle.alerts)
+        assert self.engine is not None
+        self.validator.remember(cycle.result)
+        if cycle.rated is not None:
             assert self.limiter is not None
-            self.limiter.commit(rated)
-            self._report_floods(rated, result)
-        self.engine.commit(detection)
-        if indices is not None and self.air_index is not None:
-            self.air_index.commit(indices)
-        if states is not None and self.device_states is not None:
-            self.device_states.commit(states)
-        self.stats.record_anomalies(detection.onset_counts())
-        self.stats.record_cycle(len(messages), result)
+            self.limiter.commit(cycle.rated)
+            self._report_floods(cycle.rated, cycle.result)
+        self.engine.commit(cycle.detection)
+        if cycle.indices is not None and self.air_index is not None:
+            self.air_index.commit(cycle.indices)
+        if cycle.states is not None and self.device_states is not None:
+            self.device_states.commit(cycle.states)
+
+    def finish(self, cycle: StagedCycle) -> None:
+        """Once a cycle is stored: count it and announce its dead letters."""
+        result = cycle.result
+        self.stats.record_anomalies(cycle.detection.onset_counts())
+        self.stats.record_cycle(cycle.messages, result)
         if self.publish_deadletter is not None and result.rejects:
             for reject in result.rejects:
                 self.publish_deadletter(
                     self.topics.deadletter(reject.reason),
-                    deadletter_message(reject, now_ms, self.topics.prefix),
+                    deadletter_message(reject, cycle.now_ms, self.topics.prefix),
                 )
             self.stats.record_deadletters_published(len(result.rejects))
-        return result
 
     def _report_floods(self, rated: RateDecision, result: ValidationResult) -> None:
         """One warning when a device starts flooding, however long the flood lasts."""

@@ -16,13 +16,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
 
 from ingest.alerts.service import AlertService
 from ingest.device_states import DeviceStates, no_open_alerts
 from ingest.durable import DurableSink, RetryPolicy
 from ingest.metrics import MetricsServer, Observation, SourceState, pipeline_event
-from ingest.mqtt_source import Delivery, MqttSource
+from ingest.mqtt_source import MqttSource, Taken
 from ingest.pipeline import Pipeline, load_state, save_state
 from ingest.registry_file import load_registry
 from ingest.settings import Settings
@@ -30,6 +29,7 @@ from ingest.sinks import Sink, SinkError, open_sink
 from ingest.spool import Spool
 from ingest.stats import PipelineStats, StatsSnapshot, wall_clock_ms
 from ingest.store_rejects import StoreRejects
+from ingest.writer import Writer
 from processors.air_index import AirIndex
 from processors.anomaly import DetectionEngine
 from processors.batch import WriteBatch
@@ -45,6 +45,8 @@ MAX_BACKOFF_S = 30.0
 IDLE_CYCLE_S = 5.0
 """With no message for this long, a cycle runs anyway: the clock checks (silence) and the
 device map must see a city gone quiet, not only one device among talkative ones."""
+CHECKPOINT_WAIT_S = 5.0
+"""How long a periodic checkpoint waits for the writer to store what was committed; else it is put off."""
 ALERT_TICK_S = 1.0
 """How often, while no readings arrive, acknowledgements and silences from the command line are applied."""
 
@@ -91,6 +93,7 @@ class IngestService:
             subscriptions,
             status_topic=topics.status("ingest", settings.mqtt_client_id),
             max_pending=settings.mqtt_receive_maximum,
+            max_pending_bytes=settings.mqtt_receive_buffer_bytes,
             ignore=topics.is_own,
         )
         inner = sink if sink is not None else open_sink(settings)
@@ -200,11 +203,15 @@ class IngestService:
         last_progress = last_sample = last_saved = last_cycle = last_alert_tick = time.monotonic()
         last = self.stats.snapshot()
         sampled: Observation | None = None
+        writer = Writer(self.pipeline, self.source.ack)
+        stored_all = False
         try:
             while not self._stop.is_set():
-                deliveries = self.source.take(s.batch_max_messages, s.batch_linger_s, wait_s=0.2)
-                if deliveries or time.monotonic() - last_cycle >= IDLE_CYCLE_S:
-                    self._cycle(deliveries, give_up_at=None)
+                taken = self.source.take(
+                    s.batch_max_messages, s.batch_linger_s, wait_s=0.2, max_bytes=s.batch_max_bytes
+                )
+                if taken or time.monotonic() - last_cycle >= IDLE_CYCLE_S:
+                    self._cycle(taken, writer, give_up_at=None)
                     last_cycle = time.monotonic()
                 elif time.monotonic() - last_alert_tick >= ALERT_TICK_S:
                     self._alert_tick()
@@ -218,17 +225,31 @@ class IngestService:
                 if (
                     s.detector_state_interval_s
                     and time.monotonic() - last_saved >= s.detector_state_interval_s
+                    # Once every committed cycle is stored: the checkpoint holds what stored cycles taught.
+                    and writer.wait_stored(CHECKPOINT_WAIT_S)
                 ):
-                    # Between cycles, so the checkpoint holds exactly what acknowledged cycles taught.
                     self._save_state(final=False)
                     last_saved = time.monotonic()
             self.source.pause()
-            self._drain(time.monotonic() + drain_timeout_s)
+            give_up_at = time.monotonic() + drain_timeout_s
+            self._drain(writer, give_up_at)
+            stored_all = writer.close(give_up_at)
             if s.metrics_interval_s:
                 self._write_sample(sampled)
         finally:
+            if not stored_all:
+                stored_all = writer.close(time.monotonic() + 5.0)
             self.source.stop()
-            self._save_state()
+            if stored_all:
+                self._save_state()
+            elif self._state_path is not None:
+                log.warning(
+                    "detector state not saved: %d cycles were not stored and stay unacknowledged at the "
+                    "broker, and the state would take their redelivered readings for duplicates; "
+                    "%s keeps the previous checkpoint",
+                    writer.abandoned,
+                    self._state_path,
+                )
             self.sink.close()
             if self.alerts is not None:
                 self.alerts.close()
@@ -265,26 +286,30 @@ class IngestService:
         except SinkError as failure:
             log.debug("alert acknowledgements wait for the store: %s", failure)
 
-    def _drain(self, give_up_at: float) -> None:
+    def _drain(self, writer: Writer, give_up_at: float) -> None:
         """Store and acknowledge what was already received; new arrivals wait at the broker."""
         s = self.settings
         while time.monotonic() < give_up_at:
-            deliveries = self.source.take(s.batch_max_messages, linger_s=0.0, wait_s=0.05)
-            if not deliveries:
+            taken = self.source.take(
+                s.batch_max_messages, linger_s=0.0, wait_s=0.05, max_bytes=s.batch_max_bytes
+            )
+            if not taken or writer.abandoned:  # a cycle given up: the store is not taking any
                 return
-            if not self._cycle(deliveries, give_up_at=give_up_at):
+            if not self._cycle(taken, writer, give_up_at=give_up_at):
                 return
 
-    def _cycle(self, deliveries: Sequence[Delivery], give_up_at: float | None) -> bool:
-        """Store a cycle and acknowledge it; retry while the store fails.
+    def _cycle(self, taken: Taken, writer: Writer, give_up_at: float | None) -> bool:
+        """Stage and commit a cycle, and hand it to the writer, which acknowledges it once stored.
 
-        Retries go on until stored, or until ``give_up_at`` (while draining) or a
-        stop request (while running); what is given up stays unacknowledged.
+        Committing can fail only in the alert store; that is retried until it works,
+        or until ``give_up_at`` (while draining) or a stop request (while running):
+        what is given up stays unacknowledged, and nothing of it was learned.
         """
         backoff = 0.5
         while True:
             try:
-                self.pipeline.process([d.message for d in deliveries])
+                cycle = self.pipeline.stage(taken.messages)
+                self.pipeline.commit(cycle)
             except SinkError as failure:
                 self.stats.record_write_failure()
                 wait = min(failure.retry_after_s or backoff, MAX_BACKOFF_S)
@@ -292,21 +317,21 @@ class IngestService:
                 log.warning(
                     "store failed (%s); %d messages stay unacknowledged, retrying in %.1f s",
                     failure,
-                    len(deliveries),
+                    len(taken),
                     wait,
                 )
                 deadline = give_up_at if give_up_at is not None else math.inf
                 if time.monotonic() + wait > deadline or (give_up_at is None and self._stop.wait(wait)):
                     log.warning(
-                        "giving up for now: %d messages left at the broker for the next run",
-                        len(deliveries),
+                        "giving up for now: %d messages left at the broker for the next run", len(taken)
                     )
                     return False
                 if give_up_at is not None:
                     time.sleep(wait)
                 continue
-            self.source.ack(deliveries)
-            return True
+            if give_up_at is None:
+                return writer.put(cycle, taken, stop=self._stop)
+            return writer.put(cycle, taken, give_up_at=give_up_at)
 
     def _write_sample(self, previous: Observation | None) -> Observation:
         """Store one ``pipeline`` measurement sample; a full spool skips it (readings come first)."""

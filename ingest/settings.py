@@ -113,11 +113,18 @@ class MqttGroup(BaseModel):
         description="How long the broker keeps the session and its queued readings after a disconnect (v5).",
     )
     mqtt_receive_maximum: int = Field(
-        default=10000,
+        default=65535,
         ge=1,
         le=65535,
-        description="Most unacknowledged messages the broker may send at once (MQTT 5), and most "
-        "received messages held in memory: this bounds memory.",
+        description="Most unacknowledged messages the broker may send at once (MQTT 5), and most received "
+        "messages held in memory. A cycle is acknowledged once stored while the next ones are read and "
+        "processed, so keep it at three cycles (`batch_max_messages`) or more.",
+    )
+    mqtt_receive_buffer_bytes: int = Field(
+        default=16 * 2**20,
+        ge=2**16,
+        description="Most payload bytes received and not yet taken by a cycle; beyond it the socket is left "
+        "unread and the broker keeps the rest. With `mqtt_receive_maximum`, this bounds memory.",
     )
     mqtt_shared_group: str = Field(
         default="",
@@ -261,10 +268,16 @@ class PipelineGroup(BaseModel):
     """
 
     batch_max_messages: int = Field(
-        default=5000, ge=1, description="A pipeline cycle handles at most this many messages."
+        default=20_000, ge=1, description="A pipeline cycle handles at most this many messages."
+    )
+    batch_max_bytes: int = Field(
+        default=2 * 2**20,
+        ge=1024,
+        description="A cycle stops taking messages once their payloads reach this size: bounds the readings "
+        "a cycle holds (a gateway's batch of 100 readings weighs 100 single ones).",
     )
     batch_linger_s: float = Field(
-        default=0.5,
+        default=0.2,
         gt=0,
         le=10,
         description="A cycle waits at most this long to fill up, so a reading is stored within about 1 s.",

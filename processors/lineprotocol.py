@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 
 import numpy as np
 import orjson
@@ -168,35 +169,53 @@ class LineEncoder:
     def readings(self, batch: ReadingBatch) -> list[str]:
         """One line per row, in row order, with millisecond timestamps.
 
-        A row without a finite value gives '' (the validator never lets one through).
+        Rows that report the same measures are formatted together, with one ``%``
+        over one template repeated for all of them: no Python call per row. A row
+        without a finite value gives '' (the validator never lets one through).
         """
         n = len(batch)
         if n == 0:
             return []
         heads = self._series_keys(batch.table)
-        names = [escape_key(m.name) + "=" for m in batch.kind.measures]
-        columns = [_format_column(batch.values[:, j]) for j in range(len(names))]
-        rows = list(zip(*columns, strict=True))
-        finite = np.isfinite(batch.values)
-        pattern = finite @ (1 << np.arange(len(names), dtype=np.int64)) if names else np.zeros(n, np.int64)
+        names = [escape_key(m.name).replace("%", "%%") + "=" for m in batch.kind.measures]
         devices = batch.device.tolist()
+        row_heads = list(itemgetter(*devices)(heads)) if n > 1 else [heads[devices[0]]]
         stamps = batch.ts_ms.tolist()
-        lines = [""] * n
-        every = (1 << len(names)) - 1
+        finite = np.isfinite(batch.values)
+        if finite.all():  # the usual batch: one pattern, every measure reported
+            columns = [_format_column(batch.values[:, j]) for j in range(len(names))]
+            return _rows(row_heads, columns, stamps, names)
+        pattern = finite @ (1 << np.arange(len(names), dtype=np.int64)) if names else np.zeros(n, np.int64)
+        lines: list[str] = [""] * n
         for bits in np.unique(pattern).tolist():
             chosen = [j for j in range(len(names)) if bits >> j & 1]
             if not chosen:
                 continue
-            template = "%s" + ",".join(names[j] + "%s" for j in chosen) + " %d"
-            members = np.flatnonzero(pattern == bits).tolist()
-            if bits == every:
-                for i in members:
-                    lines[i] = template % (heads[devices[i]], *rows[i], stamps[i])
-            else:
-                for i in members:
-                    row = rows[i]
-                    lines[i] = template % (heads[devices[i]], *[row[j] for j in chosen], stamps[i])
+            members = np.flatnonzero(pattern == bits)
+            picked = members.tolist()
+            columns = [_format_column(batch.values[members, j]) for j in chosen]
+            formatted = _rows(
+                [row_heads[i] for i in picked],
+                columns,
+                [stamps[i] for i in picked],
+                [names[j] for j in chosen],
+            )
+            for i, line in zip(picked, formatted, strict=True):
+                lines[i] = line
         return lines
+
+
+def _rows(heads: list[str], columns: list[list[str]], stamps: list[int], names: list[str]) -> list[str]:
+    """Lines ``head + name=value,... + ' ' + stamp``, formatted all at once."""
+    width = len(columns) + 2
+    parts: list[object] = [None] * (width * len(heads))
+    parts[0::width] = heads
+    for j, column in enumerate(columns):
+        parts[j + 1 :: width] = column
+    parts[width - 1 :: width] = stamps
+    template = "%s" + ",".join(name + "%s" for name in names) + " %d"
+    # Neither series keys nor numbers can hold a newline (keys are escaped): it separates the rows.
+    return ("\n".join([template] * len(heads)) % tuple(parts)).split("\n")
 
 
 def _format_column(column: NDArray[np.float64]) -> list[str]:

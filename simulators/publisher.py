@@ -24,7 +24,7 @@ What it promises:
   are respected; a message too large is failed rather than sent (a broker
   disconnects a client that sends one).
 
-The packets themselves are encoded and parsed in :mod:`simulators.mqtt_wire`; this
+The packets themselves are encoded and parsed in :mod:`processors.mqtt_wire`; this
 module is the connection and the accounting around them.
 """
 
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from processors.endpoint import BrokerUnreachableError, MqttEndpoint
-from simulators.mqtt_wire import (
+from processors.mqtt_wire import (
     DISCONNECT_PACKET,
     FATAL_CONNACK,
     PINGREQ,

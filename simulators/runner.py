@@ -11,7 +11,7 @@ from typing import Literal
 
 from simulators.encode import Encoder, Tally, TimedMessage
 from simulators.outputs import Output, OutputCounts, SliceOutput
-from simulators.schedule import BLOCK_MS, SLICE_MS, Schedule
+from simulators.schedule import SLICE_MS, Schedule
 
 IngestClock = Literal["wall", "publish"]
 
@@ -159,7 +159,7 @@ class Simulation:
         )
 
     def _block_end(self, sim: int) -> int:
-        end = sim + BLOCK_MS
+        end = sim + self.schedule.block_ms
         return end if self.end_ms is None else min(end, self.end_ms)
 
     def _ingest_ms(self) -> int | None:

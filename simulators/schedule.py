@@ -2,9 +2,14 @@
 
 The fleet is generated in fixed blocks of simulated time (a minute, cut short
 only by the end of the run) and published in one-second slices. Random
-numbers are drawn block by block, so the output depends only on the seed and the
-start time, never on how fast the machine is or how the run is paced; blocks
-rather than single seconds keep numpy's per-call overhead small for small fleets.
+numbers are drawn block by block, so the output depends only on the seed, the
+start time and the fleet, never on how fast the machine is or how the run is
+paced; blocks rather than single seconds keep numpy's per-call overhead small for
+small fleets. A fleet larger than :data:`BLOCK_DEVICES` gets shorter blocks, so
+that a block holds about as many readings as a minute of that many devices: the
+encoded messages of a block wait in memory until they are sent, and at 100,000
+devices a minute of them (a few hundred oversized payloads of 256 KB among them)
+was most of the simulator's memory.
 
 Each device reports on its own lattice (start + phase + k x interval); each
 reading leaves a little after it was due (jitter) and is stamped by the device's
@@ -31,6 +36,19 @@ SLICE_MS = 1000
 """Publishing and pacing step."""
 BLOCK_MS = 60_000
 """Generation step: readings of a block are generated together, then sent slice by slice."""
+BLOCK_DEVICES = 20_000
+"""Fleets up to this size are generated a minute at a time; larger ones in proportionally shorter blocks."""
+
+
+def block_length_ms(devices: int) -> int:
+    """How much simulated time is generated at once for a fleet of ``devices``: whole slices.
+
+    >>> block_length_ms(2_000), block_length_ms(100_000), block_length_ms(10**7)
+    (60000, 12000, 1000)
+    """
+    if devices <= BLOCK_DEVICES:
+        return BLOCK_MS
+    return max(SLICE_MS, BLOCK_MS * BLOCK_DEVICES // devices // SLICE_MS * SLICE_MS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +94,7 @@ class Schedule:
     ) -> None:
         self.start_ms = start_ms
         self.registry = registry
+        self.block_ms = block_length_ms(sum(len(registry.tables[name]) for name in kinds))
         self.weather = weather or Weather(seed)
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5C4ED]))
         phase_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9A5E]))

@@ -10,7 +10,17 @@ import pytest
 
 from tests.e2e.helpers import last_json_line, run_citypulse
 
-COMMANDS = [[], ["anomalies"], ["demo"], ["detect"], ["evaluate"], ["ingest"], ["replay"], ["simulate"]]
+COMMANDS = [
+    [],
+    ["anomalies"],
+    ["bench"],
+    ["demo"],
+    ["detect"],
+    ["evaluate"],
+    ["ingest"],
+    ["replay"],
+    ["simulate"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -19,7 +29,7 @@ def test_help_explains_each_command(command: list[str]) -> None:
     assert done.returncode == 0
     assert "Usage: citypulse" in done.stdout
     if not command:
-        for sub in ("anomalies", "demo", "detect", "evaluate", "ingest", "replay", "simulate"):
+        for sub in ("anomalies", "bench", "demo", "detect", "evaluate", "ingest", "replay", "simulate"):
             assert sub in done.stdout
 
 
@@ -37,6 +47,16 @@ def test_help_shows_defaults_one_way_and_flags_without_a_placeholder(command: li
     assert all(re.match(r"\W*--[a-z-]+\s{2,}[A-Z]", line) for line in flags), "help follows the flag directly"
     if command:
         assert "[default: " in text
+
+
+def test_bench_runs_the_checkouts_benchmark_and_says_what_to_do_without_one(tmp_path: Path) -> None:
+    options = run_citypulse("bench", "--help-bench")
+    assert options.returncode == 0
+    assert "--repeat-key" in options.stdout, "the benchmark's own options"
+    done = run_citypulse("bench", "--checkout", str(tmp_path), "--size", "small")
+    assert done.returncode == 2
+    assert f"no bench/e2e.py in {tmp_path}" in done.stderr
+    assert "pip install -e ." in done.stderr
 
 
 def test_version_is_the_installed_one() -> None:

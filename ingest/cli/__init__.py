@@ -15,6 +15,7 @@ import typer
 from ingest.cli import (
     alerts,
     anomalies,
+    bench,
     dashboards,
     demo,
     detect,
@@ -37,6 +38,11 @@ app = typer.Typer(
     cls=Group,
 )
 app.command("anomalies", cls=Command)(anomalies.anomalies)
+app.command(
+    "bench",
+    cls=Command,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)(bench.bench)
 app.command("demo", cls=Command)(demo.demo)
 app.command("detect", cls=Command)(detect.detect)
 app.command("evaluate", cls=Command)(evaluate.evaluate_command)

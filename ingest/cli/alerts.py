@@ -247,7 +247,7 @@ def _show(event: dict[str, Any], language: str, as_json: bool) -> None:
 def _tail_mqtt(settings: Settings, as_json: bool) -> None:
     import paho.mqtt.client as paho
 
-    from ingest.mqtt_client import make_client, start
+    from ingest.mqtt_client import disconnect, make_client, start
     from processors.endpoint import BrokerUnreachableError, ConnectOptions
 
     received: queue.Queue[bytes] = queue.Queue()
@@ -274,8 +274,7 @@ def _tail_mqtt(settings: Settings, as_json: bool) -> None:
     except KeyboardInterrupt:
         return
     finally:
-        client.disconnect()
-        client.loop_stop()
+        disconnect(client)
 
 
 @app.command("test")

@@ -8,8 +8,13 @@ at-least-once delivery never creates duplicates. Events (dead letters, alerts,
 the pipeline's own metrics) go to measurements of their own, in nanoseconds so
 that events of the same millisecond stay apart.
 
-A write sends the batch in requests of at most ``batch_points`` lines, gzipped
-when the body is large enough for that to pay. When InfluxDB refuses points
+A write sends the batch in requests of at most ``batch_points`` lines (and about
+4 MB): InfluxDB 1.x syncs its write-ahead log once per request, so large requests
+cost it less per point (measured here: 6.1 µs a point in 5,000-point bodies, 4.0 in
+50,000-point ones). Bodies are gzipped when the body is large enough for that to
+pay and, by default, only when the server is on another machine: on loopback there
+is no network to spare and compressing costs both ends CPU (measured: about 6 %
+of the ingest's time, and 5-10 % of influxd's). When InfluxDB refuses points
 (400/422/413), the request is split in halves until the refused points stand
 alone; the others are written and the refused ones come back in the report with
 the server's reason, to be dead-lettered. Anything else that fails raises
@@ -22,10 +27,13 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
+import numpy as np
 from pydantic import Field, SecretStr
 
 from ingest.settings_section import SettingsSection
@@ -60,12 +68,21 @@ class InfluxSettings(SettingsSection):
         default="citypulse", description="InfluxDB bucket; for v1, the database (`db` or `db/rp`)."
     )
     batch_points: int = Field(
-        default=5000, ge=1, le=1_000_000, description="Most points in one InfluxDB write request."
+        default=50_000,
+        ge=1,
+        le=1_000_000,
+        description="Most points in one InfluxDB write request (a request also stays under about 4 MB); "
+        "InfluxDB 1.x takes large requests at a lower cost per point.",
+    )
+    gzip: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Gzip request bodies: `auto` only when the server is not on a loopback address "
+        "(compressing costs CPU at both ends and saves no network there), `on`, or `off`.",
     )
     gzip_min_bytes: int = Field(
         default=1024,
         ge=0,
-        description="Request bodies at least this large are gzipped (`0`: always); smaller ones gain little.",
+        description="Request bodies at least this large are gzipped (`0`: all); smaller ones gain little.",
     )
     timeout_s: float = Field(default=10.0, gt=0, description="InfluxDB request timeout.")
 
@@ -87,7 +104,10 @@ class _Readings:
 class InfluxSink(Sink):
     """Line protocol over one InfluxDB write API (a ``Transport``)."""
 
-    def __init__(self, transport: Transport, *, batch_points: int = 5000, gzip_min_bytes: int = 1024) -> None:
+    def __init__(
+        self, transport: Transport, *, batch_points: int = 50_000, gzip_min_bytes: int | None = 1024
+    ) -> None:
+        """``gzip_min_bytes``: bodies at least this large are gzipped; None: none is."""
         if batch_points < 1:
             raise ValueError("batch_points must be at least 1")
         self.transport = transport
@@ -171,15 +191,21 @@ class InfluxSink(Sink):
         return refused
 
     def _chunks(self, lines: list[str]) -> list[tuple[int, int]]:
+        """(start, stop) of each request: at most ``batch_points`` lines, and at most MAX_BODY_CHARS
+        characters with the newlines between them unless a line alone is longer."""
+        n = len(lines)
+        # key[i]: characters of the lines before line i, plus one newline after each
+        key = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=n) + 1, out=key[1:])
         chunks = []
-        start, size = 0, 0
-        for i, line in enumerate(lines):
-            if i > start and (i - start >= self.batch_points or size + len(line) > MAX_BODY_CHARS):
-                chunks.append((start, i))
-                start, size = i, 0
-            size += len(line) + 1
-        if start < len(lines):
-            chunks.append((start, len(lines)))
+        start = 0
+        while start < n:
+            stop = min(start + self.batch_points, n)
+            if key[stop] - key[start] - 1 > MAX_BODY_CHARS:
+                fit = int(np.searchsorted(key, key[start] + MAX_BODY_CHARS + 1, side="right")) - 1
+                stop = max(min(fit, stop), start + 1)
+            chunks.append((start, stop))
+            start = stop
         return chunks
 
     def _send_isolating(
@@ -204,7 +230,7 @@ class InfluxSink(Sink):
 
     def _post(self, lines: list[str], precision: Precision) -> None:
         body = "\n".join(lines).encode("utf-8")
-        gzipped = len(body) >= self.gzip_min_bytes
+        gzipped = self.gzip_min_bytes is not None and len(body) >= self.gzip_min_bytes
         if gzipped:
             body = gzip.compress(body, compresslevel=1, mtime=0)
         self.requests += 1
@@ -246,6 +272,21 @@ def _event_refused(event: Event, stamp_ns: int, line: str, reason: str) -> Rejec
     )
 
 
+def on_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine by a loopback address (or ``localhost``).
+
+    >>> on_loopback("http://127.0.0.1:8086"), on_loopback("http://[::1]:8086"), on_loopback("http://db:8086")
+    (True, True, False)
+    """
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def open_influx(settings: InfluxSettings) -> InfluxSink:
     """The sink ``CITYPULSE_INFLUX_*`` describe, prepared (v1 database created, v2 bucket checked)."""
     token = settings.token.get_secret_value()
@@ -256,7 +297,12 @@ def open_influx(settings: InfluxSettings) -> InfluxSink:
         transport = V2Transport(
             settings.url, token, settings.org, settings.bucket, timeout_s=settings.timeout_s
         )
-    sink = InfluxSink(transport, batch_points=settings.batch_points, gzip_min_bytes=settings.gzip_min_bytes)
+    gzip = settings.gzip == "on" or (settings.gzip == "auto" and not on_loopback(settings.url))
+    sink = InfluxSink(
+        transport,
+        batch_points=settings.batch_points,
+        gzip_min_bytes=settings.gzip_min_bytes if gzip else None,
+    )
     try:
         sink.prepare()
     except BaseException:

@@ -23,7 +23,14 @@ from processors.registry import Registry
 from processors.topics import TopicScheme
 from processors.validate.columns import pick
 from processors.validate.cycle import PAYLOAD, TOPIC, Cycle, arrivals
-from processors.validate.messages import MAX_FIELD_NAMES, OTHER_FIELDS, RawMessage, Reject, ValidationPolicy
+from processors.validate.messages import (
+    MAX_FIELD_NAMES,
+    OTHER_FIELDS,
+    MessageColumns,
+    RawMessage,
+    Reject,
+    ValidationPolicy,
+)
 
 DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -88,8 +95,11 @@ class Singles:
     @classmethod
     def of(cls, messages: Sequence[RawMessage], routes: Routes, limit: int, now_ms: int) -> Singles:
         n = len(messages)
-        numbers = np.fromiter(map(routes.number.get, map(TOPIC, messages), repeat(-1)), np.intp, count=n)
-        payloads: list[bytes] = list(map(PAYLOAD, messages))
+        if isinstance(messages, MessageColumns):
+            topics, payloads = messages.topics, messages.payloads
+        else:
+            topics, payloads = list(map(TOPIC, messages)), list(map(PAYLOAD, messages))
+        numbers = np.fromiter(map(routes.number.get, topics, repeat(-1)), np.intp, count=n)
         sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
         codes = np.where(numbers >= 0, routes.code[numbers], -1)
         parse = (sizes <= limit) & (codes >= 0)

@@ -21,7 +21,7 @@ import orjson
 from numpy.typing import NDArray
 
 from processors.kinds import SensorKind
-from processors.validate.messages import RawMessage, Reject, ValidationResult
+from processors.validate.messages import MessageColumns, RawMessage, Reject, ValidationResult
 
 Chunk = tuple[NDArray[np.int64], NDArray[np.intp], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]
 """Accepted rows: sequence numbers, device positions, timestamps, values, arrival times."""
@@ -134,6 +134,8 @@ class Cycle:
 
 def arrivals(messages: Sequence[RawMessage], now_ms: int) -> NDArray[np.int64]:
     """Each message's arrival time; the cycle's clock where the source did not say."""
+    if isinstance(messages, MessageColumns):  # the receive path does not stamp messages
+        return np.full(len(messages), now_ms, dtype=np.int64)
     stamps = list(map(RECEIVED, messages))
     unknown = stamps.count(None)
     if unknown == len(stamps):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import overload
 
 from processors.batch import ReadingBatch
 from processors.reasons import Reason
@@ -86,3 +88,34 @@ OTHER_FIELDS = "(other)"
 """Unknown field names beyond :data:`MAX_FIELD_NAMES` distinct ones are counted under this name."""
 MAX_FIELD_NAMES = 256
 """Distinct unknown field names counted by name: a sender inventing names must not grow memory."""
+
+
+class MessageColumns(Sequence[RawMessage]):
+    """A cycle's messages as two lists, as the receive path cuts them: topics and payloads.
+
+    A sequence of :class:`RawMessage` to whoever reads it one message at a time (the
+    reference path, for the few messages it sees); the fast paths read the lists
+    themselves, so the usual message never becomes an object of its own.
+    """
+
+    __slots__ = ("payloads", "topics")
+
+    def __init__(self, topics: list[str], payloads: list[bytes]) -> None:
+        if len(topics) != len(payloads):
+            raise ValueError("every message needs a topic and a payload")
+        self.topics = topics
+        self.payloads = payloads
+
+    def __len__(self) -> int:
+        return len(self.topics)
+
+    @overload
+    def __getitem__(self, index: int) -> RawMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> MessageColumns: ...
+
+    def __getitem__(self, index: int | slice) -> RawMessage | MessageColumns:
+        if isinstance(index, slice):
+            return MessageColumns(self.topics[index], self.payloads[index])
+        return RawMessage(self.topics[index], self.payloads[index])

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bench._e2e_report import RUNS_HEADER, write_doc
+from ingest.sinks.influxdb import InfluxSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "e2e.py"), "--size", "small", "--json"],
+        [sys.executable, "-m", "ingest.cli", "bench", "--size", "small", "--json"],  # citypulse bench
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -74,10 +75,30 @@ def test_node_red_ran_or_the_result_says_why(result: dict[str, Any]) -> None:
 
 def test_the_database_alone_stores_every_point(result: dict[str, Any]) -> None:
     ceilings = result["database_ceiling"]
-    assert set(ceilings) == {"one_connection", "two_connections", "one_connection_gzip"}
+    assert set(ceilings) == {
+        "one_connection",
+        "two_connections",
+        "one_connection_gzip",
+        "same_readings_one_connection",
+    }
     for row in ceilings.values():
         assert row["every_reading_stored"]
         assert row["points"] == result["backlog"]["single_messages"]
+    same = ceilings["same_readings_one_connection"]
+    assert same["points_per_body"] == min(same["points"], InfluxSettings().batch_points), (
+        "the same readings go in bodies as large as citypulse's writes"
+    )
+
+
+def test_scaling_out_stores_every_reading_once(result: dict[str, Any]) -> None:
+    runs = result["scale_out"]
+    assert [r["processes"] for r in runs] == [1, 2, 4]
+    for r in runs:
+        assert r["every_reading_stored"], r
+        assert r["every_message_taken_once"], r
+        assert len(r["messages_taken"]) == r["processes"]
+        assert all(taken and taken > 0 for taken in r["messages_taken"]), "every process took a share"
+    assert runs[0]["devices_in_more_than_one_process"] == 0
 
 
 def test_latency_runs_report_percentiles_of_every_published_reading(result: dict[str, Any]) -> None:

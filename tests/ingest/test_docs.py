@@ -71,7 +71,7 @@ def test_the_configuration_reference_lists_every_setting_with_its_variable_key_a
             assert table[f"CITYPULSE_{name}".upper()][0] == f"`{name}`"
             assert table[f"CITYPULSE_{name}".upper()][3] == field.description
     assert set(table) == expected
-    assert table["CITYPULSE_INFLUX_BATCH_POINTS"][1:3] == ["integer, ≥ 1, ≤ 1000000", "`5000`"]
+    assert table["CITYPULSE_INFLUX_BATCH_POINTS"][1:3] == ["integer, ≥ 1, ≤ 1000000", "`50000`"]
     assert table["CITYPULSE_INFLUX_TOKEN"][1:3] == ["secret text", "(empty)"]
     assert table["CITYPULSE_UNKNOWN_FIELDS"][1:3] == ["one of `ignore`, `reject`", "`ignore`"]
     assert table["CITYPULSE_MAX_AGE_S"][2] == "`604800`"

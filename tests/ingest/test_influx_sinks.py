@@ -153,6 +153,17 @@ def test_gzip_is_used_from_the_threshold_up_and_stores_the_same(
     assert influxd.points("air", "plain") == influxd.points("air", "zipped") == expected_points(air)
 
 
+def test_gzip_by_default_only_for_a_server_on_another_machine(influxd: Influxd) -> None:
+    local = open_influx(InfluxSettings(api="v1", url=influxd.url, bucket="auto"))
+    forced = open_influx(InfluxSettings(api="v1", url=influxd.url, bucket="auto", gzip="on"))
+    try:
+        assert local.gzip_min_bytes is None, "loopback: nothing to gain from compressing"
+        assert forced.gzip_min_bytes == 1024
+    finally:
+        local.close()
+        forced.close()
+
+
 def test_requests_hold_at_most_batch_points_lines(influxd: Influxd, small_registry: Registry) -> None:
     air = batch_of(small_registry, "air", now_ms() - 60_000, 95)
     sink = InfluxSink(V1Transport(influxd.url, "chunks", ""), batch_points=10)
@@ -198,7 +209,7 @@ def test_v2_writes_through_influxdb_client_to_a_real_server(
 ) -> None:
     air = batch_of(small_registry, "air", now_ms() - 120_000, 30)
     settings = load_settings(
-        sink="influxdb", influx={"api": "v2", "url": victoria_metrics.url, "gzip_min_bytes": 0}
+        sink="influxdb", influx={"api": "v2", "url": victoria_metrics.url, "gzip": "on", "gzip_min_bytes": 0}
     )
     with open_sink(settings) as sink:
         assert sink.describe() == f"influxdb v2 {victoria_metrics.url} org=citypulse bucket=citypulse"

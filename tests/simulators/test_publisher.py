@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from processors.endpoint import BrokerUnreachableError, MqttEndpoint
-from simulators.mqtt_wire import split_packet
+from processors.mqtt_wire import split_packet
 from simulators.publisher import Protocol, Publisher
 from tests.e2e.helpers import wait_until
 from tests.servers import Mosquitto, running_mosquitto

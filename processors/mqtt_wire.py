@@ -1,9 +1,12 @@
-"""The MQTT 3.1.1/5 packets a publish-only client writes and reads, encoded and parsed in bulk.
+"""The MQTT 3.1.1/5 packets citypulse's own clients write and read, encoded and parsed in bulk.
 
-Written: CONNECT, PUBLISH (thousands at a time, as one block of bytes), PINGREQ and
-DISCONNECT. Read: CONNACK (with the MQTT 5 limits it announces), PUBACK (a read
-full of them parsed at once), PINGRESP and DISCONNECT. Nothing here touches a
-socket: :mod:`simulators.publisher` does.
+Pure bytes, no socket, so both sides of the house use it: the simulator's publisher
+(:mod:`simulators.publisher`) and the ingest service's receiver (``ingest/mqtt_link.py``).
+Publishing: CONNECT, PUBLISH (thousands at a time, as one block of bytes), PINGREQ and
+DISCONNECT out; CONNACK (with the MQTT 5 limits it announces), PUBACK (a read full of
+them parsed at once), PINGRESP and DISCONNECT in. Receiving (cutting a read full of
+PUBLISH packets into columns, SUBSCRIBE, PUBACKs for a whole cycle) is in
+:mod:`processors.mqtt_inbound`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import struct
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 PUBACK = 0x40
 CONNACK = 0x20
@@ -23,7 +27,14 @@ U16 = struct.Struct("!H")
 _HEAD2 = struct.Struct("!BBBH")
 """First byte, a two-byte remaining length and the topic length: the header of a typical PUBLISH."""
 _PUBACK_BYTE = bytes((PUBACK,))
-_PACKET_IDS = [i.to_bytes(2, "big") for i in range(65_536)]
+
+
+@cache
+def _packet_ids() -> list[bytes]:
+    """Every packet id as its two bytes, made on first use: the service, which never publishes in
+    bulk, does not carry them (about 3 MB)."""
+    return [i.to_bytes(2, "big") for i in range(65_536)]
+
 
 CONNACK_V3 = {
     1: "the broker does not accept MQTT 3.1.1; try --protocol 5",
@@ -118,19 +129,46 @@ def publish_block(
     parts[0::width] = heads
     parts[1::width] = names
     if qos:
-        parts[2::width] = [_PACKET_IDS[i] for i in ids]
+        packet_ids = _packet_ids()
+        parts[2::width] = [packet_ids[i] for i in ids]
     parts[width - 1 :: width] = payloads
     layout = (b"%b%b%b" if qos else b"%b%b") + properties + b"%b"
     block = (layout * len(names)) % tuple(parts) if names else b""
     return Block(block, len(names), ids, lengths, too_large)
 
 
+@dataclass(frozen=True)
+class Will:
+    """The message the broker publishes for a client that vanishes without a DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
 def connect_packet(
-    client_id: str, username: str | None, password: str | None, keepalive_s: int, v5: bool
+    client_id: str,
+    username: str | None,
+    password: str | None,
+    keepalive_s: int,
+    v5: bool,
+    *,
+    clean_start: bool = True,
+    session_expiry_s: int | None = None,
+    receive_maximum: int | None = None,
+    will: Will | None = None,
 ) -> bytes:
-    """A clean-start CONNECT packet."""
-    flags = 0x02  # clean start: a publisher keeps no subscriptions worth resuming
+    """A CONNECT packet; by default a clean start (a publisher keeps no subscriptions worth resuming).
+
+    A receiver keeps its session instead (``clean_start=False``): on MQTT 5 for
+    ``session_expiry_s`` after a disconnect, on 3.1.1 until the broker forgets it.
+    """
+    flags = 0x02 if clean_start else 0x00
     payload = string(client_id.encode())
+    if will is not None:
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+        payload += (b"\x00" if v5 else b"") + string(will.topic.encode()) + string(will.payload)
     if username is not None:
         flags |= 0x80
         payload += string(username.encode())
@@ -139,7 +177,12 @@ def connect_packet(
             payload += string(password.encode())
     header = string(b"MQTT") + bytes([5 if v5 else 4, flags]) + U16.pack(keepalive_s)
     if v5:
-        header += b"\x00"
+        properties = b""
+        if session_expiry_s:
+            properties += b"\x11" + struct.pack("!I", session_expiry_s)
+        if receive_maximum is not None:
+            properties += b"\x21" + U16.pack(receive_maximum)
+        header += varint(len(properties)) + properties
     body = header + payload
     return b"\x10" + varint(len(body)) + body
 
@@ -188,6 +231,11 @@ def connack(kind: int, body: bytes, v5: bool) -> tuple[int, str, BrokerLimits]:
         why = REASONS_V5.get(code, f"reason code {code:#x}") if v5 else CONNACK_V3.get(code, str(code))
         return code, why, BrokerLimits()
     return code, "", connack_limits(body[2:]) if v5 else BrokerLimits()
+
+
+def session_present(body: bytes) -> bool:
+    """Whether a successful CONNACK (its body) says the broker still had the client's session."""
+    return bool(body[0] & 0x01)
 
 
 def take_acks(incoming: bytearray) -> tuple[list[int], bytes]:
