@@ -15,7 +15,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from processors.mqtt_wire import DISCONNECT_PACKET, PINGREQ, REASONS_V5, U16, string, varint
+from processors.mqtt_wire import (
+    DISCONNECT_PACKET,
+    PINGREQ,
+    REASONS_V5,
+    U16,
+    MalformedPacketError,
+    read_varint,
+    string,
+    varint,
+)
 
 __all__ = [
     "DISCONNECT_PACKET",
@@ -37,10 +46,6 @@ SUBACK = 0x90
 PINGRESP = 0xD0
 DISCONNECT = 0xE0
 _PUBACK_HEAD = b"\x40\x02"
-
-
-class MalformedPacketError(ConnectionError):
-    """The broker sent bytes that are not a valid MQTT packet: the connection must be dropped."""
 
 
 @dataclass(slots=True)
@@ -138,31 +143,20 @@ def _cut(data: bytes, v5: bool, most: int) -> Cut:
 def _long_length(data: bytes, position: int) -> tuple[int, int]:
     """(start, end) of the body of the packet at ``position`` whose length takes 3-4 bytes;
     (-1, -1) if the length itself is not all there yet."""
-    length, shift, at = 0, 0, position + 1
-    while at < len(data):
-        byte = data[at]
-        at += 1
-        length |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return at, at + length
-        shift += 7
-        if shift > 21:
-            raise MalformedPacketError("a packet length longer than four bytes")
-    return -1, -1
+    read = read_varint(data, position + 1)
+    if read is None:
+        return -1, -1
+    length, at = read
+    return at, at + length
 
 
 def _skip_properties(data: bytes, at: int) -> int:
     """The offset after the properties (a variable byte integer length, then that many bytes) at ``at``."""
-    length, shift = 0, 0
-    while True:
-        byte = data[at]
-        at += 1
-        length |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return at + length
-        shift += 7
-        if shift > 21:
-            raise MalformedPacketError("a properties length longer than four bytes")
+    read = read_varint(data, at)
+    if read is None:
+        raise MalformedPacketError("properties shorter than their own length")
+    length, at = read
+    return at + length
 
 
 def _topics(raw: list[bytes]) -> list[str]:

@@ -187,6 +187,25 @@ def connect_packet(
     return b"\x10" + varint(len(body)) + body
 
 
+class MalformedPacketError(ConnectionError):
+    """The broker sent bytes that are not a valid MQTT packet: the connection must be dropped."""
+
+
+def read_varint(data: bytes | bytearray, at: int) -> tuple[int, int] | None:
+    """(value, offset after it) of the variable byte integer at ``at``; None if it is not all there yet."""
+    value, shift = 0, 0
+    while at < len(data):
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+        if shift > 21:
+            raise MalformedPacketError("a variable byte integer longer than four bytes")
+    return None
+
+
 def varint(n: int) -> bytes:
     out = bytearray()
     while True:
@@ -296,20 +315,10 @@ def split_packet(data: bytes | bytearray, offset: int = 0) -> tuple[int, bytes, 
     """(first byte, body, next offset) of the packet at ``offset``, or None if incomplete."""
     if len(data) - offset < 2:
         return None
-    multiplier = 1
-    length = 0
-    position = offset + 1
-    while True:
-        if position >= len(data):
-            return None
-        byte = data[position]
-        length += (byte & 0x7F) * multiplier
-        position += 1
-        if not byte & 0x80:
-            break
-        multiplier *= 128
-        if multiplier > 128**3:
-            raise ConnectionError("malformed packet from the broker")
+    read = read_varint(data, offset + 1)
+    if read is None:
+        return None
+    length, position = read
     end = position + length
     if end > len(data):
         return None
@@ -320,15 +329,10 @@ def connack_limits(properties: bytes) -> BrokerLimits:
     """Receive Maximum, Maximum Packet Size, Maximum QoS and Server Keep Alive from CONNACK properties."""
     if not properties:
         return BrokerLimits()
-    length, used = 0, 0
-    multiplier = 1
-    while True:
-        byte = properties[used]
-        length += (byte & 0x7F) * multiplier
-        used += 1
-        if not byte & 0x80:
-            break
-        multiplier *= 128
+    read = read_varint(properties, 0)
+    if read is None:
+        raise MalformedPacketError("CONNACK properties shorter than their own length")
+    length, used = read
     data = properties[used : used + length]
     values: dict[int, int] = {}
     i = 0
