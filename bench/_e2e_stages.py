@@ -244,10 +244,14 @@ def node_red_backlog(run: Run) -> dict[str, Any]:
     return result
 
 
-def latency(run: Run, max_singles: float, node_red: bool) -> dict[str, Any]:
+def latency(
+    run: Run, max_singles: float, node_red: bool, node_red_max: float | None = None
+) -> dict[str, Any]:
     """Fixed offered loads against citypulse ingest and (singles only) Node-RED, live.
 
-    Each load gets a fresh contender process and database, so one load's backlog or failure
+    Each contender is offered shares of its own measured maximum (Node-RED's is its drain
+    rate, ``node_red_max``; without one it gets citypulse's loads), then the fixed load. Each
+    load gets a fresh contender process and database, so one load's backlog or failure
     (Node-RED's exhausted sockets, say) never carries over into the next.
     """
     assert run.singles is not None
@@ -255,16 +259,21 @@ def latency(run: Run, max_singles: float, node_red: bool) -> dict[str, Any]:
     singles = live_templates(run.singles.path, size.devices)
     fleet = load_registry(run.work / "devices.csv")
     gateways = gateway_templates(singles, size.batch, {d.device_id: d.gateway for d in fleet})
-    plan = [
-        (f"{share:.0%} of citypulse's maximum", share * max_singles, False, False) for share in size.shares
-    ]
-    plan.append((f"fixed {size.fixed_load:,} readings/s", float(size.fixed_load), True, False))
+    at_fixed = (f"fixed {size.fixed_load:,} readings/s", float(size.fixed_load), True, False)
+
+    def shares(of: str, maximum: float) -> list[tuple[str, float, bool, bool]]:
+        return [(f"{share:.0%} of {of}'s maximum", share * maximum, False, False) for share in size.shares]
+
     out: dict[str, Any] = {}
     contenders = ["citypulse"] + (["node_red"] if node_red and run.red is not None else [])
     for who in contenders:
-        loads = plan if who != "citypulse" else [
-            *plan, (f"fixed {size.fixed_load:,} readings/s in batches", float(size.fixed_load), True, True)
-        ]  # fmt: skip
+        if who == "citypulse":
+            loads = [
+                *shares("citypulse", max_singles), at_fixed,
+                (f"fixed {size.fixed_load:,} readings/s in batches", float(size.fixed_load), True, True),
+            ]  # fmt: skip
+        else:
+            loads = [*shares("Node-RED", node_red_max or max_singles), at_fixed]
         results: list[dict[str, Any]] = []
         for number, (label, rate, fixed, batched) in enumerate(loads):
             name = f"{who.replace('_', '-')}-live-{number}"

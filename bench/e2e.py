@@ -98,7 +98,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["database_ceiling"] = stages.ceilings(r)
             if "latency" not in skip:
                 best = result["drain"]["citypulse_singles"]["sustained_msg_per_s"]
-                result["latency"] = stages.latency(r, float(best), node_red="node-red" not in skip)
+                red = result["drain"].get("node_red_keep_session", {}).get("sustained_msg_per_s")
+                result["latency"] = stages.latency(
+                    r, float(best), node_red="node-red" not in skip, node_red_max=float(red) if red else None
+                )
             if "memory" not in skip:
                 result["memory"] = stages.memory(r)
             if "scale" not in skip:
