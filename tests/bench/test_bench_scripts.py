@@ -43,6 +43,17 @@ def test_validate_bench_agrees_with_its_baselines_on_both_message_shapes() -> No
     assert "bytes per device" in out
 
 
+def test_memory_probe_stores_the_whole_backlog_and_finds_the_detector_state() -> None:
+    out = run("memory_probe.py", "--devices", "300", "--cycle", "500", "--trace")
+    done = re.search(r"backlog done: ([\d,]+) messages, ([\d,]+) readings stored", out)
+    assert done is not None, out[-1500:]
+    messages, stored = (int(n.replace(",", "")) for n in done.groups())
+    assert messages > 1000
+    assert stored == messages
+    assert re.search(r"after cycle 1 \(500 messages\)\s+\d+ MiB resident", out)
+    assert "_storage.py" in out.split("largest live allocations")[1], "detector state is among the largest"
+
+
 def test_detect_bench_reports_speed_and_state_per_device_field() -> None:
     out = run("detect_bench.py", "--devices", "200", "--batches", "3", "--series-rows", "200")
     assert "reading-fields/s" in out
