@@ -34,7 +34,7 @@ from pydantic import create_model
 
 from processors.batch import ReadingBatch
 from processors.detectors import DETECTORS, Detector, DetectorConfig
-from processors.detectors._generic_series import GenericSeries, sample_transform
+from processors.detectors._generic_series import GenericSeries, sample_band, sample_transform
 from processors.detectors._robust import Transform
 from processors.kinds import Reading, SensorKind, measure
 from processors.registry import Device, DeviceTable
@@ -62,14 +62,7 @@ def series_kind(
     fields: dict[str, Any] = {}
     for j, name in enumerate(names):
         column = sample[:, j]
-        finite = column[np.isfinite(column)]
-        if finite.size:
-            low, high = (float(v) for v in np.percentile(finite, [5.0, 95.0]))
-        else:
-            low, high = 0.0, 1.0
-        if high <= low:
-            spread = max(abs(low) * 0.1, 1.0)
-            low, high = low - spread, high + spread
+        low, high = sample_band(column[np.isfinite(column)])
         fields[name] = (
             float | None,
             measure("", -UNBOUNDED, UNBOUNDED, "The recorded value", normal=(low, high)),

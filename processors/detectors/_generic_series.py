@@ -93,6 +93,22 @@ class GenericSeries:
         return Found(score, alarm, level, scored_by, alarmed_by)
 
 
+def sample_band(finite: FloatArray) -> tuple[float, float]:
+    """A measure's normal band from its finite sample: the 5th to 95th percentile.
+
+    An empty sample gives (0, 1); a flat one is widened by a tenth of its level (at
+    least 1) each way, so a band always has width.
+    """
+    if finite.size:
+        low, high = (float(v) for v in np.percentile(finite, [5.0, 95.0]))
+    else:
+        low, high = 0.0, 1.0
+    if high <= low:
+        spread = max(abs(low) * 0.1, 1.0)
+        low, high = low - spread, high + spread
+    return low, high
+
+
 def sample_transform(sample: FloatArray) -> Transform:
     """A transform for measures of unknown kind, from a sample of their first readings (columns).
 
@@ -105,13 +121,7 @@ def sample_transform(sample: FloatArray) -> Transform:
     for j in range(sample.shape[1]):
         column = sample[:, j]
         finite = column[np.isfinite(column)]
-        if finite.size:
-            low, high = (float(v) for v in np.percentile(finite, [5.0, 95.0]))
-        else:
-            low, high = 0.0, 1.0
-        if high <= low:
-            spread = max(abs(low) * 0.1, 1.0)
-            low, high = low - spread, high + spread
+        low, high = sample_band(finite)
         never_negative = bool(finite.size) and float(finite.min()) >= 0.0
         whole = bool(finite.size) and bool(np.all(finite == np.round(finite)))
         measures.append(
