@@ -33,10 +33,11 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from ingest.batch_codec import UnreadableBatchError, decode_batch, encode_batch
+from ingest.counters import LockedCounters
 from ingest.sinks.base import RejectedPoint, Sink, SinkError, SinkHealth, WriteReport
 from ingest.spool import Record, Spool, SpoolFullError, SpoolLockedError, SpoolState
 from processors.batch import Event, WriteBatch
@@ -92,8 +93,7 @@ class DurabilitySnapshot:
 
 
 @dataclass
-class _Counters:
-    lock: threading.Lock = field(default_factory=threading.Lock)
+class _Counters(LockedCounters):
     written: int = 0
     retries: int = 0
     failures: int = 0
@@ -103,11 +103,6 @@ class _Counters:
     replayed_points: int = 0
     store_rejected: int = 0
     set_aside: int = 0
-
-    def add(self, **deltas: int) -> None:
-        with self.lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
 
 
 class DurableSink(Sink):

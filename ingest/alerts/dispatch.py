@@ -28,6 +28,7 @@ from ingest.alerts.channels import AlertChannel, DeliveryError, Notification, Su
 from ingest.alerts.db import AlertStoreError
 from ingest.alerts.outbox import Outbox
 from ingest.alerts.store import Delivery, wall_ms
+from ingest.counters import LockedCounters
 from ingest.durable import RetryPolicy
 from processors.alerts.grouping import TokenBucket, group_due_ms
 
@@ -51,19 +52,13 @@ class ChannelSnapshot:
 
 
 @dataclass
-class _Counters:
-    lock: threading.Lock = field(default_factory=threading.Lock)
+class _Counters(LockedCounters):
     delivered: int = 0
     retried: int = 0
     dead_lettered: int = 0
     dropped: int = 0
     overflow: int = 0
     queued: int = 0
-
-    def add(self, **deltas: int) -> None:
-        with self.lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
 
 
 @dataclass
