@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._e2e_data import COUNT_FIELD, Backlog, citypulse, python_env
-from bench._servers import Influxd, Mosquitto, cpu_and_peak, free_port, run_measured, stop_process
+from bench._servers import Influxd, Mosquitto, cpu_and_peak, run_measured, stop_process
+from ingest.broker import free_port
 
 Progress = Callable[[str], None]
 

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._servers import free_port, stop_process
+from bench._servers import stop_process
+from ingest.broker import free_port
 
 NODE_RED = "node-red@4.1.8"
 INFLUX_NODES = "node-red-contrib-influxdb@0.7.0"

@@ -1,7 +1,7 @@
 """Private Mosquitto and influxd for the benchmarks: free loopback ports, temp dirs, always stopped.
 
-The same knowledge as the test fixtures (``tests/servers.py``), kept here because a
-benchmark must not import the test suite. Both start the Debian packages' binaries
+A benchmark must not import the test suite, so what starting these servers takes lives
+here and the test fixtures (``tests/servers.py``) use it too. Both start the Debian packages' binaries
 (``apt-get install -y mosquitto mosquitto-clients influxdb``) with their own
 configuration, so nothing depends on a server someone left running.
 """
@@ -24,18 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ingest.broker import free_port
 
 
 def require_binary(name: str, package: str) -> str:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
     if found is None:
-        raise RuntimeError(f"{name} is not installed: run 'apt-get install -y {package}'")
+        raise RuntimeError(f"{name} is not installed: run 'apt-get install -y {package}' (or bash .ci/run)")
     return found
 
 
@@ -49,6 +44,30 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def influxd_config(workdir: Path, port: int, rpc_port: int) -> str:
+    """A private influxd's configuration: loopback ports, everything in ``workdir``, quiet logs."""
+    return (
+        "reporting-disabled = true\n"
+        f'bind-address = "127.0.0.1:{rpc_port}"\n'
+        f'[meta]\n  dir = "{workdir}/meta"\n'
+        f'[data]\n  dir = "{workdir}/data"\n  wal-dir = "{workdir}/wal"\n'
+        "  query-log-enabled = false\n"
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+        "  max-row-limit = 0\n"
+        "[monitor]\n  store-enabled = false\n"
+        "[continuous_queries]\n  enabled = false\n"
+    )
+
+
+def influxd_answers(url: str) -> bool:
+    """Whether the influxd at ``url`` answers its ``/ping``."""
+    try:
+        with urllib.request.urlopen(url + "/ping", timeout=1) as reply:
+            return int(reply.status) == 204
+    except OSError:
+        return False
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, grace_s: float = 15.0) -> None:
@@ -113,17 +132,7 @@ class Influxd:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> str:
-        return (
-            "reporting-disabled = true\n"
-            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
-            f'[meta]\n  dir = "{self.workdir}/meta"\n'
-            f'[data]\n  dir = "{self.workdir}/data"\n  wal-dir = "{self.workdir}/wal"\n'
-            "  query-log-enabled = false\n"
-            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
-            "  max-row-limit = 0\n"
-            "[monitor]\n  store-enabled = false\n"
-            "[continuous_queries]\n  enabled = false\n"
-        )
+        return influxd_config(self.workdir, self.port, self.rpc_port)
 
     def start(self, timeout_s: float = 30.0) -> None:
         binary = require_binary("influxd", "influxdb")
@@ -143,11 +152,7 @@ class Influxd:
         self.process = None
 
     def answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/ping", timeout=1) as reply:
-                return int(reply.status) == 204
-        except OSError:
-            return False
+        return influxd_answers(self.url)
 
     def query(self, statement: str, db: str = "") -> list[dict[str, Any]]:
         """InfluxQL over ``/query`` (POST, so it may also create and drop), epochs in ms."""

@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -21,26 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from bench._servers import influxd_answers, influxd_config, require_binary, wait_for_port
 from ingest.broker import free_port
-
-
-def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection(("127.0.0.1", port), timeout=0.2),
-        ):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
-
-
-def require_binary(name: str, package: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
-    if found is None:
-        raise RuntimeError(f"{name} is not installed: run 'apt-get install -y {package}' (or bash .ci/run)")
-    return found
 
 
 class ServerProcess:
@@ -203,17 +183,7 @@ class Influxd(ServerProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> str:
-        return (
-            "reporting-disabled = true\n"
-            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
-            f'[meta]\n  dir = "{self.workdir}/meta"\n'
-            f'[data]\n  dir = "{self.workdir}/data"\n  wal-dir = "{self.workdir}/wal"\n'
-            "  query-log-enabled = false\n"
-            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
-            "  max-row-limit = 0\n"
-            "[monitor]\n  store-enabled = false\n"
-            "[continuous_queries]\n  enabled = false\n"
-        )
+        return influxd_config(self.workdir, self.port, self.rpc_port)
 
     def start(self, timeout_s: float = 30.0) -> None:
         binary = require_binary("influxd", "influxdb")
@@ -224,11 +194,7 @@ class Influxd(ServerProcess):
         self._wait_until_ready(self.answers, timeout_s, f"influxd on port {self.port}", "influxd.log")
 
     def answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/ping", timeout=1) as reply:
-                return int(reply.status) == 204
-        except OSError:
-            return False
+        return influxd_answers(self.url)
 
     def query(self, statement: str, db: str = "citypulse") -> list[dict[str, Any]]:
         """InfluxQL over ``/query`` with millisecond epochs; the result list, one entry per statement."""

@@ -24,12 +24,12 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench._servers import wait_for_port
 from dashboards.catalog import FOLDER_UID, JSON_DIR
 from dashboards.influxql import DATASOURCE_UID
 from ingest.broker import free_port
 from ingest.storage_setup import GRAFANA_TOKEN_FILE, INGEST_TOKEN_FILE
 from processors.topics import TopicScheme
-from tests.servers import wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())

@@ -11,8 +11,9 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+from bench._servers import require_binary
 from tests.e2e.helpers import IngestProcess, run_citypulse, wait_until, watching
-from tests.servers import Mosquitto, require_binary
+from tests.servers import Mosquitto
 
 STATUS = "citypulse/v1/status/ingest/citypulse-ingest"
 READING = b'{"ts": "2026-11-23T04:30:00Z", "pm25": 12}'

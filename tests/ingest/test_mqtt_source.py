@@ -16,11 +16,12 @@ import pytest
 from paho.mqtt import publish
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench._servers import require_binary
 from ingest.mqtt_source import MqttSource, Taken
 from processors.endpoint import BrokerUnreachableError, ConnectOptions, MqttEndpoint
 from processors.topics import TopicScheme
 from tests.e2e.helpers import wait_until
-from tests.servers import Mosquitto, require_binary, running
+from tests.servers import Mosquitto, running
 
 AS_ROOT = "user root\n" if os.geteuid() == 0 else ""
 """Started as root, Mosquitto drops to user 'mosquitto', which cannot read files in a root-owned tmp dir."""

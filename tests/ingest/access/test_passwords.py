@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench._servers import require_binary
 from ingest.access.passwords import (
     PasswordFileError,
     hash_password,
@@ -16,7 +17,6 @@ from ingest.access.passwords import (
     verify_password,
 )
 from tests.ingest.access.helpers import ACCEPTED, NOT_AUTHORIZED, Client, connected, secured_broker
-from tests.servers import require_binary
 
 
 @pytest.mark.parametrize("iterations", [None, 1000])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench._servers import require_binary
 from ingest.access.certs import make_certs
 from ingest.broker import free_port
 from ingest.private_files import is_private
@@ -27,7 +28,7 @@ from tests.ingest.access.helpers import (
     connected,
     secured_broker,
 )
-from tests.servers import ConfiguredMosquitto, require_binary, running
+from tests.servers import ConfiguredMosquitto, running
 
 P = "citypulse/v1"
 
