@@ -81,15 +81,6 @@ def start(client: mqtt.Client, options: ConnectOptions, connected: threading.Eve
         )
 
 
-def describe_failure(reason_code: Any) -> str:
-    """Turn a CONNACK/DISCONNECT reason into advice."""
-    text = str(reason_code)
-    lowered = text.lower()
-    if "not authori" in lowered or "bad user" in lowered:
-        return f"{text}: check the user and password in CITYPULSE_MQTT_URL"
-    return text
-
-
 def disconnect(client: mqtt.Client) -> None:
     """Disconnect cleanly and stop the network thread, without a false error in the log.
 
