@@ -1,8 +1,10 @@
-"""Building paho-mqtt clients the same way everywhere in the service and the demo.
+"""Building paho-mqtt clients the same way wherever citypulse still uses paho.
 
-paho-mqtt 2.x is used because it can acknowledge a QoS 1 message when *we* decide
-(``manual_ack``), after the readings are durable; aiomqtt acknowledges before the
-application sees the message.
+The ingest service reads with its own lean client (``ingest/mqtt_link.py``); paho
+serves the alert channel, ``citypulse alerts tail`` and the benchmark's paho
+receiver, where its per-message cost does not matter. paho-mqtt 2.x can
+acknowledge a QoS 1 message when *we* decide (``manual_ack``), which that
+receiver uses to acknowledge only after its write, as ingest does.
 """
 
 from __future__ import annotations

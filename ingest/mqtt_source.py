@@ -82,7 +82,6 @@ class MqttSource:
         (what the service publishes itself): they are acknowledged and dropped at once."""
         self.options = replace(
             options,
-            manual_ack=True,
             persistent_session=True,
             will_topic=status_topic,
             will_payload=b"offline",
