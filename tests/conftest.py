@@ -32,12 +32,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CITYPULSE_* variable or citypulse.toml of the developer's leaks into a test."""
+    """No CITYPULSE_* variable or citypulse.toml of the developer's leaks into a test.
+
+    The metrics endpoint is off unless a test asks for one (a port of its own): the tests
+    run in parallel workers, and every service started on the default port but the first
+    would log an error.
+    """
     import os
 
     for name in list(os.environ):
         if name.startswith("CITYPULSE_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("CITYPULSE_METRICS_PORT", "0")
     monkeypatch.chdir(tmp_path)
 
 
